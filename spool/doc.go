@@ -1,0 +1,91 @@
+// Package spool owns the maildir-style queue of outgoing mail on disk: the
+// directory layout, unique file names, the envelope line syntax, the spool
+// lock and atomic state changes.
+//
+// # Layout
+//
+//	DIR/lock     flock(2) target of Lock; holds the holder's pid
+//	DIR/tmp/     files being written; renamed away when complete
+//	DIR/new/     ready, never attempted
+//	DIR/cur/     attempted at least once, waiting for a retry (carries state)
+//	DIR/failed/  permanently failed originals, kept for inspection
+//	DIR/bad/     files Scan could not parse, each with ID.reason beside it
+//
+// A message file is named with a maildir unique name,
+// "UNIXNANO.PpidRrandom.host" (no "/" or ":"), so any producer can write one
+// without coordination, and keeps that name (its ID) in every directory.
+//
+// # File format
+//
+// One file is one message: envelope lines first, then the RFC 5322 message
+// exactly as it is to be sent. Leading lines whose field name starts with
+// "X-Envelope-" (any case) are envelope lines; the first other line starts
+// the message and must be a header field or an empty line. Envelope lines are
+// never folded; LF and CRLF line endings are both accepted; the spool writes
+// LF. Times are UTC RFC 3339 with second precision.
+//
+//	X-Envelope-From: <alice@example.test>          exactly one; <> = null sender
+//	X-Envelope-To: <bob@example.test>              one per pending recipient, >= 1
+//	X-Envelope-Arrival: 2026-11-29T12:00:00Z       optional (default: file mtime)
+//	X-Envelope-Attempts: 2                         optional (default 0)
+//	X-Envelope-Next-Attempt: 2026-11-29T12:05:00Z  optional (default: due now)
+//	X-Envelope-Reply: <bob@example.test> 451 4.7.1 Greylisted   last reply for a pending recipient
+//	X-Envelope-Failed: <gone@example.test> 550 5.1.1 No such user   a recipient that failed permanently
+//
+// For example, a message deferred once for one of its two recipients:
+//
+//	X-Envelope-From: <alice@example.test>
+//	X-Envelope-To: <carol@example.test>
+//	X-Envelope-Arrival: 2026-11-29T12:00:00Z
+//	X-Envelope-Attempts: 1
+//	X-Envelope-Next-Attempt: 2026-11-29T12:05:00Z
+//	X-Envelope-Reply: <carol@example.test> 451 4.7.1 Greylisted
+//	From: Alice <alice@example.test>
+//	To: bob@example.test, carol@example.test
+//	Subject: report
+//
+//	body
+//
+// Every address is checked with addr.Check (RFC 5321 §4.1.2): a CR, LF, NUL
+// or other control character, a missing "@" or an over-long path makes the
+// file invalid (C31). Unknown X-Envelope- names, a repeated single field, a
+// missing From or To, and a message that does not start with a header field
+// right after the envelope (the trace of a split line) make it invalid too.
+// Reply text is stored on one line: control characters become spaces when
+// written. In failed/ the To lines may be absent when Failed lines are there.
+//
+// A file whose first line is not an envelope line is a plain maildir
+// message: its envelope is derived as "sendmail -t" does: recipients from
+// To, Cc and Bcc (address lists, groups allowed), the sender from
+// Return-Path, else Sender, else From. Open leaves the Bcc fields (with their
+// continuation lines) out, and Defer and Fail write the message without them
+// together with explicit envelope lines.
+//
+// # Invariants
+//
+//   - A reader never sees half a file: every file in new/, cur/, failed/ and
+//     bad/ got there by rename(2) from tmp/.
+//   - Every state change is: write the whole new file in tmp/, fsync it, read
+//     its envelope back, rename it over its destination, fsync the
+//     destination directory; only then is an old copy in another queue
+//     unlinked and that directory fsynced. On failure before the rename
+//     (ENOSPC, EACCES, a check failing) the temp file is removed and the old
+//     state is untouched (C41).
+//   - Nothing is ever deleted for being unreadable or invalid: such files are
+//     left in place (unreadable) or moved to bad/ (invalid) and reported.
+//   - Scan keeps at most 8 files open and reads only envelopes; the reader
+//     from Open holds exactly one descriptor until Close (C39).
+//   - Lock is flock(2): it vanishes with the process, so no stale pid is
+//     trusted (C36).
+//
+// # Crash windows
+//
+//   - Crash while writing in tmp/: the partial file stays in tmp/, which Scan
+//     never reads; Scan removes tmp/ files older than 36 hours.
+//   - Crash after a rename into cur/ or failed/ but before the unlink of
+//     the old copy: the ID is in two queues. Scan keeps the later state
+//     (failed/ over cur/ over new/) and removes the older copy.
+//   - Crash before a directory fsync: after reboot the rename may be undone,
+//     so the older state comes back and some recipients may get a second
+//     copy. Mail is duplicated rather than lost.
+package spool

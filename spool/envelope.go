@@ -1,0 +1,256 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mxflush/mxflush/addr"
+)
+
+// Envelope is the SMTP envelope of one spooled message plus its queue state.
+// All times are UTC with second precision.
+type Envelope struct {
+	From        string            // envelope sender, checked mailbox; "" is the null sender <>
+	To          []string          // recipients still pending, checked mailboxes, in file order
+	Arrival     time.Time         // UTC; when the message entered the spool
+	Attempts    int               // delivery attempts so far
+	NextAttempt time.Time         // UTC; zero means due now
+	Replies     map[string]string // last reply per pending recipient ("451 4.7.1 Greylisted"), may be nil
+	Failed      []Failure         // recipients that failed permanently, with the reply
+}
+
+// Failure is a recipient that failed permanently and the reply that said so
+// ("550 5.1.1 No such user"), one line.
+type Failure struct{ Rcpt, Reply string }
+
+// Canonical envelope field names. Matching is case-insensitive.
+const (
+	envPrefix       = "x-envelope-" // lower case, for prefix tests
+	fieldFrom       = "X-Envelope-From"
+	fieldTo         = "X-Envelope-To"
+	fieldArrival    = "X-Envelope-Arrival"
+	fieldAttempts   = "X-Envelope-Attempts"
+	fieldNext       = "X-Envelope-Next-Attempt"
+	fieldReply      = "X-Envelope-Reply"
+	fieldFailed     = "X-Envelope-Failed"
+	knownFields     = "X-Envelope-From, -To, -Arrival, -Attempts, -Next-Attempt, -Reply, -Failed"
+	maxAttemptsText = 9 // digits; keeps Attempts far below any int overflow
+)
+
+// canonicalField returns the canonical spelling of an envelope field name,
+// or "" when name is not one.
+func canonicalField(name string) string {
+	for _, f := range [...]string{fieldFrom, fieldTo, fieldArrival, fieldAttempts, fieldNext, fieldReply, fieldFailed} {
+		if strings.EqualFold(name, f) {
+			return f
+		}
+	}
+	return ""
+}
+
+// hasEnvPrefix reports whether b starts with "X-Envelope-" in any case.
+func hasEnvPrefix(b []byte) bool {
+	return len(b) >= len(envPrefix) && strings.EqualFold(string(b[:len(envPrefix)]), envPrefix)
+}
+
+// checkMailbox is addr.Check made idempotent: it also refuses a mailbox that
+// would change again if checked a second time ("@a:@b:c@d" strips only one
+// route), so what is written reads back the same. Errors are *addr.Error.
+//
+// A control character is reported before any other fault: a CR, LF or NUL
+// is the mark of an injection attempt (C31) and the reason should say so
+// even when an angle bracket comes first in the address.
+func checkMailbox(a string) (string, error) {
+	if i := strings.IndexFunc(a, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
+		if _, err := addr.Check(a[i:]); err != nil { // addr's own rule text for that character
+			var ae *addr.Error
+			if errors.As(err, &ae) {
+				return "", &addr.Error{Addr: a, Rule: ae.Rule}
+			}
+			return "", err
+		}
+	}
+	mbox, err := addr.Check(a)
+	if err != nil {
+		return "", err
+	}
+	if again, err := addr.Check(mbox); err != nil || again != mbox {
+		return "", &addr.Error{Addr: a, Rule: "malformed source route: a route remains after removing one (RFC 5321 §4.1.2, Appendix C)"}
+	}
+	return mbox, nil
+}
+
+// rcptMailbox is checkMailbox for a recipient read from a spool file or
+// recorded by a run. A recipient with a control character, a space or an
+// angle bracket is structural damage or an injection attempt (C31): an
+// error, and the file goes to bad/. One that only breaks the address grammar
+// (no @, a malformed literal or source route, RFC 5321 §4.1.2) is kept as it
+// is, so that a run fails that one recipient with 5.1.3 and delivers the
+// others (C21, C33) instead of holding back the whole message.
+func rcptMailbox(a string) (string, error) {
+	mbox, err := checkMailbox(a)
+	if err == nil {
+		return mbox, nil
+	}
+	if a == "" || strings.ContainsFunc(a, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '<' || r == '>' }) {
+		return "", err
+	}
+	return a, nil
+}
+
+// sanitizeReply turns a server reply into the one-line form stored in the
+// file: every control character (CR, LF, NUL, HTAB, ...) becomes a space and
+// surrounding spaces are trimmed.
+func sanitizeReply(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	return strings.Trim(s, " ")
+}
+
+// utcSecond returns t in UTC truncated to the second, or an error when the
+// year cannot be written as four RFC 3339 digits.
+func utcSecond(t time.Time) (time.Time, error) {
+	if t.IsZero() {
+		return time.Time{}, nil
+	}
+	t = t.UTC().Truncate(time.Second)
+	if t.Year() < 0 || t.Year() > 9999 {
+		return time.Time{}, fmt.Errorf("time %s is outside years 0000-9999 (RFC 3339 §5.6)", t)
+	}
+	return t, nil
+}
+
+// normalize checks env before it is written and returns the exact form that
+// will be stored: mailboxes checked (source routes removed, duplicates
+// dropped), replies sanitised and kept only for pending recipients, times in
+// UTC seconds. needTo requires at least one pending recipient; otherwise at
+// least one recipient, pending or failed, is required. Address errors are the
+// *addr.Error from addr.Check, unwrapped.
+func normalize(env Envelope, needTo bool) (Envelope, error) {
+	var out Envelope
+	var err error
+	if env.From != "" {
+		if out.From, err = checkMailbox(env.From); err != nil {
+			return Envelope{}, err
+		}
+	}
+	seen := make(map[string]bool, len(env.To))
+	for _, orig := range env.To {
+		mbox, err := rcptMailbox(orig)
+		if err != nil {
+			return Envelope{}, err
+		}
+		if seen[mbox] {
+			continue
+		}
+		seen[mbox] = true
+		out.To = append(out.To, mbox)
+		r, ok := env.Replies[orig]
+		if !ok {
+			r, ok = env.Replies[mbox]
+		}
+		if ok {
+			if out.Replies == nil {
+				out.Replies = make(map[string]string)
+			}
+			out.Replies[mbox] = sanitizeReply(r)
+		}
+	}
+	for _, f := range env.Failed {
+		mbox, err := rcptMailbox(f.Rcpt)
+		if err != nil {
+			return Envelope{}, err
+		}
+		out.Failed = append(out.Failed, Failure{Rcpt: mbox, Reply: sanitizeReply(f.Reply)})
+	}
+	switch {
+	case needTo && len(out.To) == 0:
+		return Envelope{}, fmt.Errorf("spool: envelope has no pending recipient (To is empty)")
+	case len(out.To) == 0 && len(out.Failed) == 0:
+		return Envelope{}, fmt.Errorf("spool: envelope has no recipient (To and Failed are empty)")
+	case env.Attempts < 0:
+		return Envelope{}, fmt.Errorf("spool: envelope Attempts %d is negative", env.Attempts)
+	}
+	out.Attempts = env.Attempts
+	if out.Arrival, err = utcSecond(env.Arrival); err != nil {
+		return Envelope{}, fmt.Errorf("spool: envelope Arrival: %w", err)
+	}
+	if out.NextAttempt, err = utcSecond(env.NextAttempt); err != nil {
+		return Envelope{}, fmt.Errorf("spool: envelope NextAttempt: %w", err)
+	}
+	return out, nil
+}
+
+// formatEnvelope returns the envelope lines for env, LF-terminated, in the
+// order From, To..., Arrival, Attempts, Next-Attempt, Reply... (in To order),
+// Failed.... Zero times and zero Attempts are left out. env must come from
+// normalize or parse; formatEnvelope does not check it.
+func formatEnvelope(env Envelope) []byte {
+	var b strings.Builder
+	line := func(name, value string) {
+		b.WriteString(name)
+		b.WriteString(": ")
+		b.WriteString(value)
+		b.WriteByte('\n')
+	}
+	withText := func(mbox, text string) string {
+		if text == "" {
+			return "<" + mbox + ">"
+		}
+		return "<" + mbox + "> " + text
+	}
+	line(fieldFrom, "<"+env.From+">")
+	for _, to := range env.To {
+		line(fieldTo, "<"+to+">")
+	}
+	if !env.Arrival.IsZero() {
+		line(fieldArrival, env.Arrival.UTC().Format(time.RFC3339))
+	}
+	if env.Attempts > 0 {
+		line(fieldAttempts, strconv.Itoa(env.Attempts))
+	}
+	if !env.NextAttempt.IsZero() {
+		line(fieldNext, env.NextAttempt.UTC().Format(time.RFC3339))
+	}
+	for _, to := range env.To {
+		if r, ok := env.Replies[to]; ok {
+			line(fieldReply, withText(to, r))
+		}
+	}
+	for _, f := range env.Failed {
+		line(fieldFailed, withText(f.Rcpt, f.Reply))
+	}
+	return []byte(b.String())
+}
+
+// envEqual reports whether two envelopes hold the same values (times
+// compared as instants, nil and empty collections alike).
+func envEqual(a, b Envelope) bool {
+	if a.From != b.From || a.Attempts != b.Attempts || !a.Arrival.Equal(b.Arrival) || !a.NextAttempt.Equal(b.NextAttempt) ||
+		len(a.To) != len(b.To) || len(a.Replies) != len(b.Replies) || len(a.Failed) != len(b.Failed) {
+		return false
+	}
+	for i := range a.To {
+		if a.To[i] != b.To[i] {
+			return false
+		}
+	}
+	for k, v := range a.Replies {
+		if w, ok := b.Replies[k]; !ok || w != v {
+			return false
+		}
+	}
+	for i := range a.Failed {
+		if a.Failed[i] != b.Failed[i] {
+			return false
+		}
+	}
+	return true
+}

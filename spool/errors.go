@@ -1,0 +1,58 @@
+package spool
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// ParseError says why a spool file cannot be read as a message: which file,
+// which line and which rule. It is permanent: the file will not become valid
+// by waiting, so Scan moves it to bad/.
+type ParseError struct {
+	File string // path relative to the spool directory, "new/1700000000.P12R3f.host"
+	Line int    // 1-based line number in the file; 0 when the rule is about the whole file
+	Msg  string // the rule that was broken, in plain words, one line
+	Err  error  // the cause (an *addr.Error, a net/mail error), or nil
+}
+
+// Error returns "spool: FILE: line N: MSG".
+func (e *ParseError) Error() string {
+	if e.File == "" {
+		return "spool: " + e.Reason()
+	}
+	return "spool: " + quoteName(e.File) + ": " + e.Reason()
+}
+
+// Reason is Error without the file: "line 3: X-Envelope-To: invalid address ...".
+// It is always a single line.
+func (e *ParseError) Reason() string {
+	if e.Line > 0 {
+		return oneLine("line " + strconv.Itoa(e.Line) + ": " + e.Msg)
+	}
+	return oneLine(e.Msg)
+}
+
+func (e *ParseError) Unwrap() error { return e.Err }
+
+func perr(line int, err error, format string, args ...any) *ParseError {
+	return &ParseError{Line: line, Msg: fmt.Sprintf(format, args...), Err: err}
+}
+
+// oneLine replaces every control character of s by a space.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// quoteName quotes a file name only when it holds spaces or control characters.
+func quoteName(s string) string {
+	if strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return strconv.Quote(s)
+	}
+	return s
+}

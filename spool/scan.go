@@ -1,0 +1,264 @@
+package spool
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+const (
+	scanWorkers = 8              // files read at once; one descriptor each
+	tmpMaxAge   = 36 * time.Hour // maildir's rule for abandoned files in tmp/
+)
+
+// Scan reads the envelope of every message in new/ and cur/, using at most
+// 8 files open at once, each read through a 4 KiB buffer and closed before
+// the next. Only the envelope lines are read (or, for a plain maildir file,
+// its header block). Messages are sorted by Arrival, then ID.
+//
+// A file that cannot be parsed (bad syntax, an invalid address, no
+// recipient, CR/LF/NUL in a field) is moved to bad/ID with its reason in
+// bad/ID.reason and reported as a Problem with Err a *ParseError; it is never
+// deleted. A file that cannot be read (EACCES, mode 000, not a regular file)
+// is left in place and reported. When one ID is in both new/ and cur/ (a
+// crash between Defer's rename and unlink), cur/ wins and the new/ copy is
+// removed; likewise a new/ or cur/ copy of an ID that is in failed/ (the
+// same crash window in Fail) is removed, failed/ being the later state. Dot
+// files and tmp/ are ignored; files in tmp/ older than 36h are removed.
+// err is only for a fatal error: new/ or cur/ cannot be listed, or
+// ctx ended.
+func (s *Spool) Scan(ctx context.Context) (msgs []*Message, problems []Problem, err error) {
+	s.cleanTmp(time.Now())
+	names := make(map[string][]fs.DirEntry, 2)
+	for _, q := range [...]string{QueueNew, QueueCur} {
+		if names[q], err = listQueue(filepath.Join(s.dir, q)); err != nil {
+			return nil, nil, err
+		}
+	}
+	// A name in a later queue is a later state of the same message: a crash
+	// hit between the rename into that queue and the unlink of the old copy.
+	newer := make(map[string]string)
+	if failed, err := listQueue(filepath.Join(s.dir, QueueFailed)); err == nil {
+		for _, e := range failed {
+			newer[e.Name()] = QueueFailed
+		}
+	}
+	var jobs []job
+	for _, q := range [...]string{QueueCur, QueueNew} {
+		removed := false
+		for _, e := range names[q] {
+			later, stale := newer[e.Name()]
+			if !stale {
+				jobs = append(jobs, job{q, e})
+				continue
+			}
+			p := filepath.Join(s.dir, q, e.Name())
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				problems = append(problems, Problem{ID: e.Name(), Path: p, Err: err,
+					Reason: oneLine("a later copy is in " + later + "/ but this stale copy cannot be removed: " + errText(err))})
+				continue
+			}
+			removed = true
+		}
+		if removed {
+			if err := syncDir(filepath.Join(s.dir, q)); err != nil {
+				return nil, nil, err
+			}
+		}
+		if q == QueueCur {
+			for _, e := range names[q] {
+				if newer[e.Name()] == "" {
+					newer[e.Name()] = QueueCur
+				}
+			}
+		}
+	}
+	msgs, more, err := s.run(ctx, jobs, true)
+	return msgs, append(problems, more...), err
+}
+
+// List reads the envelopes of one queue ("new", "cur" or "failed") like
+// Scan but moves nothing: unparsable files are reported and left in place.
+func (s *Spool) List(queue string) ([]*Message, []Problem, error) {
+	switch queue {
+	case QueueNew, QueueCur, QueueFailed:
+	default:
+		return nil, nil, fmt.Errorf("spool: list: queue %q is not new, cur or failed", queue)
+	}
+	entries, err := listQueue(filepath.Join(s.dir, queue))
+	if err != nil {
+		return nil, nil, err
+	}
+	jobs := make([]job, len(entries))
+	for i, e := range entries {
+		jobs[i] = job{queue, e}
+	}
+	return s.run(context.Background(), jobs, false)
+}
+
+type job struct {
+	queue string
+	entry fs.DirEntry
+}
+
+// listQueue lists a queue directory without dot files.
+func listQueue(dir string) ([]fs.DirEntry, error) {
+	all, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("spool: cannot list the queue: %w", err)
+	}
+	out := all[:0]
+	for _, e := range all {
+		if !strings.HasPrefix(e.Name(), ".") {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// run reads jobs with a bounded pool of workers.
+func (s *Spool) run(ctx context.Context, jobs []job, move bool) ([]*Message, []Problem, error) {
+	type result struct {
+		msg  *Message
+		prob *Problem
+	}
+	results := make([]result, len(jobs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(scanWorkers, len(jobs)) {
+		wg.Go(func() {
+			buf := bufio.NewReaderSize(nil, 4096)
+			for i := range next {
+				results[i].msg, results[i].prob = s.readOne(jobs[i], buf, move)
+			}
+		})
+	}
+feed:
+	for i := range jobs {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("spool: scan: %w", err)
+	}
+	var msgs []*Message
+	var probs []Problem
+	for _, r := range results {
+		if r.msg != nil {
+			msgs = append(msgs, r.msg)
+		}
+		if r.prob != nil {
+			probs = append(probs, *r.prob)
+		}
+	}
+	slices.SortStableFunc(msgs, func(a, b *Message) int {
+		if c := a.Arrival.Compare(b.Arrival); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return msgs, probs, nil
+}
+
+// readOne opens one file, parses its envelope and closes it. A vanished file
+// gives (nil, nil).
+func (s *Spool) readOne(j job, br *bufio.Reader, move bool) (*Message, *Problem) {
+	id := j.entry.Name()
+	path := filepath.Join(s.dir, j.queue, id)
+	leave := func(err error, why string) (*Message, *Problem) {
+		return nil, &Problem{ID: id, Path: path, Reason: oneLine(why), Err: err}
+	}
+	if !j.entry.Type().IsRegular() {
+		return leave(nil, "not a regular file ("+j.entry.Type().String()+"); left in place")
+	}
+	// O_NOFOLLOW and O_NONBLOCK: a symlink or FIFO swapped in after listing
+	// fails or returns at once instead of being followed or blocking Scan.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return leave(err, "cannot open the file: "+errText(err))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return leave(err, "cannot stat the file: "+errText(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return leave(nil, "not a regular file ("+fi.Mode().Type().String()+"); left in place")
+	}
+	br.Reset(f)
+	p, err := parse(br, j.queue != QueueFailed)
+	br.Reset(nil)
+	var pe *ParseError
+	if errors.As(err, &pe) {
+		pe.File = j.queue + "/" + id
+		prob := &Problem{ID: id, Path: path, Reason: pe.Reason(), Err: pe}
+		if !move {
+			return nil, prob
+		}
+		f.Close() // before the rename; the deferred Close then fails harmlessly
+		dst, qerr := s.quarantine(j.queue, id, pe.Reason())
+		if qerr != nil && dst == "" {
+			prob.Reason = oneLine(prob.Reason + " (could not move it to bad/: " + qerr.Error() + ")")
+			return nil, prob
+		}
+		prob.MovedTo = dst
+		return nil, prob
+	} else if err != nil {
+		return leave(err, "cannot read the file: "+errText(err))
+	}
+	m := &Message{
+		ID: id, Queue: j.queue, Envelope: p.env,
+		ModTime: fi.ModTime().UTC(), bodyOff: p.bodyOff, fileSize: fi.Size(), derived: p.derived, skips: p.skips,
+	}
+	if m.Arrival.IsZero() {
+		m.Arrival = fi.ModTime().UTC().Truncate(time.Second)
+	}
+	m.Size = fi.Size() - p.bodyOff
+	for _, sp := range p.skips {
+		m.Size -= sp.end - sp.start
+	}
+	return m, nil
+}
+
+// errText is the OS error without the path it names (Problem.Path has it).
+func errText(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// cleanTmp removes regular files in tmp/ not modified for 36 hours: writers
+// that died before their rename. Errors are ignored; the next Scan retries.
+func (s *Spool) cleanTmp(now time.Time) {
+	dir := filepath.Join(s.dir, dirTmp)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && now.Sub(fi.ModTime()) > tmpMaxAge {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}

@@ -1,0 +1,293 @@
+package spool
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Queue directories under the spool root.
+const (
+	QueueNew    = "new"    // ready, never attempted
+	QueueCur    = "cur"    // attempted at least once, waiting for a retry
+	QueueFailed = "failed" // permanently failed originals, kept for inspection
+	dirTmp      = "tmp"    // files being written; never read as messages
+	dirBad      = "bad"    // quarantined files with a .reason sidecar
+)
+
+// Spool is one spool directory. Its methods are safe for concurrent use on
+// different messages; state changes to one message must not run concurrently.
+type Spool struct {
+	dir  string
+	host string // sanitised host name for unique file names
+	pid  int
+}
+
+// Message is one spooled message as read by Scan or List: its envelope and
+// where it is. Pass it back unchanged to Open, Defer, Fail, Remove or
+// Quarantine; they refuse a file that changed since it was read.
+type Message struct {
+	ID    string // the file name (maildir unique name); same name in new/, cur/, failed/, bad/
+	Queue string // "new", "cur" or "failed"
+	Envelope
+	Size    int64     // octets of the RFC 5322 message as Open returns it (file size minus envelope lines and, for a derived envelope, Bcc fields)
+	ModTime time.Time // the file's modification time, UTC
+
+	bodyOff  int64  // offset of the RFC 5322 message in the file
+	fileSize int64  // file size when read, to notice a changed file
+	derived  bool   // envelope derived from header fields (no envelope lines)
+	skips    []span // Bcc fields Open leaves out (derived only)
+}
+
+// Problem is a spool file that Scan or List could not use. It is reported,
+// never deleted.
+type Problem struct {
+	ID, Path string // file name, and its full path where it was found
+	Reason   string // one line, e.g. `line 2: X-Envelope-To: invalid address "bob": no @ in address`
+	MovedTo  string // path under bad/, "" when left in place
+	Err      error  // *ParseError for a file that cannot be parsed, else the OS error
+}
+
+// Open opens the spool in dir, creating dir and tmp/, new/, cur/, failed/
+// and bad/ (mode 0700) when missing, and checks that every one of them can
+// be read and written, so a permission problem shows now rather than after
+// a delivery (C38). Errors wrap the OS error, which names the path.
+func Open(dir string) (*Spool, error) {
+	dir = filepath.Clean(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	for _, d := range [...]string{dirTmp, QueueNew, QueueCur, QueueFailed, dirBad} {
+		p := filepath.Join(dir, d)
+		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+		if err := checkDir(p); err != nil {
+			return nil, err
+		}
+	}
+	host, _ := os.Hostname()
+	return &Spool{dir: dir, host: sanitizeHost(host), pid: os.Getpid()}, nil
+}
+
+// checkDir reads one name of p and creates and removes a hidden probe file
+// in it (Scan ignores dot files), which tests what access(2) cannot: a
+// read-only file system, and the effective rather than the real user.
+func checkDir(p string) error {
+	d, err := os.Open(p)
+	if err != nil {
+		return fmt.Errorf("spool: directory is not readable: %w", err)
+	}
+	_, err = d.Readdirnames(1)
+	d.Close()
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("spool: directory is not readable: %w", err)
+	}
+	f, err := os.CreateTemp(p, ".probe-*")
+	if err != nil {
+		return fmt.Errorf("spool: directory is not writable: %w", err)
+	}
+	f.Close()
+	if err := os.Remove(f.Name()); err != nil {
+		return fmt.Errorf("spool: directory is not writable: %w", err)
+	}
+	return nil
+}
+
+// Dir returns the spool directory as given to Open, cleaned.
+func (s *Spool) Dir() string { return s.dir }
+
+// sanitizeHost keeps [A-Za-z0-9.-] of a host name and turns anything else
+// (notably "/" and ":", which maildir forbids) into "_".
+func sanitizeHost(h string) string {
+	if h == "" {
+		return "localhost"
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '.' || r == '-' || ('0' <= r && r <= '9') || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z') {
+			return r
+		}
+		return '_'
+	}, h)
+}
+
+// newID returns a maildir unique name: "UNIXNANO.PpidRrandom.host", e.g.
+// "1732881600123456789.P4242R9f86d081884c7d65.mx1". It has no "/" or ":".
+func (s *Spool) newID() string {
+	var b [8]byte
+	rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
+	return strconv.FormatInt(time.Now().UnixNano(), 10) + ".P" + strconv.Itoa(s.pid) + "R" + hex.EncodeToString(b[:]) + "." + s.host
+}
+
+// validID refuses a name that is not a plain file name in one directory.
+func validID(id string) error {
+	if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\x00") || id[0] == '.' {
+		return fmt.Errorf("spool: %q is not a message ID", id)
+	}
+	return nil
+}
+
+// path returns the full path of m, after checking its ID and queue.
+func (s *Spool) path(m *Message) (string, error) {
+	if err := validID(m.ID); err != nil {
+		return "", err
+	}
+	switch m.Queue {
+	case QueueNew, QueueCur, QueueFailed:
+		return filepath.Join(s.dir, m.Queue, m.ID), nil
+	}
+	return "", fmt.Errorf("spool: message %s: queue %q is not new, cur or failed", m.ID, m.Queue)
+}
+
+// syncDir fsyncs a directory so a rename or unlink in it is durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("spool: fsync directory: %w", err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("spool: fsync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Enqueue adds a message to new/ and returns its ID. env is checked first:
+// From is "" (null sender) or passes addr.Check, To has at least one
+// recipient and each passes addr.Check; an address error is returned as the
+// *addr.Error itself. Arrival defaults to now. msg must be an RFC 5322
+// message: its first line must be a header field or empty (else an error,
+// since it would be misread as part of the envelope). The file is written in
+// tmp/, fsynced, renamed into new/ and new/ is fsynced; on any error nothing
+// is left in tmp/ or new/. Errors other than *addr.Error are local I/O
+// problems (ENOSPC, EACCES) and worth retrying later.
+func (s *Spool) Enqueue(env Envelope, msg io.Reader) (id string, err error) {
+	if env.Arrival.IsZero() {
+		env.Arrival = time.Now()
+	}
+	for _, rcpt := range env.To { // stricter than normalize: refuse, do not keep, a bad recipient
+		if _, err := checkMailbox(rcpt); err != nil {
+			return "", err
+		}
+	}
+	nenv, err := normalize(env, true)
+	if err != nil {
+		return "", err
+	}
+	br := bufio.NewReaderSize(msg, 32<<10)
+	head, err := br.Peek(len(envPrefix))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("spool: enqueue: reading the message: %w", err)
+	}
+	if hasEnvPrefix(head) {
+		return "", fmt.Errorf("spool: enqueue: the message starts with an X-Envelope- field, which would be read as an envelope line")
+	}
+	if err := checkFirstLine(br, 1); err != nil {
+		var pe *ParseError
+		if errors.As(err, &pe) {
+			return "", fmt.Errorf("spool: enqueue: message: %s", pe.Msg)
+		}
+		return "", fmt.Errorf("spool: enqueue: reading the message: %w", err)
+	}
+	id = s.newID()
+	if _, err := s.writeState(QueueNew, id, nenv, br, true); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// Remove deletes m after every recipient was delivered, then fsyncs its
+// directory. An error means the file may still be there (it would be sent
+// again on the next run).
+func (s *Spool) Remove(m *Message) error {
+	p, err := s.path(m)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil {
+		return fmt.Errorf("spool: remove: %w", err)
+	}
+	return syncDir(filepath.Dir(p))
+}
+
+// Quarantine moves m to bad/ID and writes reason (made one line) to
+// bad/ID.reason. If bad/ID exists already, a ".N" suffix is added. On error
+// the message is where it was.
+func (s *Spool) Quarantine(m *Message, reason string) error {
+	if _, err := s.path(m); err != nil {
+		return err
+	}
+	_, err := s.quarantine(m.Queue, m.ID, reason)
+	return err
+}
+
+// quarantine moves queue/id to bad/ and returns its new path.
+func (s *Spool) quarantine(queue, id, reason string) (string, error) {
+	src := filepath.Join(s.dir, queue, id)
+	bad := filepath.Join(s.dir, dirBad)
+	name := id
+	for n := 1; ; n++ {
+		_, err := os.Lstat(filepath.Join(bad, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			break
+		} else if err != nil {
+			return "", fmt.Errorf("spool: quarantine: %w", err)
+		}
+		name = id + "." + strconv.Itoa(n)
+	}
+	dst := filepath.Join(bad, name)
+	if err := writeFileAtomic(filepath.Join(s.dir, dirTmp), dst+".reason", []byte(oneLine(reason)+"\n")); err != nil {
+		return "", err
+	}
+	if err := os.Rename(src, dst); err != nil {
+		os.Remove(dst + ".reason")
+		return "", fmt.Errorf("spool: quarantine: %w", err)
+	}
+	if err := syncDir(bad); err != nil {
+		return dst, err
+	}
+	return dst, syncDir(filepath.Dir(src))
+}
+
+// writeFileAtomic writes data to a temp file in tmpDir, fsyncs it and
+// renames it to dst. On error no temp file remains.
+func writeFileAtomic(tmpDir, dst string, data []byte) error {
+	f, err := os.CreateTemp(tmpDir, filepath.Base(dst)+".*")
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), dst)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("spool: writing %s: %w", dst, err)
+	}
+	return nil
+}
+
+// Due reports whether m should be attempted at now: its NextAttempt is zero
+// or not after now. It does not clamp a NextAttempt set far in the future by
+// a wrong clock (C40); the caller applies its maximum backoff.
+func Due(m *Message, now time.Time) bool {
+	return m.NextAttempt.IsZero() || !m.NextAttempt.After(now)
+}
