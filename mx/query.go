@@ -1,0 +1,156 @@
+package mx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+const (
+	defaultTimeout = 5 * time.Second
+	ednsSize       = 4096 // advertised UDP payload size (RFC 6891 §6.2.5)
+	maxCNAME       = 8    // CNAME hops followed per lookup
+)
+
+// nxDomainError is an NXDOMAIN answer (RFC 1035 §4.1.1 RCODE 3): the name
+// does not exist. Permanent when it is the recipient domain.
+type nxDomainError struct{ name string }
+
+func (e *nxDomainError) Error() string {
+	return strings.TrimSuffix(e.name, ".") + ": name does not exist (NXDOMAIN)"
+}
+
+func isNXDomain(err error) bool {
+	var nx *nxDomainError
+	return errors.As(err, &nx)
+}
+
+// rcodeError is any other failure RCODE (SERVFAIL, REFUSED, ...): temporary.
+type rcodeError struct {
+	name  string
+	qtype uint16
+	rcode int
+}
+
+func (e *rcodeError) Error() string {
+	return fmt.Sprintf("%s %s: server answered %s", strings.TrimSuffix(e.name, "."),
+		dns.TypeToString[e.qtype], dns.RcodeToString[e.rcode])
+}
+
+// resolve returns the records of type qtype for name, following CNAME chains
+// (RFC 1034 §3.6.2): in the answer first, then by asking for the chain's end
+// if the answer stops there, at most maxCNAME hops. No records (NODATA) is
+// (nil, nil); NXDOMAIN is *nxDomainError; other RCODEs are *rcodeError;
+// transport failures and timeouts are wrapped errors.
+func (r *Resolver) resolve(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
+	target := dns.Fqdn(name)
+	hops := 0
+	for {
+		in, err := r.exchange(ctx, target, qtype)
+		if err != nil {
+			return nil, err
+		}
+		if in.Rcode != dns.RcodeSuccess && in.Rcode != dns.RcodeNameError {
+			return nil, &rcodeError{name: target, qtype: qtype, rcode: in.Rcode}
+		}
+		owner := target
+		for {
+			var found []dns.RR
+			next := ""
+			for _, rr := range in.Answer {
+				h := rr.Header()
+				if !strings.EqualFold(h.Name, owner) || h.Class != dns.ClassINET {
+					continue
+				}
+				if h.Rrtype == qtype {
+					found = append(found, rr)
+				} else if c, ok := rr.(*dns.CNAME); ok {
+					next = c.Target
+				}
+			}
+			if len(found) > 0 {
+				return found, nil
+			}
+			if next == "" {
+				break
+			}
+			if hops++; hops > maxCNAME {
+				return nil, fmt.Errorf("%s: CNAME chain longer than %d hops", strings.TrimSuffix(name, "."), maxCNAME)
+			}
+			owner = next
+		}
+		switch {
+		case in.Rcode == dns.RcodeNameError:
+			// RFC 6604 §3: the RCODE is about the last name of the chain.
+			return nil, &nxDomainError{name: owner}
+		case strings.EqualFold(owner, target):
+			return nil, nil // NODATA
+		}
+		target = owner // the chain ends without the wanted type: ask its end
+	}
+}
+
+// exchange sends one query with RD set and EDNS0 (UDP size 4096) over UDP,
+// and repeats it over TCP to the same server when the UDP answer is
+// truncated (RFC 1035 §4.2.1, RFC 7766 §5): miekg/dns does not fall back
+// by itself.
+func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
+	q := new(dns.Msg)
+	q.SetQuestion(name, qtype) // sets RD
+	q.SetEdns0(ednsSize, false)
+	in, err := r.exchangeOver(ctx, "udp", q)
+	if err == nil && in.Truncated {
+		in, err = r.exchangeOver(ctx, "tcp", q)
+	}
+	return in, err
+}
+
+// exchangeOver runs one exchange on network ("udp" or "tcp") within the
+// per-query timeout and checks that the answer is for our question.
+func (r *Resolver) exchangeOver(ctx context.Context, network string, q *dns.Msg) (*dns.Msg, error) {
+	qq := q.Question[0]
+	what := fmt.Sprintf("%s %s over %s to %s", strings.TrimSuffix(qq.Name, "."), dns.TypeToString[qq.Qtype], network, r.Server)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = defaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c := &dns.Client{Net: network, UDPSize: ednsSize, Timeout: timeout}
+	in, _, err := c.ExchangeContext(ctx, q, r.Server)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if len(in.Question) != 1 || in.Question[0].Qtype != qq.Qtype || !strings.EqualFold(in.Question[0].Name, qq.Name) {
+		return nil, fmt.Errorf("%s: answer does not match the question", what)
+	}
+	return in, nil
+}
+
+// ServerFromResolvConf returns the first "nameserver" of a resolv.conf(5)
+// file as "ip:53" ("[ip6]:53" for IPv6), for Resolver.Server. It is an
+// error if the file cannot be read, has no nameserver line, or the first
+// one is not an IP address.
+func ServerFromResolvConf(path string) (string, error) {
+	conf, err := dns.ClientConfigFromFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read resolver configuration: %w", err)
+	}
+	if len(conf.Servers) == 0 {
+		return "", fmt.Errorf("resolver configuration %s: no nameserver line", path)
+	}
+	ip, err := netip.ParseAddr(conf.Servers[0])
+	if err != nil {
+		return "", fmt.Errorf("resolver configuration %s: nameserver %q is not an IP address: %w", path, conf.Servers[0], err)
+	}
+	return net.JoinHostPort(ip.String(), conf.Port), nil
+}
