@@ -1,0 +1,177 @@
+package deliver
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+)
+
+// conn sits between go-smtp and the TCP connection. It
+//   - replays a synthetic "220" line: deliver reads the real greeting itself
+//     (to act on the code of its last line, RFC 5321 §4.2.1) and go-smtp's
+//     lazy greet then reads this copy;
+//   - puts a write deadline on every Write: the one go-smtp set for the
+//     current command, or else DataTimeout (each block of the message body,
+//     RFC 5321 §4.5.3.2.5), so a receiver that stops reading cannot hang us;
+//   - records reads while capture is set (the EHLO reply, for SIZE) and
+//     remembers whether any write failed (to tell whether the final dot went
+//     out).
+//
+// It is used by one goroutine at a time; only Close may come from the
+// context watcher, and net.Conn.Close is safe for that.
+type conn struct {
+	net.Conn
+	br          *bufio.Reader // over Conn; holds what the greeting read ahead
+	replay      []byte        // synthetic greeting not yet read by go-smtp
+	dataTimeout time.Duration
+	deadline    time.Time     // write deadline set by go-smtp, zero between commands
+	capture     *bytes.Buffer // non-nil: copy of everything read
+	writeErr    error         // first failed write
+}
+
+func newConn(c net.Conn, dataTimeout time.Duration) *conn {
+	return &conn{Conn: c, br: bufio.NewReaderSize(c, 4096), dataTimeout: dataTimeout}
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	if len(c.replay) > 0 {
+		n := copy(p, c.replay)
+		c.replay = c.replay[n:]
+		return n, nil
+	}
+	n, err := c.br.Read(p)
+	if c.capture != nil && n > 0 {
+		c.capture.Write(p[:n])
+	}
+	return n, err
+}
+
+func (c *conn) Write(p []byte) (int, error) {
+	dl := c.deadline
+	if dl.IsZero() {
+		dl = time.Now().Add(c.dataTimeout)
+	}
+	if err := c.Conn.SetWriteDeadline(dl); err != nil {
+		c.noteWriteErr(err)
+		return 0, err
+	}
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.noteWriteErr(err)
+	}
+	return n, err
+}
+
+func (c *conn) noteWriteErr(err error) {
+	if c.writeErr == nil {
+		c.writeErr = err
+	}
+}
+
+func (c *conn) SetDeadline(t time.Time) error {
+	c.deadline = t
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *conn) SetWriteDeadline(t time.Time) error {
+	c.deadline = t
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// skipWriter drops the first skip bytes written to it: the replayed greeting
+// must not show up in the protocol trace a second time.
+type skipWriter struct {
+	w    io.Writer
+	skip int
+}
+
+func (s *skipWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if s.skip > 0 {
+		k := min(s.skip, len(p))
+		s.skip -= k
+		p = p[k:]
+	}
+	if len(p) > 0 {
+		if _, err := s.w.Write(p); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+// Limits on a reply we parse ourselves (greeting, QUIT).
+const (
+	maxReplyLine  = 2000 // octets, twice RFC 5321 §4.5.3.1.5 like go-smtp
+	maxReplyLines = 100
+)
+
+var errMalformedReply = errors.New("malformed reply")
+
+// readReply reads one complete reply (RFC 5321 §4.2.1): lines "ddd-text"
+// until a line "ddd text" or "ddd". It returns the code of the LAST line
+// (servers that change codes between lines exist, C03) and every line as
+// received without its line end. Bare LF line ends are accepted.
+func readReply(br *bufio.Reader) (code int, lines []string, err error) {
+	for len(lines) < maxReplyLines {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxReplyLine {
+			return 0, lines, fmt.Errorf("%w: line longer than %d octets", errMalformedReply, maxReplyLine)
+		}
+		if err != nil {
+			if err == io.EOF && len(line) > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, lines, err
+		}
+		s := strings.TrimRight(string(line), "\r\n")
+		c, more, ok := parseReplyLine(s)
+		if !ok {
+			return 0, lines, fmt.Errorf("%w: %q", errMalformedReply, s)
+		}
+		lines = append(lines, s)
+		if !more {
+			return c, lines, nil
+		}
+	}
+	return 0, lines, fmt.Errorf("%w: more than %d lines", errMalformedReply, maxReplyLines)
+}
+
+// replyText is the text of a reply line after "ddd-" or "ddd ".
+func replyText(line string) string {
+	if len(line) < 4 {
+		return ""
+	}
+	return line[4:]
+}
+
+// parseReplyLine splits "250-text" / "250 text" / "250".
+func parseReplyLine(s string) (code int, more, ok bool) {
+	if len(s) < 3 {
+		return 0, false, false
+	}
+	for i := 0; i < 3; i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false, false
+		}
+	}
+	code = int(s[0]-'0')*100 + int(s[1]-'0')*10 + int(s[2]-'0')
+	if code < 200 || code > 599 {
+		return 0, false, false
+	}
+	if len(s) == 3 {
+		return code, false, true
+	}
+	switch s[3] {
+	case '-':
+		return code, true, true
+	case ' ':
+		return code, false, true
+	}
+	return 0, false, false
+}

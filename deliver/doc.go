@@ -1,0 +1,35 @@
+// Package deliver runs one SMTP session over github.com/emersion/go-smtp:
+// Dial connects to the first mail exchanger that greets (RFC 5321 §5.1),
+// Send delivers messages one after another on that connection, and Close
+// says QUIT. Every failure comes back as a *Error that says whether it is
+// permanent (fail the recipient) or temporary (defer it); a connection that
+// can no longer be used comes back as a *LostError.
+//
+// Implementation summary, and the invariants callers rely on:
+//
+//   - dial.go: addresses are tried in order with a per-address connect
+//     timeout; the greeting is read by deliver itself and judged by the code
+//     of its last line (RFC 5321 §4.2.1), then replayed to go-smtp as a
+//     synthetic "220" line; EHLO (HELO after 500/502) is go-smtp's. The EHLO
+//     reply is captured raw to find the smallest SIZE (RFC 1870).
+//   - send.go: one Send is one or more transactions for one message (more
+//     only after a 452 to RCPT, RFC 5321 §4.5.3.1.10). Results are per
+//     recipient (RFC 5321 §3.3). No RSET follows a successful transaction;
+//     one follows an aborted one. Nothing is sent for an envelope that fails
+//     addr.Check (defence against command injection).
+//   - crlf.go: the body is streamed from Message.Open through the
+//     normaliser (CRLF only, line length limits) into go-smtp's dot-stuffing
+//     writer. A Session holds at most one message reader open at a time and
+//     none between calls; it allocates one 32 KiB copy buffer and one
+//     normaliser, whatever the number or size of messages.
+//   - conn.go: every write has a deadline (the command's, or DataTimeout for
+//     body blocks) and every read one (go-smtp's per command, GreetingTimeout
+//     and FinalTimeout); a context that ends closes the connection from a
+//     watcher goroutine, since go-smtp takes no context.
+//   - errors.go: classification at the boundary. A 5yz reply is permanent;
+//     4yz, I/O errors, timeouts and anything not understood are temporary
+//     (deferring by mistake retries, bouncing by mistake loses mail).
+//
+// The package knows nothing of the spool: it is handed addresses and a
+// function that opens the message.
+package deliver

@@ -1,0 +1,148 @@
+package deliver
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mxflush/mxflush/internal/testnet"
+)
+
+// C06: EHLO refused with 500: HELO, then no extension is used; 8-bit and
+// UTF-8 messages fail locally (C25 B, C24 C).
+func TestSendHELOFallback(t *testing.T) {
+	port := freePort(t, "127.0.0.2")
+	f := &fake{ehlo: []string{"500 5.5.1 Command unrecognized\r\n"}}
+	startFake(t, "127.0.0.2", port, f)
+	s := dial(t, opts(port), host("legacy.b.test", "127.0.0.2"))
+	rs, err := s.Send(context.Background(), message("alice@a.test", []string{"bob@b.test"}, text("Subject: c06\n\nplain\n"), 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOutcomes(t, rs, map[string]string{"bob@b.test": "sent"})
+	eight := text("Subject: c25\n\ncaf\xc3\xa9\n")
+	rs, _ = s.Send(context.Background(), message("alice@a.test", []string{"bob@b.test"}, eight, 20))
+	wantOutcomes(t, rs, map[string]string{"bob@b.test": "perm 5.6.3"})
+	eight.check(t)
+	rs, _ = s.Send(context.Background(), message("alice@a.test", []string{"jos\xc3\xa9@b.test"}, text("x\n"), 2))
+	wantOutcomes(t, rs, map[string]string{"jos\xc3\xa9@b.test": "perm 5.6.7"})
+	s.Close()
+	want := []string{"EHLO relay.a.test", "HELO relay.a.test", "MAIL FROM:<alice@a.test>", "RCPT TO:<bob@b.test>", "DATA", "QUIT"}
+	if got := f.commands(); !slices.Equal(got, want) {
+		t.Errorf("transcript %q, want %q", got, want)
+	}
+}
+
+// C24: SMTPUTF8 when offered and needed; an IDN domain alone needs none.
+func TestSendSMTPUTF8(t *testing.T) {
+	port := freePort(t, "127.0.0.2", "127.0.0.3")
+	utf := startReceiver(t, "127.0.0.2", port, testnet.SMTPOptions{SMTPUTF8: true})
+	plain := startReceiver(t, "127.0.0.3", port, testnet.SMTPOptions{})
+	tests := []struct {
+		ip, rcpt, want, wire string
+		utf8                 bool
+		r                    *testnet.Receiver
+	}{
+		{"127.0.0.2", "jos\xc3\xa9@b.test", "sent", "jos\xc3\xa9@b.test", true, utf},
+		{"127.0.0.3", "jos\xc3\xa9@b.test", "perm 5.6.7", "", false, plain},
+		{"127.0.0.3", "user@b\xc3\xbccher.test", "sent", "user@xn--bcher-kva.test", false, plain},
+	}
+	for _, tc := range tests {
+		s := dial(t, opts(port), host("mx.b.test", tc.ip))
+		before := len(tc.r.Messages())
+		rs, err := s.Send(context.Background(), message("alice@a.test", []string{tc.rcpt}, text("x\n"), 2))
+		s.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantOutcomes(t, rs, map[string]string{tc.rcpt: tc.want})
+		msgs := tc.r.Messages()[before:]
+		if tc.wire == "" {
+			if len(msgs) != 0 {
+				t.Errorf("%s: delivered %+v", tc.rcpt, msgs)
+			}
+			continue
+		}
+		if len(msgs) != 1 || msgs[0].To[0] != tc.wire || msgs[0].Opts.UTF8 != tc.utf8 {
+			t.Errorf("%s: received %+v, want RCPT %q SMTPUTF8 %v", tc.rcpt, msgs, tc.wire, tc.utf8)
+		}
+	}
+	if c := plain.Commands(); slices.ContainsFunc(c, func(s string) bool { return strings.Contains(s, "jos") }) {
+		t.Errorf("non-ASCII address sent to a server without SMTPUTF8: %q", c)
+	}
+}
+
+// C30: SIZE limits, including odd advertisements, and MAIL refusals.
+func TestSendSize(t *testing.T) {
+	tests := []struct {
+		name  string
+		ehlo  string
+		mail  string // MAIL reply, "" = 250
+		size  int64
+		want  string
+		limit string // in the error text
+	}{
+		{"over the limit", "250-SIZE 1000000\r\n", "", 2500000, "perm 5.3.4", "1000000"},
+		{"under the limit", "250-SIZE 1000000\r\n", "", 10000, "sent", ""},
+		{"SIZE without a number", "250-SIZE\r\n", "", 2500000, "sent", ""},
+		{"SIZE 0", "250-SIZE 0\r\n", "", 2500000, "sent", ""},
+		{"two lines: the smaller wins", "250-SIZE 41943040\r\n250-SIZE 10485760\r\n", "", 20000000, "perm 5.3.4", "10485760"},
+		{"two lines, under both", "250-SIZE 41943040\r\n250-SIZE 10485760\r\n", "", 10000, "sent", ""},
+		{"MAIL 452", "250-SIZE\r\n", "452 4.3.1 Insufficient system storage", 10000, "temp 452", ""},
+		{"MAIL 552", "250-SIZE\r\n", "552 5.3.4 Message too big", 10000, "perm 552", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			port := freePort(t, "127.0.0.2")
+			f := &fake{
+				ehlo: []string{"250-fake.b.test\r\n" + tc.ehlo + "250 8BITMIME\r\n"},
+				reply: func(cmd string) string {
+					if strings.HasPrefix(cmd, "MAIL") {
+						return tc.mail
+					}
+					return ""
+				},
+			}
+			startFake(t, "127.0.0.2", port, f)
+			s := dial(t, opts(port), host("mx.b.test", "127.0.0.2"))
+			rs, err := s.Send(context.Background(), message("alice@a.test", []string{"bob@b.test"}, text("S: x\n\nsmall\n"), tc.size))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantOutcomes(t, rs, map[string]string{"bob@b.test": tc.want})
+			if tc.limit != "" && !strings.Contains(rs[0].Reply, tc.limit) {
+				t.Errorf("reply %q does not state the limit %s", rs[0].Reply, tc.limit)
+			}
+			s.Close()
+			cmds := f.commands()
+			sentMail := slices.ContainsFunc(cmds, func(c string) bool { return strings.HasPrefix(c, "MAIL") })
+			if tc.limit != "" && sentMail {
+				t.Errorf("MAIL sent for a message over the limit: %q", cmds)
+			}
+			if tc.limit == "" && !slices.Contains(cmds, fmt.Sprintf("MAIL FROM:<alice@a.test> BODY=8BITMIME SIZE=%d", tc.size)) {
+				t.Errorf("no MAIL with SIZE=%d in %q", tc.size, cmds)
+			}
+		})
+	}
+}
+
+// C25 A and the 7-bit case without 8BITMIME.
+func TestSendEightBit(t *testing.T) {
+	port := freePort(t, "127.0.0.2")
+	f := &fake{ehlo: []string{"250-fake.b.test\r\n250 PIPELINING\r\n"}}
+	startFake(t, "127.0.0.2", port, f)
+	s := dial(t, opts(port), host("mx.b.test", "127.0.0.2"))
+	seven := text("Subject: c25\n\ncafe\n")
+	rs, _ := s.Send(context.Background(), message("alice@a.test", []string{"bob@b.test"}, seven, 19))
+	wantOutcomes(t, rs, map[string]string{"bob@b.test": "sent"})
+	if seven.opens != 2 {
+		t.Errorf("7-bit message opened %d times, want 2 (scan, send)", seven.opens)
+	}
+	seven.check(t)
+	s.Close()
+	if c := f.commands(); c[1] != "MAIL FROM:<alice@a.test>" {
+		t.Errorf("MAIL = %q, want no BODY= and no SIZE= (not offered)", c[1])
+	}
+}

@@ -1,0 +1,145 @@
+package deliver
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Session is one SMTP connection after a successful greeting and EHLO (or
+// HELO). It sends messages one after another with Send and ends with Close.
+// A Session is not safe for concurrent use; it holds at most one message
+// reader open at a time, and none between calls.
+type Session struct {
+	c     *smtp.Client
+	conn  *conn
+	o     Options
+	relay string
+
+	utf8      bool  // SMTPUTF8 offered (RFC 6531)
+	eightBit  bool  // 8BITMIME offered (RFC 6152)
+	sizeLimit int64 // smallest SIZE limit offered, octets; 0: none or no limit (RFC 1870)
+
+	buf  []byte      // copy buffer for the body and the 8-bit scan, allocated on first use
+	norm *normalizer // reused for every message
+
+	lost   *LostError // set once the connection is unusable
+	closed bool
+}
+
+// Relay names the server in Postfix's log form, "mx.a.test[127.0.0.2]:2525".
+func (s *Session) Relay() string { return s.relay }
+
+// Close ends the session: QUIT (waiting at most CommandTimeout for the
+// reply, RFC 5321 §4.1.1.10), then closes the connection. After a lost
+// session it only closes. It is safe to call twice; the error is only
+// informative, since every message's outcome is already known.
+func (s *Session) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.lost != nil {
+		s.c.Close()
+		return nil
+	}
+	err := s.quit()
+	if cerr := s.c.Close(); err == nil && cerr != nil {
+		err = &Error{Status: "4.4.2", Command: cmdQuit, Msg: describe(cerr), Err: cerr}
+	}
+	return err
+}
+
+// quit sends QUIT and reads the reply itself rather than through go-smtp,
+// whose Quit would first repeat EHLO if an RSET cleared its hello state.
+func (s *Session) quit() error {
+	_ = s.conn.SetDeadline(time.Now().Add(s.o.CommandTimeout))
+	defer s.conn.SetDeadline(time.Time{})
+	if s.o.Debug != nil {
+		_, _ = io.WriteString(s.o.Debug, "QUIT\r\n")
+	}
+	if _, err := io.WriteString(s.conn, "QUIT\r\n"); err != nil {
+		return ioError(cmdQuit, err)
+	}
+	code, lines, err := readReply(s.conn.br)
+	if err != nil {
+		return ioError(cmdQuit, err)
+	}
+	if code != 221 {
+		return replyError(cmdQuit, greetingReply(code, lines))
+	}
+	return nil
+}
+
+// watch closes the connection when ctx ends (go-smtp has no context) and
+// returns the function that stops watching.
+func (s *Session) watch(ctx context.Context) (stop func() bool) {
+	return context.AfterFunc(ctx, func() { s.conn.Conn.Close() })
+}
+
+// lose marks the session unusable, closes the connection and returns the
+// *LostError for Send. A cancelled context is named as the cause.
+func (s *Session) lose(ctx context.Context, e *Error, safe bool) *LostError {
+	if err := ctx.Err(); err != nil && e.Code == 0 {
+		e = &Error{Status: "4.4.2", Command: e.Command, Msg: "canceled: " + err.Error(), Err: err}
+	}
+	s.lost = &LostError{Err: e, Safe: safe}
+	s.conn.Conn.Close()
+	s.o.Logger.Debug("smtp session lost", "relay", s.relay, "err", e, "safe", safe)
+	return s.lost
+}
+
+func (s *Session) buffer() []byte {
+	if s.buf == nil {
+		s.buf = make([]byte, 32<<10)
+	}
+	return s.buf
+}
+
+func sizeError(size, limit int64) *Error {
+	return localError(true, "5.3.4",
+		fmt.Sprintf("message size %d octets exceeds the server's limit of %d octets (RFC 1870 §6)", size, limit), nil)
+}
+
+// results tracks the outcome of each recipient of one Send.
+type results struct {
+	rs   []Result
+	done []bool
+}
+
+func newResults(to []string) *results {
+	r := &results{rs: make([]Result, len(to)), done: make([]bool, len(to))}
+	for i, a := range to {
+		r.rs[i].Rcpt = a
+	}
+	return r
+}
+
+func (r *results) set(i int, e *Error, reply string) {
+	r.done[i] = true
+	if e != nil {
+		r.rs[i].Err, r.rs[i].Reply = e, e.Reply()
+		return
+	}
+	r.rs[i].Err, r.rs[i].Reply = nil, reply
+}
+
+func (r *results) setAll(idx []int, e *Error) {
+	for _, i := range idx {
+		r.set(i, e, "")
+	}
+}
+
+// unresolved lists the recipients without a result yet.
+func (r *results) unresolved() []int {
+	var idx []int
+	for i, d := range r.done {
+		if !d {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
