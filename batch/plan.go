@@ -1,0 +1,101 @@
+package batch
+
+import (
+	"sort"
+	"time"
+
+	"github.com/mxflush/mxflush/addr"
+	"github.com/mxflush/mxflush/spool"
+)
+
+// Plan is every due recipient of a run grouped by destination domain, built
+// before any connection opens.
+type Plan struct {
+	Batches  []*Batch // one per domain, the largest first
+	Messages int      // due messages taking part
+	NotDue   int      // messages skipped because their next attempt is in the future
+	invalid  []invalidRcpt
+	states   []*msgState
+}
+
+// Batch is the whole share of a run for one domain: one worker and one SMTP
+// session carry all of it.
+type Batch struct {
+	Domain string  // lower-case A-label, or an address literal such as "[127.0.0.1]"
+	Items  []*Item // in spool scan order
+}
+
+// Item is one message's recipients in one domain: one SMTP transaction (more
+// only when the server answers 452 to RCPT).
+type Item struct {
+	Rcpts []string // checked mailboxes, source routes removed
+	orig  []string // the recipients as spooled, parallel to Rcpts
+	state *msgState
+}
+
+// Recipients returns how many recipients the batch carries in all.
+func (b *Batch) Recipients() int {
+	n := 0
+	for _, it := range b.Items {
+		n += len(it.Rcpts)
+	}
+	return n
+}
+
+type invalidRcpt struct {
+	state *msgState
+	rcpt  string
+	err   error
+}
+
+// NewPlan groups the due messages' recipients by domain. A message with
+// recipients in three domains takes part in three batches, each with only
+// that domain's recipients. A recipient whose address breaks RFC 5321's
+// grammar is not routed: it fails permanently with status 5.1.3 when the run
+// applies its results. When all is true, every message is due whatever its
+// next-attempt time.
+func NewPlan(msgs []*spool.Message, now time.Time, all bool) *Plan {
+	p := &Plan{}
+	byDomain := map[string]*Batch{}
+	for _, m := range msgs {
+		if !all && !spool.Due(m, now) {
+			p.NotDue++
+			continue
+		}
+		st := newMsgState(m)
+		p.states = append(p.states, st)
+		p.Messages++
+		items := map[string]*Item{}
+		for _, rcpt := range m.To {
+			mbox, err := addr.Check(rcpt)
+			var dom string
+			if err == nil {
+				dom, err = addr.Domain(mbox)
+			}
+			if err != nil {
+				p.invalid = append(p.invalid, invalidRcpt{state: st, rcpt: rcpt, err: err})
+				continue
+			}
+			it := items[dom]
+			if it == nil {
+				it = &Item{state: st}
+				items[dom] = it
+				b := byDomain[dom]
+				if b == nil {
+					b = &Batch{Domain: dom}
+					byDomain[dom] = b
+					p.Batches = append(p.Batches, b)
+				}
+				b.Items = append(b.Items, it)
+				st.pending++
+			}
+			it.Rcpts = append(it.Rcpts, mbox)
+			it.orig = append(it.orig, rcpt)
+		}
+	}
+	// The largest batch starts first: it is the long pole of the run.
+	sort.SliceStable(p.Batches, func(i, j int) bool {
+		return len(p.Batches[i].Items) > len(p.Batches[j].Items)
+	})
+	return p
+}

@@ -1,0 +1,144 @@
+// Package report renders a run's summary as a text table or JSON, formats the
+// per-recipient log line in Postfix's shape, and maps a summary to a sysexits
+// exit code. It is pure functions over batch's types.
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/mxflush/mxflush/batch"
+)
+
+// Exit codes from sysexits.h.
+const (
+	ExOK          = 0
+	ExUsage       = 64 // bad command line
+	ExDataErr     = 65 // bad input: an invalid address, or spool files moved aside as invalid
+	ExUnavailable = 69 // some recipients failed permanently
+	ExSoftware    = 70 // internal error
+	ExCantCreat   = 73 // cannot create the spool or a file in it
+	ExIOErr       = 74 // cannot read or write the spool
+	ExTempFail    = 75 // some recipients deferred, or the spool lock is held
+	ExConfig      = 78 // bad configuration (DNS server address, ...)
+)
+
+// ExitCode maps a run's summary to its exit code. The worst class wins:
+// local I/O failure (74) > invalid spool files moved aside (65) > permanent
+// failures (69) > deferrals (75) > success (0).
+func ExitCode(s *batch.Summary) int {
+	io, invalid := false, false
+	for _, p := range s.Problems {
+		if p.IOError {
+			io = true
+		} else {
+			invalid = true
+		}
+	}
+	switch {
+	case io:
+		return ExIOErr
+	case invalid:
+		return ExDataErr
+	case s.Totals.Failed > 0:
+		return ExUnavailable
+	case s.Totals.Deferred > 0:
+		return ExTempFail
+	}
+	return ExOK
+}
+
+// Text writes the per-domain table and the totals, then any local problems.
+func Text(w io.Writer, s *batch.Summary) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	if s.DryRun {
+		fmt.Fprintln(w, "dry run: nothing was sent and the spool is unchanged")
+		fmt.Fprintf(tw, "domain\tmessages\trecipients\tconnections\t\tmx\n")
+		for _, d := range s.Domains {
+			mx := strings.Join(d.MX, " ")
+			if d.Error != "" {
+				mx = "error: " + d.Error
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\t%s\n", d.Domain, d.Messages, d.Recipients, d.Connections, mx)
+		}
+		t := s.Totals
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\t\n", "total", t.Messages, t.Recipients, t.Connections)
+	} else {
+		fmt.Fprintf(tw, "domain\tmessages\tdelivered\tdeferred\tfailed\tconnections\tseconds\t\n")
+		for _, d := range s.Domains {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.2f\t\n", d.Domain, d.Messages, d.Delivered, d.Deferred,
+				d.Failed, d.Connections, d.Seconds)
+		}
+		t := s.Totals
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.2f\t\n", "total", t.Messages, t.Delivered, t.Deferred,
+			t.Failed, t.Connections, s.Seconds)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, d := range s.Domains {
+		if d.Error != "" && !s.DryRun {
+			fmt.Fprintf(w, "%s: %s\n", d.Domain, d.Error)
+		}
+	}
+	if s.NotDue > 0 {
+		fmt.Fprintf(w, "%d message(s) not due yet (use --all to send them now)\n", s.NotDue)
+	}
+	for _, p := range s.Problems {
+		where := "left in place"
+		if p.MovedTo != "" {
+			where = "moved to " + p.MovedTo
+		}
+		fmt.Fprintf(w, "spool problem: %s: %s (%s)\n", p.ID, p.Reason, where)
+	}
+	_, err := fmt.Fprintf(w, "exit %d: %s\n", ExitCode(s), Meaning(ExitCode(s)))
+	return err
+}
+
+// Meaning says in plain words what an exit code of flush means.
+func Meaning(code int) string {
+	switch code {
+	case ExOK:
+		return "everything due was delivered (or nothing was due)"
+	case ExTempFail:
+		return "some recipients were deferred and stay queued for a later run"
+	case ExUnavailable:
+		return "some recipients failed permanently (kept in failed/)"
+	case ExDataErr:
+		return "some spool files were invalid and were moved to bad/"
+	case ExIOErr:
+		return "some spool files could not be read or updated"
+	}
+	return fmt.Sprintf("exit code %d", code)
+}
+
+// JSON writes the summary as one JSON object and a newline, with the exit
+// code under "exit_code".
+func JSON(w io.Writer, s *batch.Summary) error {
+	v := struct {
+		*batch.Summary
+		ExitCode int `json:"exit_code"`
+	}{s, ExitCode(s)}
+	if v.Domains == nil {
+		v.Domains = []batch.DomainStats{}
+	}
+	if v.Problems == nil {
+		v.Problems = []batch.Problem{}
+	}
+	return json.NewEncoder(w).Encode(v)
+}
+
+// LogLine formats one recipient outcome in Postfix's shape, for example
+//
+//	mxflush[123]: 1732.456.ab12.host: to=<bob@a.test>, relay=mx.a.test[127.0.0.2]:2525, delay=0.12, dsn=2.0.0, status=sent (250 2.0.0 Ok)
+func LogLine(pid int, e batch.Event) string {
+	return fmt.Sprintf("mxflush[%d]: %s: to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)",
+		pid, e.ID, e.Rcpt, e.Relay, e.Delay.Seconds(), e.DSN, e.Status, oneLine(e.Reply))
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
+}
