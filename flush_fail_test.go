@@ -1,0 +1,184 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+	"github.com/miekg/dns"
+
+	"github.com/mxflush/mxflush/internal/testnet"
+)
+
+// Each case enqueues one message to rcpts and flushes once; the exit code,
+// the queue each file lands in and what the receiver got are checked.
+func TestFlushOutcomes(t *testing.T) {
+	zone := []string{
+		"a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2",
+		"nullmx.test. MX 0 .", "nullmx.test. A 127.0.0.2", // C16: the A record must not be used
+		"servfail.test. MX 10 mx.a.test.",
+		"idn.xn--bcher-kva.test. MX 10 mx.a.test.",
+	}
+	refuse := func(string) testnet.SMTPOptions {
+		return testnet.SMTPOptions{Rcpt: func(to string) error {
+			if strings.HasPrefix(to, "gone@") {
+				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user"}
+			}
+			if strings.HasPrefix(to, "busy@") {
+				return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "Mailbox busy"}
+			}
+			return nil
+		}}
+	}
+	tests := []struct {
+		name      string
+		rcpts     []string
+		code      int
+		queue     string   // where the file is afterwards: "" (removed), "cur", "failed"
+		delivered []string // RCPT TO seen by the receiver in accepted messages
+		log       string   // must appear in the log lines
+	}{
+		{"5yz fails", []string{"gone@a.test"}, 69, "failed", nil, "status=bounced (550 5.1.1 No such user)"},
+		{"mixed RCPT replies (C12 A)", []string{"gone@a.test", "bob@a.test", "busy@a.test"}, 69, "cur", []string{"bob@a.test"}, "status=deferred (450 4.2.1 Mailbox busy)"},
+		{"null MX (C16)", []string{"x@nullmx.test"}, 69, "failed", nil, "dsn=5.1.10"},
+		{"NXDOMAIN (C17)", []string{"x@missing.test"}, 69, "failed", nil, "dsn=5.1.2"},
+		{"SERVFAIL defers", []string{"x@servfail.test"}, 75, "cur", nil, "dsn=4.4.3"},
+		{"address literal (C21)", []string{"bob@[127.0.0.2]"}, 0, "", []string{"bob@[127.0.0.2]"}, "status=sent"},
+		{"malformed literal (C21)", []string{"dan@[999.1.1.1]", "bob@a.test"}, 69, "failed", []string{"bob@a.test"}, "dsn=5.1.3"},
+		{"source route (C33)", []string{"@hop1.example.test,@hop2.example.test:bob@a.test"}, 0, "", []string{"bob@a.test"}, "status=sent"},
+		{"malformed source route (C33)", []string{"@hop1.example.test;bob@a.test"}, 69, "failed", nil, "dsn=5.1.3"},
+		{"space in a source route is damage (C33)", []string{"@hop1.example.test bob@a.test"}, 65, "bad", nil, ""},
+		{"IDN domain in A-label form (C24 A)", []string{"user@idn.bücher.test"}, 0, "", []string{"user@idn.xn--bcher-kva.test"}, "status=sent"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, nil, refuse, zone...)
+			w.dns.SetRcode("servfail.test", dns.RcodeServerFailure)
+			writeSpoolFile(t, w.spool, "X-Envelope-From: <alice@example.test>\n"+toLines(tc.rcpts)+"Subject: t\n\nhello\n")
+			code, out, errs := w.flush()
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\n%s\n%s", code, tc.code, out, errs)
+			}
+			for _, q := range []string{"new", "cur", "failed", "bad"} {
+				n := 0
+				for _, f := range w.files(q) {
+					if !strings.HasSuffix(f, ".reason") {
+						n++
+					}
+				}
+				if (q == tc.queue) != (n == 1) || n > 1 {
+					t.Errorf("%s/ holds %d files, want the message in %q", q, n, tc.queue)
+				}
+			}
+			var got []string
+			for _, m := range w.recv["127.0.0.2"].Messages() {
+				got = append(got, m.To...)
+			}
+			if !slices.Equal(got, tc.delivered) {
+				t.Errorf("receiver accepted %v, want %v", got, tc.delivered)
+			}
+			if !strings.Contains(errs, tc.log) {
+				t.Errorf("log lines lack %q:\n%s", tc.log, errs)
+			}
+			if strings.Contains(tc.name, "null MX") && w.recv["127.0.0.2"].Sessions() != 0 {
+				t.Error("a connection was made for a null MX domain")
+			}
+		})
+	}
+}
+
+func toLines(rcpts []string) string {
+	var b strings.Builder
+	for _, r := range rcpts {
+		fmt.Fprintf(&b, "X-Envelope-To: <%s>\n", r)
+	}
+	return b.String()
+}
+
+// writeSpoolFile writes a producer's file the maildir way: tmp/, then new/.
+func writeSpoolFile(t *testing.T, spoolDir, content string) string {
+	t.Helper()
+	for _, d := range []string{"tmp", "new", "cur", "failed", "bad"} {
+		if err := os.MkdirAll(filepath.Join(spoolDir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name := fmt.Sprintf("1732880000.P%d.Q%d.test", os.Getpid(), len(content))
+	tmp := filepath.Join(spoolDir, "tmp", name)
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(spoolDir, "new", name)); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// C31: CR/LF injected into an envelope address: the entry is moved aside,
+// sent to nobody, and no receiver ever sees the injected command.
+func TestFlushInjectedEnvelopeIsQuarantined(t *testing.T) {
+	w := newWorld(t, []string{"127.0.0.2", "127.0.0.3"}, nil,
+		"a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2", "spy.test. MX 10 mx.spy.test.", "mx.spy.test. A 127.0.0.3")
+	writeSpoolFile(t, w.spool, "X-Envelope-From: <alice@example.test>\nX-Envelope-To: <bob@a.test>\rRCPT TO:<spy@spy.test>\nSubject: x\n\nhi\n")
+	good := w.enqueue("alice@example.test", msg("good"), "carol@a.test")
+	code, out, errs := w.flush()
+	if code != 65 {
+		t.Errorf("exit %d, want 65 (invalid spool file moved aside)\n%s\n%s", code, out, errs)
+	}
+	if bad := w.files("bad"); len(bad) != 2 { // the file and its .reason
+		t.Errorf("bad/ holds %v, want the file and its reason", bad)
+	}
+	if w.recv["127.0.0.3"].Sessions() != 0 {
+		t.Error("the injected domain's MX got a connection")
+	}
+	for _, c := range w.recv["127.0.0.2"].Commands() {
+		if strings.Contains(c, "spy") {
+			t.Errorf("receiver saw an injected command %q", c)
+		}
+	}
+	if len(w.recv["127.0.0.2"].Messages()) != 1 || !strings.Contains(out, "spool problem") || slices.Contains(w.files("new"), good) {
+		t.Errorf("the valid message should still go out and the problem be reported:\n%s", out)
+	}
+}
+
+// C36: a second flush while one holds the lock exits at once with 75 and
+// names the holder's pid.
+func TestFlushLockHeld(t *testing.T) {
+	w := newWorld(t, nil, nil, "a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2")
+	w.enqueue("alice@example.test", msg("x"), "bob@a.test")
+	sp := openSpool(t, w.spool)
+	unlock, err := sp.Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := w.flush()
+	if code != 75 || !strings.Contains(errs, fmt.Sprint(os.Getpid())) {
+		t.Errorf("exit %d, stderr %q: want 75 naming pid %d", code, errs, os.Getpid())
+	}
+	if w.recv["127.0.0.2"].Sessions() != 0 {
+		t.Error("the locked-out flush connected anyway")
+	}
+	unlock()
+	if code, _, errs := w.flush(); code != 0 {
+		t.Errorf("after unlock: exit %d: %s", code, errs)
+	}
+}
+
+// --dry-run resolves and prints the plan, connects nowhere, changes nothing.
+func TestFlushDryRun(t *testing.T) {
+	w := newWorld(t, nil, nil, "a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2")
+	for i := 0; i < 3; i++ {
+		w.enqueue("alice@example.test", msg(fmt.Sprint(i)), "bob@a.test")
+	}
+	code, out, _ := w.flush("--dry-run")
+	if code != 0 || w.recv["127.0.0.2"].Sessions() != 0 || len(w.files("new")) != 3 {
+		t.Fatalf("exit %d, %d sessions, %d files in new/: want 0, 0, 3", code, w.recv["127.0.0.2"].Sessions(), len(w.files("new")))
+	}
+	if !strings.Contains(out, "mx.a.test[127.0.0.2]") || !strings.Contains(out, "a.test") {
+		t.Errorf("plan lacks the domain and its MX:\n%s", out)
+	}
+}

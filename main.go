@@ -1,0 +1,105 @@
+// Command mxflush relays queued outgoing mail in batches: one run scans a
+// maildir-style spool, groups every waiting message by recipient domain,
+// resolves each domain's MX and delivers over SMTP with a bounded number of
+// concurrent sessions, one session per domain. See README.md.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/mxflush/mxflush/report"
+)
+
+// Globals are the flags every command takes.
+type Globals struct {
+	Spool string `help:"Spool directory (tmp/ new/ cur/ failed/ bad/ inside)." env:"MXFLUSH_SPOOL" required:"" placeholder:"DIR"`
+
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// CLI is the command line of mxflush.
+type CLI struct {
+	Globals
+
+	Flush   FlushCmd   `cmd:"" help:"Deliver every due message in the spool, grouped by recipient domain."`
+	Enqueue EnqueueCmd `cmd:"" help:"Read one RFC 5322 message on stdin and put it in the spool."`
+	Queue   QueueCmd   `cmd:"" help:"List the messages waiting in the spool, like mailq."`
+
+	Version kong.VersionFlag `help:"Print the version and exit."`
+}
+
+// exitError carries an exit code out of a command's Run.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitf(code int, format string, args ...any) error {
+	return &exitError{code: code, err: fmt.Errorf(format, args...)}
+}
+
+// kongExit is panicked by kong's exit hook (after --help or --version) and
+// recovered in run, so that run returns instead of ending the process.
+type kongExit int
+
+// run parses args, runs the command and returns the process exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
+	cli := CLI{Globals: Globals{stdin: stdin, stdout: stdout, stderr: stderr}}
+	parser, err := kong.New(&cli,
+		kong.Name("mxflush"),
+		kong.Description("Relay queued outgoing mail in batches, one SMTP session per recipient domain."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(c int) { panic(kongExit(c)) }),
+		kong.Vars{"version": "mxflush " + version},
+		kong.UsageOnError(),
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "mxflush: %v\n", err)
+		return report.ExSoftware
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			c, ok := r.(kongExit)
+			if !ok {
+				panic(r)
+			}
+			code = int(c)
+			if code != 0 {
+				code = report.ExUsage
+			}
+		}
+	}()
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "mxflush: %v\n", err)
+		return report.ExUsage
+	}
+	err = kctx.Run(&cli.Globals)
+	if err == nil {
+		return report.ExOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil && ee.err.Error() != "" {
+			fmt.Fprintf(stderr, "mxflush: %v\n", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintf(stderr, "mxflush: %v\n", err)
+	return report.ExSoftware
+}
+
+const version = "0.1.0"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mxflush/mxflush/report"
+	"github.com/mxflush/mxflush/spool"
+)
+
+// QueueCmd is `mxflush queue`: the waiting messages, like mailq.
+type QueueCmd struct {
+	JSON bool `name:"json" help:"Print one JSON object per message, one per line."`
+}
+
+// queueEntry is the JSON shape of one waiting message; field names are stable.
+type queueEntry struct {
+	ID          string            `json:"id"`
+	Queue       string            `json:"queue"` // "new" (never tried) or "cur" (deferred)
+	Arrival     time.Time         `json:"arrival"`
+	AgeSeconds  int64             `json:"age_seconds"`
+	Size        int64             `json:"size"` // octets of the message
+	Sender      string            `json:"sender"`
+	Recipients  []string          `json:"recipients"`
+	Attempts    int               `json:"attempts"`
+	NextAttempt *time.Time        `json:"next_attempt,omitempty"`
+	LastReplies map[string]string `json:"last_replies,omitempty"` // per recipient
+}
+
+// Run lists new/ and cur/, oldest first.
+func (c *QueueCmd) Run(g *Globals) error {
+	sp, err := spool.Open(g.Spool)
+	if err != nil {
+		return exitf(report.ExCantCreat, "%v", err)
+	}
+	var msgs []*spool.Message
+	for _, q := range []string{"new", "cur"} {
+		list, probs, err := sp.List(q)
+		if err != nil {
+			return exitf(report.ExIOErr, "%v", err)
+		}
+		for _, p := range probs {
+			fmt.Fprintf(g.stderr, "mxflush: %s: %s\n", p.Path, p.Reason)
+		}
+		msgs = append(msgs, list...)
+	}
+	sort.SliceStable(msgs, func(i, j int) bool { return msgs[i].Arrival.Before(msgs[j].Arrival) })
+	now := time.Now()
+	if c.JSON {
+		enc := json.NewEncoder(g.stdout)
+		for _, m := range msgs {
+			if err := enc.Encode(entry(m, now)); err != nil {
+				return exitf(report.ExIOErr, "%v", err)
+			}
+		}
+		return nil
+	}
+	if len(msgs) == 0 {
+		fmt.Fprintln(g.stdout, "spool is empty")
+		return nil
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tAGE\tSIZE\tSENDER\tATTEMPTS\tRECIPIENT (LAST REPLY)")
+	for _, m := range msgs {
+		e := entry(m, now)
+		sender := e.Sender
+		if sender == "" {
+			sender = "<>"
+		}
+		for i, r := range e.Recipients {
+			line := r
+			if rep := e.LastReplies[r]; rep != "" {
+				line += " (" + rep + ")"
+			}
+			if i == 0 {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", e.ID, age(now.Sub(e.Arrival)), e.Size, sender, e.Attempts, line)
+			} else {
+				fmt.Fprintf(tw, "\t\t\t\t\t%s\n", line)
+			}
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return exitf(report.ExIOErr, "%v", err)
+	}
+	fmt.Fprintf(g.stdout, "%d message(s), %d recipient(s)\n", len(msgs), countRcpts(msgs))
+	return nil
+}
+
+func entry(m *spool.Message, now time.Time) queueEntry {
+	e := queueEntry{
+		ID: m.ID, Queue: m.Queue, Arrival: m.Arrival.UTC(), Size: m.Size, Sender: m.From,
+		Recipients: append([]string{}, m.To...), Attempts: m.Attempts, LastReplies: m.Replies,
+		AgeSeconds: max(0, int64(now.Sub(m.Arrival).Seconds())),
+	}
+	if !m.NextAttempt.IsZero() {
+		t := m.NextAttempt.UTC()
+		e.NextAttempt = &t
+	}
+	return e
+}
+
+func countRcpts(msgs []*spool.Message) int {
+	n := 0
+	for _, m := range msgs {
+		n += len(m.To)
+	}
+	return n
+}
+
+// age prints a duration the way mailq readers expect: 42s, 5m, 3h, 2d.
+func age(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", max(0, int(d.Seconds())))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
