@@ -5,11 +5,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mxflush/mxflush/internal/testnet"
 )
 
 var (
@@ -160,5 +163,80 @@ func TestFlushManyDomainsUnderFileLimit(t *testing.T) {
 	t.Logf("3,000 messages to 600 domains: %d sessions, peak open files %d, peak concurrent sessions %d", sessions, peak, w.gauge.Max())
 	if w.received() != 3000 || sessions != 600 || w.gauge.Max() > 16 {
 		t.Errorf("got %d messages over %d sessions (peak %d concurrent), want 3000 over 600 (at most 16 at once)", w.received(), sessions, w.gauge.Max())
+	}
+}
+
+// C36: two flushes started together, as overlapping cron runs: one runs, the
+// other exits 75 at once, and every recipient gets exactly one copy. A flush
+// killed with SIGKILL leaves no lock behind.
+func TestFlushOverlappingRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the built binary")
+	}
+	ips := []string{"127.0.0.2", "127.0.0.3"}
+	var records, domains []string
+	for i := 0; i < 20; i++ {
+		domains = append(domains, fmt.Sprintf("o%02d.test", i))
+		records = append(records, fmt.Sprintf("o%02d.test. MX 10 mx%d.o.test.", i, i%2))
+	}
+	records = append(records, "mx0.o.test. A 127.0.0.2", "mx1.o.test. A 127.0.0.3")
+	w := newWorld(t, ips, func(string) testnet.SMTPOptions { return testnet.SMTPOptions{DataDelay: 10 * time.Millisecond} }, records...)
+	spoolMany(t, w.spool, 200, domains)
+	args := []string{"flush", "--spool", w.spool, "--dns", w.dns.Addr(), "--port", strconv.Itoa(w.port), "--helo", "relay.test"}
+
+	type result struct {
+		code int
+		err  string
+	}
+	results := make(chan result, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			cmd := exec.Command(binary(t), args...)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			results <- result{code, stderr.String()}
+		}()
+		time.Sleep(50 * time.Millisecond)
+	}
+	r1, r2 := <-results, <-results
+	codes := []int{r1.code, r2.code}
+	slices.Sort(codes)
+	if !slices.Equal(codes, []int{0, 75}) {
+		t.Fatalf("exit codes %v, want one 0 and one 75\n%s\n%s", codes, tail(r1.err, 500), tail(r2.err, 500))
+	}
+	seen := map[string]int{}
+	for _, r := range w.recv {
+		for _, m := range r.Messages() {
+			for _, to := range m.To {
+				seen[to]++
+			}
+		}
+	}
+	for rcpt, n := range seen {
+		if n != 1 {
+			t.Errorf("%s got %d copies", rcpt, n)
+		}
+	}
+	if len(seen) != 200 {
+		t.Errorf("%d recipients delivered, want 200", len(seen))
+	}
+
+	// kill -9 a flush in the middle: the next one takes the lock and proceeds.
+	spoolMany(t, w.spool, 200, domains)
+	cmd := exec.Command(binary(t), args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	cmd.Process.Kill()
+	cmd.Wait()
+	out, err := exec.Command(binary(t), args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("flush after kill -9: %v\n%s", err, tail(string(out), 1000))
 	}
 }

@@ -87,12 +87,13 @@ func Run(ctx context.Context, sp *spool.Spool, cfg Config) (*Summary, error) {
 	start := r.now()
 	sum := &Summary{Started: start.UTC(), DryRun: cfg.DryRun}
 
-	msgs, probs, err := sp.Scan(ctx)
+	msgs, probs, err := scan(ctx, sp, cfg.DryRun)
 	if err != nil {
 		return nil, fmt.Errorf("scanning spool %s: %w", sp.Dir(), err)
 	}
 	for _, p := range probs {
-		r.problem(Problem{ID: p.ID, Reason: p.Reason, MovedTo: p.MovedTo, IOError: p.MovedTo == ""})
+		var pe *spool.ParseError
+		r.problem(Problem{ID: p.ID, Reason: p.Reason, MovedTo: p.MovedTo, IOError: !errors.As(p.Err, &pe)})
 	}
 	plan := NewPlan(msgs, start, cfg.All)
 	sum.NotDue = plan.NotDue
@@ -115,7 +116,26 @@ func Run(ctx context.Context, sp *spool.Spool, cfg Config) (*Summary, error) {
 	sum.Totals.Messages = plan.Messages
 	sum.Problems = append(sum.Problems, r.problems...)
 	sum.Seconds = r.now().Sub(start).Seconds()
+	sum.Totals.Seconds = sum.Seconds
 	return sum, nil
+}
+
+// scan reads every envelope in new/ and cur/. A dry run uses List, which
+// reports invalid files without moving them: it changes nothing.
+func scan(ctx context.Context, sp *spool.Spool, dry bool) ([]*spool.Message, []spool.Problem, error) {
+	if !dry {
+		return sp.Scan(ctx)
+	}
+	var msgs []*spool.Message
+	var probs []spool.Problem
+	for _, q := range []string{spool.QueueNew, spool.QueueCur} {
+		m, p, err := sp.List(q)
+		if err != nil {
+			return nil, nil, err
+		}
+		msgs, probs = append(msgs, m...), append(probs, p...)
+	}
+	return msgs, probs, nil
 }
 
 // invalid fails the recipients whose address breaks the grammar (status

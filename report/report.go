@@ -65,7 +65,7 @@ func Text(w io.Writer, s *batch.Summary) error {
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\t%s\n", d.Domain, d.Messages, d.Recipients, d.Connections, mx)
 		}
 		t := s.Totals
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\t\n", "total", t.Messages, t.Recipients, t.Connections)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", "total", t.Messages, t.Recipients, t.Connections)
 	} else {
 		fmt.Fprintf(tw, "domain\tmessages\tdelivered\tdeferred\tfailed\tconnections\tseconds\t\n")
 		for _, d := range s.Domains {
@@ -94,7 +94,12 @@ func Text(w io.Writer, s *batch.Summary) error {
 		}
 		fmt.Fprintf(w, "spool problem: %s: %s (%s)\n", p.ID, p.Reason, where)
 	}
-	_, err := fmt.Fprintf(w, "exit %d: %s\n", ExitCode(s), Meaning(ExitCode(s)))
+	code := ExitCode(s)
+	if s.DryRun && code == ExOK {
+		_, err := fmt.Fprintln(w, "exit 0: dry run, nothing was sent")
+		return err
+	}
+	_, err := fmt.Fprintf(w, "exit %d: %s\n", code, Meaning(code))
 	return err
 }
 
