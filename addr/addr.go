@@ -38,7 +38,8 @@ func bad(a, rule string) *Error { return &Error{Addr: a, Rule: rule} }
 
 // Check validates a recipient or non-null sender address and returns it with
 // any source route removed (RFC 5321 Appendix C: "@hop1,@hop2:user@domain"
-// routes on "user@domain"). Errors are *Error.
+// routes on "user@domain") and any trailing dot of the domain removed.
+// Errors are *Error.
 func Check(a string) (string, error) {
 	if a == "" {
 		return "", bad(a, "empty address (the null sender <> is valid only in MAIL FROM)")
@@ -80,6 +81,12 @@ func Check(a string) (string, error) {
 		return "", bad(a, "no @ in address")
 	}
 	local, domain := mbox[:at], mbox[at+1:]
+	if strings.HasSuffix(domain, ".") && !strings.HasPrefix(domain, "[") {
+		// "a.test." is the root-anchored "a.test": RFC 5321 §2.3.5 wants
+		// no trailing dot in a command, so it goes out without one.
+		domain = strings.TrimSuffix(domain, ".")
+		mbox = local + "@" + domain
+	}
 	if local == "" {
 		return "", bad(a, "empty local part (RFC 5321 §4.1.2)")
 	}

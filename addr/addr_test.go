@@ -19,6 +19,8 @@ func TestCheck(t *testing.T) {
 		{"@hop1.test;bob@a.test", "", "source route without a colon"},
 		{"@hop1.test:@hop2.test:bob@a.test", "", "not allowed in an unquoted local part"},
 		{"bob@[127.0.0.1]", "bob@[127.0.0.1]", ""},
+		{"bob@a.test.", "bob@a.test", ""},
+		{"bob@.", "", "empty domain"},
 		{"bob@[IPv6:::1]", "bob@[IPv6:::1]", ""},
 		{"dan@[999.1.1.1]", "", "address literal"},
 		{"dan@[::1]", "", "address literal"},

@@ -69,6 +69,24 @@ func TestSendSMTPUTF8(t *testing.T) {
 			t.Errorf("%s: received %+v, want RCPT %q SMTPUTF8 %v", tc.rcpt, msgs, tc.wire, tc.utf8)
 		}
 	}
+	// A non-ASCII recipient fails alone: the ASCII one beside it goes out
+	// without SMTPUTF8. A non-ASCII sender fails every recipient.
+	s := dial(t, opts(port), host("mx.b.test", "127.0.0.3"))
+	before := len(plain.Messages())
+	rs, err := s.Send(context.Background(), message("alice@a.test", []string{"jos\xc3\xa9@b.test", "ok@b\xc3\xbccher.test"}, text("x\n"), 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOutcomes(t, rs, map[string]string{"jos\xc3\xa9@b.test": "perm 5.6.7", "ok@b\xc3\xbccher.test": "sent"})
+	if msgs := plain.Messages()[before:]; len(msgs) != 1 || !slices.Equal(msgs[0].To, []string{"ok@xn--bcher-kva.test"}) || msgs[0].Opts.UTF8 {
+		t.Errorf("received %+v, want ok@xn--bcher-kva.test alone without SMTPUTF8", msgs)
+	}
+	rs, err = s.Send(context.Background(), message("jos\xc3\xa9@a.test", []string{"ok@b.test"}, text("x\n"), 2))
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOutcomes(t, rs, map[string]string{"ok@b.test": "perm 5.6.7"})
 	if c := plain.Commands(); slices.ContainsFunc(c, func(s string) bool { return strings.Contains(s, "jos") }) {
 		t.Errorf("non-ASCII address sent to a server without SMTPUTF8: %q", c)
 	}

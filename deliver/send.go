@@ -3,6 +3,7 @@ package deliver
 import (
 	"context"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/emersion/go-smtp"
@@ -34,8 +35,11 @@ type Result struct {
 //   - Envelope check (defence in depth, RFC 5321 §4.1.2, C31): if From or any
 //     To fails addr.Check or holds CR, LF or NUL, every recipient fails
 //     permanently with Command "local" and nothing is sent.
-//   - SMTPUTF8 (RFC 6531 §3.4): an address that needs it, on a server
-//     without it: every recipient fails, 5.6.7, nothing sent.
+//   - SMTPUTF8 (RFC 6531 §3.4), on a server without it: a non-ASCII sender
+//     fails every recipient, 5.6.7, nothing sent; a non-ASCII recipient
+//     fails alone, 5.6.7, and the others go in a transaction without
+//     SMTPUTF8. A U-label domain alone needs no SMTPUTF8: it is sent in
+//     A-label form (RFC 6531 §3.2).
 //   - SIZE (RFC 1870): m.Size above the smallest advertised positive limit:
 //     every recipient fails, 5.3.4, nothing sent. SIZE=m.Size goes on MAIL
 //     whenever SIZE is offered.
@@ -73,15 +77,32 @@ func (s *Session) Send(ctx context.Context, m Message) ([]Result, error) {
 	if len(m.To) == 0 {
 		return res.rs, nil
 	}
-	from, to, needUTF8, e := envelope(m)
+	from, to, fromUTF8, rcptUTF8, e := envelope(m)
 	if e != nil {
 		res.setAll(all, e)
 		return res.rs, nil
 	}
+	needUTF8 := fromUTF8 || slices.Contains(rcptUTF8, true)
 	if needUTF8 && !s.utf8 {
-		res.setAll(all, localError(true, "5.6.7",
-			"an address is not ASCII and the server does not offer SMTPUTF8 (RFC 6531 §3.4)", nil))
-		return res.rs, nil
+		// RFC 6531 §3.4: a non-ASCII address cannot go to this server. A
+		// non-ASCII sender sinks the whole message; a non-ASCII recipient
+		// fails alone and the others go without SMTPUTF8.
+		noUTF8 := localError(true, "5.6.7", "an address is not ASCII and the server does not offer SMTPUTF8 (RFC 6531 §3.4)", nil)
+		if fromUTF8 {
+			res.setAll(all, noUTF8)
+			return res.rs, nil
+		}
+		var ascii []int
+		for _, i := range all {
+			if rcptUTF8[i] {
+				res.set(i, noUTF8, "")
+			} else {
+				ascii = append(ascii, i)
+			}
+		}
+		if all, needUTF8 = ascii, false; len(all) == 0 {
+			return res.rs, nil
+		}
 	}
 	if s.sizeLimit > 0 && m.Size > s.sizeLimit {
 		res.setAll(all, sizeError(m.Size, s.sizeLimit))
@@ -260,7 +281,8 @@ func (s *Session) scan8bit(m Message) *Error {
 // envelope checks and converts the addresses to their wire form. An invalid
 // address refuses the whole message: such an envelope is corrupt or
 // hostile (C31), so nobody gets it.
-func envelope(m Message) (from string, to []string, needUTF8 bool, e *Error) {
+func envelope(m Message) (from string, to []string, fromUTF8 bool, rcptUTF8 []bool, e *Error) {
+	needUTF8 := false
 	wire := func(a string) (string, error) {
 		if strings.ContainsAny(a, "\r\n\x00") {
 			return "", &addr.Error{Addr: a, Rule: "CR, LF or NUL in an address (RFC 5321 §4.1.2)"}
@@ -270,23 +292,24 @@ func envelope(m Message) (from string, to []string, needUTF8 bool, e *Error) {
 			return "", err
 		}
 		w, utf8 := addr.Wire(mbox)
-		needUTF8 = needUTF8 || utf8
+		needUTF8 = utf8
 		return w, nil
 	}
 	if m.From != "" {
 		w, err := wire(m.From)
 		if err != nil {
-			return "", nil, false, localError(true, "5.1.7", "invalid sender, message not sent: "+err.Error(), err)
+			return "", nil, false, nil, localError(true, "5.1.7", "invalid sender, message not sent: "+err.Error(), err)
 		}
-		from = w
+		from, fromUTF8 = w, needUTF8
 	}
 	to = make([]string, len(m.To))
+	rcptUTF8 = make([]bool, len(m.To))
 	for i, a := range m.To {
 		w, err := wire(a)
 		if err != nil {
-			return "", nil, false, localError(true, "5.1.3", "invalid recipient, message not sent: "+err.Error(), err)
+			return "", nil, false, nil, localError(true, "5.1.3", "invalid recipient, message not sent: "+err.Error(), err)
 		}
-		to[i] = w
+		to[i], rcptUTF8[i] = w, needUTF8
 	}
-	return from, to, needUTF8, nil
+	return from, to, fromUTF8, rcptUTF8, nil
 }
