@@ -1,7 +1,6 @@
 package spool
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +8,8 @@ import (
 )
 
 // Open returns the RFC 5322 message of m exactly as stored after the
-// envelope lines, through one file descriptor and a 32 KiB buffer; Close
+// envelope lines, through one file descriptor and no buffer of its own
+// (callers read in large blocks: deliver reads 8 KiB at a time); Close
 // releases both. For a derived envelope (a plain maildir file) the Bcc
 // header fields, with their continuation lines, are left out. It fails when
 // the file is gone or changed (size or modification time) since Scan or List
@@ -38,25 +38,26 @@ func (s *Spool) Open(m *Message) (io.ReadCloser, error) {
 }
 
 // bodyReader reads a file from offset pos on, leaving out the skip spans
-// (sorted, not overlapping, absolute offsets at or after pos).
+// (sorted, not overlapping, absolute offsets at or after pos). It has no
+// buffer of its own, so opening a message allocates no large buffer (one of
+// 32 KiB per message was most of a flush's allocations).
 type bodyReader struct {
-	c     io.Closer
-	br    *bufio.Reader
+	r     io.ReadCloser // nil once closed
 	pos   int64
 	skips []span
 }
 
 func newBodyReader(r io.ReadCloser, pos int64, skips []span) *bodyReader {
-	return &bodyReader{c: r, br: bufio.NewReaderSize(r, 32<<10), pos: pos, skips: skips}
+	return &bodyReader{r: r, pos: pos, skips: skips}
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
-	if b.br == nil {
+	if b.r == nil {
 		return 0, errors.New("spool: read of a closed message")
 	}
 	for len(b.skips) > 0 && b.pos >= b.skips[0].start {
-		n, err := b.br.Discard(int(b.skips[0].end - b.pos))
-		b.pos += int64(n)
+		n, err := io.CopyN(io.Discard, b.r, b.skips[0].end-b.pos)
+		b.pos += n
 		if err != nil {
 			return 0, err
 		}
@@ -65,16 +66,17 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	if len(b.skips) > 0 && int64(len(p)) > b.skips[0].start-b.pos {
 		p = p[:b.skips[0].start-b.pos]
 	}
-	n, err := b.br.Read(p)
+	n, err := b.r.Read(p)
 	b.pos += int64(n)
 	return n, err
 }
 
 // Close closes the file; a second Close returns nil.
 func (b *bodyReader) Close() error {
-	if b.br == nil {
+	if b.r == nil {
 		return nil
 	}
-	b.br = nil
-	return b.c.Close()
+	r := b.r
+	b.r = nil
+	return r.Close()
 }

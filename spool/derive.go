@@ -111,8 +111,8 @@ func deriveAddrs(env *Envelope, fields []headerField) error {
 			if err != nil {
 				return perr(f.line, err, "%s: %v", f.name, err)
 			}
-			if !seen[mbox] {
-				seen[mbox] = true
+			if !seen[rcptKey(mbox)] {
+				seen[rcptKey(mbox)] = true
 				env.To = append(env.To, mbox)
 			}
 		}

@@ -5,10 +5,12 @@
 // # Layout
 //
 //	DIR/lock     flock(2) target of Lock; holds the holder's pid
+//	DIR/journal  the crash journal of delivered recipients (see Journal); empty after a clean run
 //	DIR/tmp/     files being written; renamed away when complete
 //	DIR/new/     ready, never attempted
 //	DIR/cur/     attempted at least once, waiting for a retry (carries state)
 //	DIR/failed/  permanently failed originals, kept for inspection
+//	DIR/hold/    held by the operator (mxflush hold, or mv): never scanned or sent
 //	DIR/bad/     files Scan could not parse, each with ID.reason beside it
 //
 // A message file is named with a maildir unique name,
@@ -29,8 +31,16 @@
 //	X-Envelope-Arrival: 2026-11-29T12:00:00Z       optional (default: file mtime)
 //	X-Envelope-Attempts: 2                         optional (default 0)
 //	X-Envelope-Next-Attempt: 2026-11-29T12:05:00Z  optional (default: due now)
+//	X-Envelope-Warned: 2026-11-29T16:00:00Z        optional: when the one delay warning (DSN) was enqueued
 //	X-Envelope-Reply: <bob@example.test> 451 4.7.1 Greylisted   last reply for a pending recipient
-//	X-Envelope-Failed: <gone@example.test> 550 5.1.1 No such user   a recipient that failed permanently
+//	X-Envelope-Failed: bounced <gone@example.test> 550 5.1.1 No such user   a recipient that failed permanently
+//
+// An X-Envelope-Failed line starts with a notice token, "bounced" (a DSN
+// naming the recipient was enqueued to the sender before the line was
+// written) or "not-bounced" (the sender is <>, or the run had
+// --no-bounce), or with the address itself in files written before notices
+// existed. The token comes before the address so no reply text can be
+// mistaken for it.
 //
 // For example, a message deferred once for one of its two recipients:
 //
@@ -88,4 +98,9 @@
 //   - Crash before a directory fsync: after reboot the rename may be undone,
 //     so the older state comes back and some recipients may get a second
 //     copy. Mail is duplicated rather than lost.
+//   - Crash in the middle of a run: a message's file changes only after all
+//     its domain batches, so the recipients already delivered are in the
+//     journal (written as each reply arrives); ReplayJournal takes them off
+//     their messages before the next run sends anything. See Journal for
+//     what a power loss can still duplicate.
 package spool

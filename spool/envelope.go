@@ -18,13 +18,30 @@ type Envelope struct {
 	Arrival     time.Time         // UTC; when the message entered the spool
 	Attempts    int               // delivery attempts so far
 	NextAttempt time.Time         // UTC; zero means due now
+	Warned      time.Time         // UTC; when the one delay warning (a "delayed" DSN) was enqueued; zero: none yet
 	Replies     map[string]string // last reply per pending recipient ("451 4.7.1 Greylisted"), may be nil
 	Failed      []Failure         // recipients that failed permanently, with the reply
 }
 
-// Failure is a recipient that failed permanently and the reply that said so
-// ("550 5.1.1 No such user"), one line.
-type Failure struct{ Rcpt, Reply string }
+// Failure is a recipient that failed permanently, the reply that said so
+// ("550 5.1.1 No such user"), one line, and how the sender was told.
+type Failure struct {
+	Rcpt, Reply string
+	Notice      Notice
+}
+
+// Notice says whether the sender was sent a bounce for a failure. It is
+// decided, and the bounce enqueued, before the failure is written, so every
+// Failed line carries the decision made for it; a run never bounces a
+// failure that is already in the file.
+type Notice string
+
+// Notices, as written before the recipient on an X-Envelope-Failed line.
+const (
+	NoticeUnknown Notice = ""            // no token: a file written before notices existed; never bounced later
+	NoticeBounced Notice = "bounced"     // a DSN (RFC 3464) naming this recipient was enqueued to the sender
+	NoticeNone    Notice = "not-bounced" // no DSN: the sender is <> (no bounce loops) or the run had --no-bounce
+)
 
 // Canonical envelope field names. Matching is case-insensitive.
 const (
@@ -34,16 +51,17 @@ const (
 	fieldArrival    = "X-Envelope-Arrival"
 	fieldAttempts   = "X-Envelope-Attempts"
 	fieldNext       = "X-Envelope-Next-Attempt"
+	fieldWarned     = "X-Envelope-Warned"
 	fieldReply      = "X-Envelope-Reply"
 	fieldFailed     = "X-Envelope-Failed"
-	knownFields     = "X-Envelope-From, -To, -Arrival, -Attempts, -Next-Attempt, -Reply, -Failed"
+	knownFields     = "X-Envelope-From, -To, -Arrival, -Attempts, -Next-Attempt, -Warned, -Reply, -Failed"
 	maxAttemptsText = 9 // digits; keeps Attempts far below any int overflow
 )
 
 // canonicalField returns the canonical spelling of an envelope field name,
 // or "" when name is not one.
 func canonicalField(name string) string {
-	for _, f := range [...]string{fieldFrom, fieldTo, fieldArrival, fieldAttempts, fieldNext, fieldReply, fieldFailed} {
+	for _, f := range [...]string{fieldFrom, fieldTo, fieldArrival, fieldAttempts, fieldNext, fieldWarned, fieldReply, fieldFailed} {
 		if strings.EqualFold(name, f) {
 			return f
 		}
@@ -101,6 +119,21 @@ func rcptMailbox(a string) (string, error) {
 	return a, nil
 }
 
+// rcptKey is the identity of a recipient for dropping duplicates: the local
+// part as written (it may be case-sensitive, RFC 5321 §2.4) and the domain
+// in lower-case A-label form, so "bob@A.TEST" and "bob@a.test." are one
+// recipient and get one copy.
+func rcptKey(mbox string) string {
+	at := strings.LastIndexByte(mbox, '@')
+	if at < 0 {
+		return mbox
+	}
+	if d, err := addr.Domain(mbox); err == nil {
+		return mbox[:at] + "@" + d
+	}
+	return mbox[:at] + "@" + strings.ToLower(mbox[at+1:])
+}
+
 // sanitizeReply turns a server reply into the one-line form stored in the
 // file: every control character (CR, LF, NUL, HTAB, ...) becomes a space and
 // surrounding spaces are trimmed.
@@ -147,10 +180,10 @@ func normalize(env Envelope, needTo bool) (Envelope, error) {
 		if err != nil {
 			return Envelope{}, err
 		}
-		if seen[mbox] {
+		if seen[rcptKey(mbox)] {
 			continue
 		}
-		seen[mbox] = true
+		seen[rcptKey(mbox)] = true
 		out.To = append(out.To, mbox)
 		r, ok := env.Replies[orig]
 		if !ok {
@@ -168,7 +201,10 @@ func normalize(env Envelope, needTo bool) (Envelope, error) {
 		if err != nil {
 			return Envelope{}, err
 		}
-		out.Failed = append(out.Failed, Failure{Rcpt: mbox, Reply: sanitizeReply(f.Reply)})
+		if err := checkNotice(f.Notice); err != nil {
+			return Envelope{}, err
+		}
+		out.Failed = append(out.Failed, Failure{Rcpt: mbox, Reply: sanitizeReply(f.Reply), Notice: f.Notice})
 	}
 	switch {
 	case needTo && len(out.To) == 0:
@@ -185,12 +221,16 @@ func normalize(env Envelope, needTo bool) (Envelope, error) {
 	if out.NextAttempt, err = utcSecond(env.NextAttempt); err != nil {
 		return Envelope{}, fmt.Errorf("spool: envelope NextAttempt: %w", err)
 	}
+	if out.Warned, err = utcSecond(env.Warned); err != nil {
+		return Envelope{}, fmt.Errorf("spool: envelope Warned: %w", err)
+	}
 	return out, nil
 }
 
 // formatEnvelope returns the envelope lines for env, LF-terminated, in the
-// order From, To..., Arrival, Attempts, Next-Attempt, Reply... (in To order),
-// Failed.... Zero times and zero Attempts are left out. env must come from
+// order From, To..., Arrival, Attempts, Next-Attempt, Warned, Reply... (in To
+// order), Failed.... Zero times and zero Attempts are left out; a Failed
+// line starts with its notice token when it has one. env must come from
 // normalize or parse; formatEnvelope does not check it.
 func formatEnvelope(env Envelope) []byte {
 	var b strings.Builder
@@ -219,13 +259,20 @@ func formatEnvelope(env Envelope) []byte {
 	if !env.NextAttempt.IsZero() {
 		line(fieldNext, env.NextAttempt.UTC().Format(time.RFC3339))
 	}
+	if !env.Warned.IsZero() {
+		line(fieldWarned, env.Warned.UTC().Format(time.RFC3339))
+	}
 	for _, to := range env.To {
 		if r, ok := env.Replies[to]; ok {
 			line(fieldReply, withText(to, r))
 		}
 	}
 	for _, f := range env.Failed {
-		line(fieldFailed, withText(f.Rcpt, f.Reply))
+		v := withText(f.Rcpt, f.Reply)
+		if f.Notice != NoticeUnknown {
+			v = string(f.Notice) + " " + v
+		}
+		line(fieldFailed, v)
 	}
 	return []byte(b.String())
 }
@@ -234,6 +281,7 @@ func formatEnvelope(env Envelope) []byte {
 // compared as instants, nil and empty collections alike).
 func envEqual(a, b Envelope) bool {
 	if a.From != b.From || a.Attempts != b.Attempts || !a.Arrival.Equal(b.Arrival) || !a.NextAttempt.Equal(b.NextAttempt) ||
+		!a.Warned.Equal(b.Warned) ||
 		len(a.To) != len(b.To) || len(a.Replies) != len(b.Replies) || len(a.Failed) != len(b.Failed) {
 		return false
 	}
@@ -253,4 +301,13 @@ func envEqual(a, b Envelope) bool {
 		}
 	}
 	return true
+}
+
+// checkNotice refuses a notice that is not one of the defined tokens.
+func checkNotice(n Notice) error {
+	switch n {
+	case NoticeUnknown, NoticeBounced, NoticeNone:
+		return nil
+	}
+	return fmt.Errorf("spool: failure notice %q is not %q or %q", string(n), NoticeBounced, NoticeNone)
 }

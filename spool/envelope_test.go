@@ -42,11 +42,23 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			From: "alice@example.test", To: []string{"bob@example.test", "carol@[127.0.0.1]"},
 			Arrival: at, Attempts: 3, NextAttempt: at.Add(5 * time.Minute),
 			Replies: map[string]string{"carol@[127.0.0.1]": "451 4.7.1 Greylisted", "bob@example.test": ""},
-			Failed:  []Failure{{"gone@example.test", "550 5.1.1 No such user"}},
+			Failed:  []Failure{{Rcpt: "gone@example.test", Reply: "550 5.1.1 No such user"}},
 		}, "X-Envelope-From: <alice@example.test>\nX-Envelope-To: <bob@example.test>\nX-Envelope-To: <carol@[127.0.0.1]>\n" +
 			"X-Envelope-Arrival: 2026-11-29T12:00:00Z\nX-Envelope-Attempts: 3\nX-Envelope-Next-Attempt: 2026-11-29T12:05:00Z\n" +
 			"X-Envelope-Reply: <bob@example.test>\nX-Envelope-Reply: <carol@[127.0.0.1]> 451 4.7.1 Greylisted\n" +
 			"X-Envelope-Failed: <gone@example.test> 550 5.1.1 No such user\n"},
+		{"notices and delay warning", Envelope{
+			From: "alice@example.test", To: []string{"bob@example.test"}, Arrival: at, Attempts: 4, Warned: at.Add(4 * time.Hour),
+			Failed: []Failure{
+				{Rcpt: "gone@example.test", Reply: "550 5.1.1 No such user", Notice: NoticeBounced},
+				{Rcpt: "old@example.test", Reply: "bounced by an older relayer"}, // no token: a reply that starts with a token word stays text
+				{Rcpt: "x@example.test", Reply: "554 5.7.1 Rejected", Notice: NoticeNone},
+			},
+		}, "X-Envelope-From: <alice@example.test>\nX-Envelope-To: <bob@example.test>\n" +
+			"X-Envelope-Arrival: 2026-11-29T12:00:00Z\nX-Envelope-Attempts: 4\nX-Envelope-Warned: 2026-11-29T16:00:00Z\n" +
+			"X-Envelope-Failed: bounced <gone@example.test> 550 5.1.1 No such user\n" +
+			"X-Envelope-Failed: <old@example.test> bounced by an older relayer\n" +
+			"X-Envelope-Failed: not-bounced <x@example.test> 554 5.7.1 Rejected\n"},
 		{"utf8 and literal", Envelope{From: "jörg@bücher.test", To: []string{"x@[IPv6:::1]"}},
 			"X-Envelope-From: <jörg@bücher.test>\nX-Envelope-To: <x@[IPv6:::1]>\n"},
 	}
@@ -100,8 +112,9 @@ func TestNormalize(t *testing.T) {
 		{name: "NUL", env: Envelope{To: []string{"bob\x00@example.net"}}, addrErr: true, errSub: "NUL"},
 		{name: "malformed route", env: Envelope{To: []string{"@hop1.example.org bob@example.net"}}, addrErr: true},
 		{name: "double route sender", env: Envelope{From: "@a.test:@b.test:c@d.test", To: []string{"b@x.test"}}, addrErr: true, errSub: "not allowed in an unquoted local part"},
-		{name: "injected failed rcpt", env: Envelope{To: []string{"b@x.test"}, Failed: []Failure{{"nobody\r\nRSET", "550"}}}, addrErr: true, errSub: "CR or LF"},
+		{name: "injected failed rcpt", env: Envelope{To: []string{"b@x.test"}, Failed: []Failure{{Rcpt: "nobody\r\nRSET", Reply: "550"}}}, addrErr: true, errSub: "CR or LF"},
 		{name: "no recipients", env: Envelope{From: "a@x.test"}, errSub: "no pending recipient"},
+		{name: "unknown notice", env: Envelope{To: []string{"b@x.test"}, Failed: []Failure{{Rcpt: "c@x.test", Notice: "told"}}}, errSub: "notice"},
 		{name: "negative attempts", env: Envelope{To: []string{"b@x.test"}, Attempts: -1}, errSub: "negative"},
 		{name: "year out of range", env: Envelope{To: []string{"b@x.test"}, NextAttempt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}, errSub: "0000-9999"},
 	}
@@ -137,8 +150,8 @@ func TestParseExplicit(t *testing.T) {
 	}{
 		{name: "LF", in: from + "X-Envelope-To: <bob@example.test>\nSubject: x\n\nbody\n", needTo: true, wantTo: []string{"bob@example.test"}},
 		{name: "CRLF", in: "X-Envelope-From: <alice@example.test>\r\nX-Envelope-To: <bob@example.test>\r\nSubject: x\r\n\r\nbody\r\n", needTo: true, wantTo: []string{"bob@example.test"}},
-		{name: "lower case names, tabs", in: "x-envelope-from:\t<>\nX-ENVELOPE-TO:   <bob@example.test>  \n", needTo: true, wantTo: []string{"bob@example.test"}},
-		{name: "no message at all", in: from + "X-Envelope-To: <bob@example.test>", needTo: true, wantTo: []string{"bob@example.test"}},
+		{name: "lower case names, tabs", in: "x-envelope-from:\t<>\nX-ENVELOPE-TO:   <bob@example.test>  \n\nbody\n", needTo: true, wantTo: []string{"bob@example.test"}},
+		{name: "no message at all", in: from + "X-Envelope-To: <bob@example.test>", needTo: true, errLine: 3, errSub: "no message after the envelope lines"},
 		{name: "failed/ without To", in: from + "X-Envelope-Failed: <gone@example.test> 550 5.1.1 No such user\n\nbody", needTo: false},
 		{name: "C31 CR inside the address", in: from + "X-Envelope-To: <bob@example.net>\rRCPT TO:<spy@example.org>\nSubject: x\n", needTo: true, errLine: 2, errSub: `X-Envelope-To: invalid address "bob@example.net>\rRCPT TO:<spy@example.org": CR or LF`, addrErr: true},
 		{name: "C31 CRLF splits the line", in: from + "X-Envelope-To: <bob@example.net>\r\nRCPT TO:<spy@example.org>\r\nSubject: x\r\n", needTo: true, errLine: 3, errSub: "does not start with a header field"},
@@ -149,14 +162,17 @@ func TestParseExplicit(t *testing.T) {
 		{name: "space in recipient", in: from + "X-Envelope-To: <bob smith@a.test>\n", needTo: true, errLine: 2, errSub: `X-Envelope-To: invalid address "bob smith@a.test"`, addrErr: true},
 		{name: "no brackets", in: from + "X-Envelope-To: bob@example.test\n", needTo: true, errLine: 2, errSub: "angle brackets"},
 		{name: "two senders", in: from + from + "X-Envelope-To: <b@x.test>\n", needTo: true, errLine: 2, errSub: "more than one X-Envelope-From"},
-		{name: "no sender", in: "X-Envelope-To: <b@x.test>\n", needTo: true, errSub: "no X-Envelope-From"},
-		{name: "no recipient in new/", in: from + "X-Envelope-Failed: <gone@example.test> 550\n", needTo: true, errSub: "no X-Envelope-To"},
+		{name: "no sender", in: "X-Envelope-To: <b@x.test>\n\nbody\n", needTo: true, errSub: "no X-Envelope-From"},
+		{name: "no recipient in new/", in: from + "X-Envelope-Failed: <gone@example.test> 550\n\nbody\n", needTo: true, errSub: "no X-Envelope-To"},
 		{name: "nothing in failed/", in: from + "\nbody", needTo: false, errSub: "neither X-Envelope-To nor X-Envelope-Failed"},
 		{name: "folded envelope line", in: from + "X-Envelope-To: <b@x.test>\n <c@x.test>\n", needTo: true, errLine: 3, errSub: "never folded"},
 		{name: "no colon", in: from + "X-Envelope-To <b@x.test>\n", needTo: true, errLine: 2, errSub: "no colon"},
 		{name: "bad time", in: from + "X-Envelope-To: <b@x.test>\nX-Envelope-Arrival: yesterday\n", needTo: true, errLine: 3, errSub: "RFC 3339"},
 		{name: "bad attempts", in: from + "X-Envelope-To: <b@x.test>\nX-Envelope-Attempts: -1\n", needTo: true, errLine: 3, errSub: "decimal count"},
 		{name: "NUL in reply", in: from + "X-Envelope-To: <b@x.test>\nX-Envelope-Reply: <b@x.test> 451\x00x\n", needTo: true, errLine: 3, errSub: "control character"},
+		{name: "unknown notice", in: from + "X-Envelope-Failed: told <gone@example.test> 550\n", errLine: 2, errSub: `does not start with an address in angle brackets or with "bounced"`},
+		{name: "notice without address", in: from + "X-Envelope-Failed: bounced 550 5.1.1\n", errLine: 2, errSub: "angle brackets"},
+		{name: "two warnings", in: from + "X-Envelope-To: <b@x.test>\nX-Envelope-Warned: 2026-01-01T00:00:00Z\nX-Envelope-Warned: 2026-01-01T00:00:00Z\n", needTo: true, errLine: 4, errSub: "more than one X-Envelope-Warned"},
 		{name: "too long", in: from + "X-Envelope-To: <b@x.test>\nX-Envelope-Reply: <b@x.test> " + strings.Repeat("x", maxEnvLine) + "\n", needTo: true, errLine: 3, errSub: "longer than"},
 	}
 	for _, tc := range tests {

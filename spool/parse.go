@@ -102,7 +102,8 @@ func parse(br *bufio.Reader, needTo bool) (parsed, error) {
 }
 
 // checkFirstLine checks the line where the message starts after the
-// envelope: end of file, an empty line, or a header field ("Name:", RFC 5322
+// envelope: an empty line or a header field; the end of the file (no
+// message at all) is an error ("Name:", RFC 5322
 // §2.2). Anything else means the envelope was damaged, for example an
 // address split by an injected CR LF (C31).
 func checkFirstLine(br *bufio.Reader, lineNo int) error {
@@ -110,7 +111,10 @@ func checkFirstLine(br *bufio.Reader, lineNo int) error {
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
 		return err
 	}
-	if len(b) == 0 || b[0] == '\n' || (b[0] == '\r' && (len(b) == 1 || b[1] == '\n')) {
+	if len(b) == 0 {
+		return perr(lineNo, nil, "no message after the envelope lines: there is nothing to send")
+	}
+	if b[0] == '\n' || (b[0] == '\r' && (len(b) == 1 || b[1] == '\n')) {
 		return nil
 	}
 	if b[0] == ' ' || b[0] == '\t' {
@@ -152,8 +156,8 @@ func fieldNameEnd(b []byte) int {
 
 // envState tracks which single-valued fields were seen.
 type envState struct {
-	from, arrival, attempts, next bool
-	seenTo                        map[string]bool
+	from, arrival, attempts, next, warned bool
+	seenTo                                map[string]bool
 }
 
 func (st *envState) line(env *Envelope, s string, n int) error {
@@ -197,14 +201,17 @@ func (st *envState) line(env *Envelope, s string, n int) error {
 		if st.seenTo == nil {
 			st.seenTo = make(map[string]bool)
 		}
-		if !st.seenTo[mbox] {
-			st.seenTo[mbox] = true
+		if !st.seenTo[rcptKey(mbox)] {
+			st.seenTo[rcptKey(mbox)] = true
 			env.To = append(env.To, mbox)
 		}
-	case fieldArrival, fieldNext:
+	case fieldArrival, fieldNext, fieldWarned:
 		seen, dst := &st.arrival, &env.Arrival
-		if name == fieldNext {
+		switch name {
+		case fieldNext:
 			seen, dst = &st.next, &env.NextAttempt
+		case fieldWarned:
+			seen, dst = &st.warned, &env.Warned
 		}
 		if err := once(seen); err != nil {
 			return err
@@ -225,12 +232,19 @@ func (st *envState) line(env *Envelope, s string, n int) error {
 		}
 		env.Attempts, _ = strconv.Atoi(v)
 	case fieldReply, fieldFailed:
+		var notice Notice
+		if name == fieldFailed {
+			var err error
+			if notice, v, err = cutNotice(v); err != nil {
+				return bad(err, "%v", err)
+			}
+		}
 		mbox, text, err := withReply(v)
 		if err != nil {
 			return bad(err, "%v", err)
 		}
 		if name == fieldFailed {
-			env.Failed = append(env.Failed, Failure{Rcpt: mbox, Reply: text})
+			env.Failed = append(env.Failed, Failure{Rcpt: mbox, Reply: text, Notice: notice})
 			break
 		}
 		if env.Replies == nil {
@@ -247,7 +261,7 @@ func (st *envState) finish(env *Envelope, needTo bool) error {
 		return perr(0, nil, "envelope has no %s line (exactly one is required; <> for the null sender)", fieldFrom)
 	}
 	for rcpt := range env.Replies {
-		if !st.seenTo[rcpt] {
+		if !st.seenTo[rcptKey(rcpt)] {
 			delete(env.Replies, rcpt) // a reply for a recipient no longer pending says nothing
 		}
 	}
@@ -290,4 +304,21 @@ func withReply(v string) (mbox, text string, err error) {
 		return "", "", fmt.Errorf("control character %q in the reply text (CR, LF and NUL are never stored)", text[i])
 	}
 	return mbox, text, nil
+}
+
+// cutNotice splits the optional notice token off an X-Envelope-Failed value:
+// "bounced <gone@example.test> 550 ..." gives NoticeBounced and the rest. A
+// value that starts with "<" has no token (files written before notices
+// existed). The token comes before the address so that no reply text can be
+// mistaken for one.
+func cutNotice(v string) (Notice, string, error) {
+	if strings.HasPrefix(v, "<") {
+		return NoticeUnknown, v, nil
+	}
+	tok, rest, _ := strings.Cut(v, " ")
+	n := Notice(tok)
+	if n == NoticeUnknown || checkNotice(n) != nil {
+		return "", "", fmt.Errorf("%q does not start with an address in angle brackets or with %q or %q", v, NoticeBounced, NoticeNone)
+	}
+	return n, strings.TrimLeft(rest, " \t"), nil
 }

@@ -29,10 +29,12 @@ const (
 // recipient, CR/LF/NUL in a field) is moved to bad/ID with its reason in
 // bad/ID.reason and reported as a Problem with Err a *ParseError; it is never
 // deleted. A file that cannot be read (EACCES, mode 000, not a regular file)
-// is left in place and reported. When one ID is in both new/ and cur/ (a
-// crash between Defer's rename and unlink), cur/ wins and the new/ copy is
-// removed; likewise a new/ or cur/ copy of an ID that is in failed/ (the
-// same crash window in Fail) is removed, failed/ being the later state. Dot
+// is left in place and reported. When one ID is in both new/ and cur/, or
+// a new/ or cur/ ID is also in failed/, the earlier queue's file is either
+// a stale copy left by a crash between a state change's rename and unlink
+// (same message: removed, the later state wins) or a new message whose
+// producer reused a name (different message: renamed to a fresh ID and
+// scanned); see resolveCollision. Dot
 // files and tmp/ are ignored; files in tmp/ older than 36h are removed.
 // err is only for a fatal error: new/ or cur/ cannot be listed, or
 // ctx ended.
@@ -62,12 +64,20 @@ func (s *Spool) Scan(ctx context.Context) (msgs []*Message, problems []Problem, 
 				continue
 			}
 			p := filepath.Join(s.dir, q, e.Name())
-			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			fresh, gone, err := s.resolveCollision(q, e.Name(), later)
+			switch {
+			case err != nil:
 				problems = append(problems, Problem{ID: e.Name(), Path: p, Err: err,
-					Reason: oneLine("a later copy is in " + later + "/ but this stale copy cannot be removed: " + errText(err))})
-				continue
+					Reason: oneLine("a file of the same name is in " + later + "/ and the two cannot be told apart: " + errText(err))})
+			case gone:
+				removed = true
+			default:
+				fi, err := os.Lstat(filepath.Join(s.dir, q, fresh))
+				if err == nil {
+					jobs = append(jobs, job{q, fs.FileInfoToDirEntry(fi)})
+				}
+				removed = true
 			}
-			removed = true
 		}
 		if removed {
 			if err := syncDir(filepath.Join(s.dir, q)); err != nil {
@@ -86,13 +96,13 @@ func (s *Spool) Scan(ctx context.Context) (msgs []*Message, problems []Problem, 
 	return msgs, append(problems, more...), err
 }
 
-// List reads the envelopes of one queue ("new", "cur" or "failed") like
-// Scan but moves nothing: unparsable files are reported and left in place.
+// List reads the envelopes of one queue ("new", "cur", "failed" or "hold")
+// like Scan but moves nothing: unparsable files are reported and left in place.
 func (s *Spool) List(queue string) ([]*Message, []Problem, error) {
 	switch queue {
-	case QueueNew, QueueCur, QueueFailed:
+	case QueueNew, QueueCur, QueueFailed, QueueHold:
 	default:
-		return nil, nil, fmt.Errorf("spool: list: queue %q is not new, cur or failed", queue)
+		return nil, nil, fmt.Errorf("spool: list: queue %q is not new, cur, failed or hold", queue)
 	}
 	entries, err := listQueue(filepath.Join(s.dir, queue))
 	if err != nil {
@@ -183,7 +193,18 @@ func (s *Spool) readOne(j job, br *bufio.Reader, move bool) (*Message, *Problem)
 		return nil, &Problem{ID: id, Path: path, Reason: oneLine(why), Err: err}
 	}
 	if !j.entry.Type().IsRegular() {
-		return leave(nil, "not a regular file ("+j.entry.Type().String()+"); left in place")
+		// A directory, symlink or FIFO is no message: move it aside like
+		// an unparsable file, or every run would report it forever.
+		pe := &ParseError{File: j.queue + "/" + id, Msg: "not a regular file (" + typeName(j.entry.Type()) + ")"}
+		prob := &Problem{ID: id, Path: path, Reason: pe.Reason(), Err: pe}
+		if move {
+			if dst, qerr := s.quarantine(j.queue, id, pe.Reason()); qerr != nil && dst == "" {
+				prob.Reason = oneLine(prob.Reason + " (could not move it to bad/: " + qerr.Error() + ")")
+			} else {
+				prob.MovedTo = dst
+			}
+		}
+		return nil, prob
 	}
 	// O_NOFOLLOW and O_NONBLOCK: a symlink or FIFO swapped in after listing
 	// fails or returns at once instead of being followed or blocking Scan.
@@ -199,7 +220,7 @@ func (s *Spool) readOne(j job, br *bufio.Reader, move bool) (*Message, *Problem)
 		return leave(err, "cannot stat the file: "+errText(err))
 	}
 	if !fi.Mode().IsRegular() {
-		return leave(nil, "not a regular file ("+fi.Mode().Type().String()+"); left in place")
+		return leave(nil, "not a regular file ("+typeName(fi.Mode().Type())+")")
 	}
 	br.Reset(f)
 	p, err := parse(br, j.queue != QueueFailed)
@@ -234,6 +255,23 @@ func (s *Spool) readOne(j job, br *bufio.Reader, move bool) (*Message, *Problem)
 		m.Size -= sp.end - sp.start
 	}
 	return m, nil
+}
+
+// typeName names a non-regular file type in plain words.
+func typeName(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeDir != 0:
+		return "a directory"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "type " + m.String()
 }
 
 // errText is the OS error without the path it names (Problem.Path has it).

@@ -20,6 +20,7 @@ const (
 	QueueNew    = "new"    // ready, never attempted
 	QueueCur    = "cur"    // attempted at least once, waiting for a retry
 	QueueFailed = "failed" // permanently failed originals, kept for inspection
+	QueueHold   = "hold"   // held by the operator: never scanned, never sent (see Hold)
 	dirTmp      = "tmp"    // files being written; never read as messages
 	dirBad      = "bad"    // quarantined files with a .reason sidecar
 )
@@ -57,8 +58,8 @@ type Problem struct {
 	Err      error  // *ParseError for a file that cannot be parsed, else the OS error
 }
 
-// Open opens the spool in dir, creating dir and tmp/, new/, cur/, failed/
-// and bad/ (mode 0700) when missing, and checks that every one of them can
+// Open opens the spool in dir, creating dir and tmp/, new/, cur/, failed/,
+// hold/ and bad/ (mode 0700) when missing, and checks that every one of them can
 // be read and written, so a permission problem shows now rather than after
 // a delivery (C38). Errors wrap the OS error, which names the path.
 func Open(dir string) (*Spool, error) {
@@ -66,7 +67,7 @@ func Open(dir string) (*Spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	for _, d := range [...]string{dirTmp, QueueNew, QueueCur, QueueFailed, dirBad} {
+	for _, d := range [...]string{dirTmp, QueueNew, QueueCur, QueueFailed, QueueHold, dirBad} {
 		p := filepath.Join(dir, d)
 		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("spool: %w", err)
@@ -142,10 +143,10 @@ func (s *Spool) path(m *Message) (string, error) {
 		return "", err
 	}
 	switch m.Queue {
-	case QueueNew, QueueCur, QueueFailed:
+	case QueueNew, QueueCur, QueueFailed, QueueHold:
 		return filepath.Join(s.dir, m.Queue, m.ID), nil
 	}
-	return "", fmt.Errorf("spool: message %s: queue %q is not new, cur or failed", m.ID, m.Queue)
+	return "", fmt.Errorf("spool: message %s: queue %q is not new, cur, failed or hold", m.ID, m.Queue)
 }
 
 // syncDir fsyncs a directory so a rename or unlink in it is durable.
@@ -171,8 +172,9 @@ func syncDir(dir string) error {
 // message: its first line must be a header field or empty (else an error,
 // since it would be misread as part of the envelope). The file is written in
 // tmp/, fsynced, renamed into new/ and new/ is fsynced; on any error nothing
-// is left in tmp/ or new/. Errors other than *addr.Error are local I/O
-// problems (ENOSPC, EACCES) and worth retrying later.
+// is left in tmp/ or new/. A message that breaks these rules gives a
+// *ParseError with File "message". Errors other than *addr.Error and
+// *ParseError are local I/O problems (ENOSPC, EACCES), worth retrying later.
 func (s *Spool) Enqueue(env Envelope, msg io.Reader) (id string, err error) {
 	if env.Arrival.IsZero() {
 		env.Arrival = time.Now()
@@ -192,12 +194,13 @@ func (s *Spool) Enqueue(env Envelope, msg io.Reader) (id string, err error) {
 		return "", fmt.Errorf("spool: enqueue: reading the message: %w", err)
 	}
 	if hasEnvPrefix(head) {
-		return "", fmt.Errorf("spool: enqueue: the message starts with an X-Envelope- field, which would be read as an envelope line")
+		return "", &ParseError{File: "message", Line: 1, Msg: "the message starts with an X-Envelope- field, which would be read as an envelope line"}
 	}
 	if err := checkFirstLine(br, 1); err != nil {
 		var pe *ParseError
 		if errors.As(err, &pe) {
-			return "", fmt.Errorf("spool: enqueue: message: %s", pe.Msg)
+			pe.File = "message"
+			return "", pe
 		}
 		return "", fmt.Errorf("spool: enqueue: reading the message: %w", err)
 	}

@@ -48,17 +48,25 @@ func (s *Spool) rewrite(m *Message, env Envelope, to string, needTo bool) error 
 	if err != nil {
 		return err
 	}
+	id := m.ID
+	if m.Queue != to {
+		// Another message already holds this name in the target queue (a
+		// producer reused it): take a fresh name rather than overwrite it.
+		if _, err := os.Lstat(filepath.Join(s.dir, to, id)); err == nil {
+			id = s.newID()
+		}
+	}
 	body, err := s.Open(m)
 	if err != nil {
 		return err
 	}
-	w, err := s.writeState(to, m.ID, nenv, body, needTo)
+	w, err := s.writeState(to, id, nenv, body, needTo)
 	body.Close()
 	if !w.renamed {
 		return err
 	}
 	from := m.Queue
-	m.Queue, m.Envelope, m.Size, m.ModTime = to, nenv, w.fileSize-w.bodyOff, w.modTime
+	m.ID, m.Queue, m.Envelope, m.Size, m.ModTime = id, to, nenv, w.fileSize-w.bodyOff, w.modTime
 	m.bodyOff, m.fileSize, m.derived, m.skips = w.bodyOff, w.fileSize, false, nil
 	if from != to {
 		if rerr := os.Remove(src); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {

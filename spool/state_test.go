@@ -154,7 +154,7 @@ func replaceByFile(t *testing.T, dir string) {
 func TestFailAndList(t *testing.T) {
 	s := newSpool(t)
 	m := enqueueOne(t, s, []byte("Subject: x\n\nbody\n"), "gone@example.test")
-	err := s.Fail(m, Envelope{From: m.From, Failed: []Failure{{"gone@example.test", "550 5.1.1 No such user\r\n"}}})
+	err := s.Fail(m, Envelope{From: m.From, Failed: []Failure{{Rcpt: "gone@example.test", Reply: "550 5.1.1 No such user\r\n"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestFailAndList(t *testing.T) {
 	if err != nil || len(probs) != 0 || len(msgs) != 1 {
 		t.Fatalf("List(failed) = %v, %v, %v", msgs, probs, err)
 	}
-	if f := msgs[0].Failed; len(f) != 1 || f[0] != (Failure{"gone@example.test", "550 5.1.1 No such user"}) || len(msgs[0].To) != 0 {
+	if f := msgs[0].Failed; len(f) != 1 || f[0] != (Failure{Rcpt: "gone@example.test", Reply: "550 5.1.1 No such user"}) || len(msgs[0].To) != 0 {
 		t.Errorf("failed/ envelope: %+v", msgs[0].Envelope)
 	}
 	if b := readAll(t, s, msgs[0]); string(b) != "Subject: x\n\nbody\n" {

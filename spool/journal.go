@@ -1,0 +1,366 @@
+package spool
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// journalName is the journal's file name in the spool root.
+const journalName = "journal"
+
+// maxJournalLine bounds one journal line; a longer one is damage and skipped.
+const maxJournalLine = 8192
+
+// Journal is the crash journal of one flush, SPOOL/journal: an append-only
+// list of the recipients a server has accepted (2yz after the end of data,
+// RFC 5321 §4.1.1.4) whose message file may not say so yet. A message's
+// file changes only once all of its domain batches are done, so without the
+// journal a crash would send every recipient delivered so far in that run
+// again. ReplayJournal, at the start of the next run, removes them from
+// their messages.
+//
+// One line per recipient: the message ID, a TAB, the recipient as spooled,
+// a LF:
+//
+//	1732880000.M5P4242Q1.host	bob@example.test
+//
+// An ID that holds a control character or starts with `"` is written as a Go
+// quoted string (strconv.Quote); recipients never hold one (addr.Check).
+//
+// Durability. Append writes its lines with one write(2) before it returns,
+// so they are in the kernel's page cache and survive the death of the
+// process (kill -9, OOM, a panic): duplicates after a process crash are
+// limited to the transactions whose reply had arrived but whose Append had
+// not yet been made, at most one per session. fsync is group-committed:
+// GroupCommit syncs whenever lines were appended since the last sync, one
+// fsync at a time, so one fsync covers every line appended while the
+// previous one ran and no worker waits for the disk. After an operating
+// system crash or power loss, the lines appended since the last completed
+// fsync (at most about two fsync durations' worth) may be lost, and those
+// recipients may get a second copy.
+//
+// A Journal is safe for concurrent use; a nil *Journal appends and syncs
+// nothing (a run that could not open its journal goes on without one). The
+// caller holds the spool lock.
+type Journal struct {
+	f    *os.File
+	kick chan struct{} // wakes GroupCommit; buffered 1
+
+	mu    sync.Mutex
+	dirty bool // lines written since the last fsync started
+	buf   []byte
+}
+
+// OpenJournal opens SPOOL/journal for appending, creating it (mode 0600)
+// when missing and fsyncing the spool directory so the new name is durable.
+// Errors are local I/O problems.
+func (s *Spool) OpenJournal() (*Journal, error) {
+	f, err := os.OpenFile(filepath.Join(s.dir, journalName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("spool: journal: %w", err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &Journal{f: f, kick: make(chan struct{}, 1)}, nil
+}
+
+// Append records that id's recipients rcpts (as spooled) were delivered,
+// with one write(2) of one line each. It does not fsync (see GroupCommit).
+// Nothing is written for an empty rcpts. Errors (ENOSPC, EIO) are local and
+// mean the lines may be missing: the recipients may be sent again if the
+// process dies before their message's file is updated.
+func (j *Journal) Append(id string, rcpts ...string) error {
+	if j == nil || len(rcpts) == 0 {
+		return nil
+	}
+	j.mu.Lock()
+	b := j.buf[:0]
+	for _, r := range rcpts {
+		b = append(b, journalField(id)...)
+		b = append(b, '\t')
+		b = append(b, journalField(r)...)
+		b = append(b, '\n')
+	}
+	j.buf = b
+	_, err := j.f.Write(b)
+	j.dirty = true // even a short write may have reached the file
+	j.mu.Unlock()
+	select {
+	case j.kick <- struct{}{}:
+	default:
+	}
+	if err != nil {
+		return fmt.Errorf("spool: journal: %w", err)
+	}
+	return nil
+}
+
+// Sync fsyncs the journal when lines were appended since the last sync
+// began. Appends made while it runs are left for the next Sync.
+func (j *Journal) Sync() error {
+	if j == nil {
+		return nil
+	}
+	j.mu.Lock()
+	dirty := j.dirty
+	j.dirty = false
+	j.mu.Unlock()
+	if !dirty {
+		return nil
+	}
+	if err := j.f.Sync(); err != nil {
+		j.mu.Lock()
+		j.dirty = true
+		j.mu.Unlock()
+		return fmt.Errorf("spool: journal: fsync: %w", err)
+	}
+	return nil
+}
+
+// GroupCommit syncs the journal each time lines have been appended since
+// the last sync, one fsync at a time, until ctx ends; then it syncs once
+// more and returns the first error met (it keeps going after an error).
+func (j *Journal) GroupCommit(ctx context.Context) error {
+	var first error
+	keep := func(err error) {
+		if first == nil {
+			first = err
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			keep(j.Sync())
+			return first
+		case <-j.kick:
+			keep(j.Sync())
+		}
+	}
+}
+
+// Reset empties the journal and fsyncs it: to be called when every message
+// it names has had its state change committed.
+func (j *Journal) Reset() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.f.Truncate(0); err != nil {
+		return fmt.Errorf("spool: journal: truncate: %w", err)
+	}
+	j.dirty = false
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("spool: journal: fsync: %w", err)
+	}
+	return nil
+}
+
+// Close closes the journal file; it does not sync.
+func (j *Journal) Close() error { return j.f.Close() }
+
+// journalField quotes s when it could not be read back from a line as is.
+func journalField(s string) string {
+	if s == "" || s[0] == '"' || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+// Delivered is what a journal records: for each message ID, the recipients
+// (as spooled) that a server accepted, in journal order, without duplicates.
+type Delivered map[string][]string
+
+// ReadJournal reads SPOOL/journal without changing anything. skipped counts
+// the lines that could not be read: a last line without its LF (a write cut
+// short by a power loss), or damage. A missing journal is empty.
+func (s *Spool) ReadJournal() (d Delivered, skipped int, err error) {
+	f, err := os.Open(filepath.Join(s.dir, journalName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Delivered{}, 0, nil
+	} else if err != nil {
+		return nil, 0, fmt.Errorf("spool: journal: %w", err)
+	}
+	defer f.Close()
+	d = Delivered{}
+	seen := map[[2]string]bool{}
+	br := bufio.NewReaderSize(f, 32<<10)
+	buf := make([]byte, 0, 256)
+	for {
+		line, err := readLine(br, buf, maxJournalLine)
+		if errors.Is(err, io.EOF) {
+			return d, skipped, nil
+		}
+		if errors.Is(err, errLineTooLong) {
+			skipped++
+			if err := skipLine(br); err != nil {
+				return d, skipped, nil
+			}
+			continue
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("spool: journal: %w", err)
+		}
+		buf = line
+		id, rcpt, ok := parseJournalLine(line)
+		if !ok {
+			skipped++
+			continue
+		}
+		if k := [2]string{id, rcpt}; !seen[k] {
+			seen[k] = true
+			d[id] = append(d[id], rcpt)
+		}
+	}
+}
+
+// skipLine discards the rest of an over-long line.
+func skipLine(br *bufio.Reader) error {
+	for {
+		_, err := br.ReadSlice('\n')
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return err
+		}
+	}
+}
+
+// parseJournalLine splits "ID\tRCPT\n"; a line without its LF is torn.
+func parseJournalLine(line []byte) (id, rcpt string, ok bool) {
+	if len(line) == 0 || line[len(line)-1] != '\n' {
+		return "", "", false
+	}
+	a, b, found := strings.Cut(string(line[:len(line)-1]), "\t")
+	if !found {
+		return "", "", false
+	}
+	unq := func(s string) (string, bool) {
+		if strings.HasPrefix(s, `"`) {
+			u, err := strconv.Unquote(s)
+			return u, err == nil
+		}
+		return s, !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+	}
+	id, ok1 := unq(a)
+	rcpt, ok2 := unq(b)
+	if !ok1 || !ok2 || validID(id) != nil || rcpt == "" {
+		return "", "", false
+	}
+	return id, rcpt, true
+}
+
+// Replay is what ReplayJournal did.
+type Replay struct {
+	Recipients int       // recipients removed from their message's pending list
+	Messages   int       // messages rewritten, moved to failed/ or removed
+	Skipped    int       // journal lines that could not be read (see ReadJournal)
+	Problems   []Problem // messages that could not be updated; the journal is kept for them
+}
+
+// ReplayJournal applies the journal a crashed run left, then empties it.
+// Each journalled recipient still pending in its message (cur/ or new/; a
+// copy in failed/ is a later state and is left alone) is removed from it:
+// the file is rewritten into cur/ with one more attempt and its next-attempt
+// time unchanged (Defer), or moved to failed/ when only failures remain
+// (Fail), or removed when nothing remains (Remove). Replay is idempotent: a
+// recipient that is no longer pending is skipped, so a crash during replay
+// only means replaying again.
+//
+// A message whose file cannot be updated (ENOSPC, EACCES) is reported in
+// Problems and the journal is kept whole, so the next run tries again; the
+// caller must not deliver that message in this run (its journalled
+// recipients would get a second copy). err is only for a journal that
+// cannot be read or emptied. The caller holds the spool lock.
+func (s *Spool) ReplayJournal() (Replay, error) {
+	d, skipped, err := s.ReadJournal()
+	if err != nil {
+		return Replay{}, err
+	}
+	rep := Replay{Skipped: skipped}
+	ids := make([]string, 0, len(d))
+	for id := range d {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		n, err := s.replayOne(id, d[id])
+		if err != nil {
+			rep.Problems = append(rep.Problems, Problem{ID: id, Err: err,
+				Reason: oneLine("cannot remove the recipients the crash journal lists as delivered: " + err.Error())})
+			continue
+		}
+		if n > 0 {
+			rep.Recipients += n
+			rep.Messages++
+		}
+	}
+	if len(rep.Problems) > 0 || (len(d) == 0 && skipped == 0) {
+		return rep, nil
+	}
+	f, err := os.OpenFile(filepath.Join(s.dir, journalName), os.O_WRONLY, 0)
+	if err != nil {
+		return rep, fmt.Errorf("spool: journal: %w", err)
+	}
+	defer f.Close()
+	if err := f.Truncate(0); err != nil {
+		return rep, fmt.Errorf("spool: journal: truncate: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return rep, fmt.Errorf("spool: journal: fsync: %w", err)
+	}
+	return rep, nil
+}
+
+// replayOne removes rcpts from id's pending list and returns how many it
+// removed. A message that is gone, in failed/, or unparsable (Scan will move
+// it to bad/) is left alone.
+func (s *Spool) replayOne(id string, rcpts []string) (int, error) {
+	m, err := s.find(id)
+	var pe *ParseError
+	switch {
+	case errors.As(err, &pe):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	case m == nil || m.Queue == QueueFailed:
+		return 0, nil
+	}
+	done := make(map[string]bool, len(rcpts))
+	for _, r := range rcpts {
+		done[r] = true
+	}
+	env := m.Envelope
+	env.To = nil
+	for _, r := range m.To {
+		if !done[r] {
+			env.To = append(env.To, r)
+		}
+	}
+	n := len(m.To) - len(env.To)
+	if n == 0 {
+		return 0, nil
+	}
+	env.Attempts++
+	switch {
+	case len(env.To) > 0:
+		err = s.Defer(m, env)
+	case len(env.Failed) > 0:
+		env.NextAttempt = time.Time{}
+		err = s.Fail(m, env)
+	default:
+		err = s.Remove(m)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
