@@ -39,6 +39,7 @@ type Host struct {
 	Name  string       // MX target host name (A-label, no trailing dot), or the literal/domain itself
 	Pref  uint16       // MX preference; 0 for implicit MX and literals
 	Addrs []netip.Addr // A records first, then AAAA, in answer order; never empty in a Route
+	Port  int          // TCP port; 0 means the caller's default (MX hosts always have 0)
 }
 
 // Route is where mail for a domain goes.

@@ -104,6 +104,11 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 	q := new(dns.Msg)
 	q.SetQuestion(name, qtype) // sets RD
 	q.SetEdns0(ednsSize, false)
+	return r.exchangeMsg(ctx, q)
+}
+
+// exchangeMsg sends q over UDP, then over TCP when the answer is truncated.
+func (r *Resolver) exchangeMsg(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 	in, err := r.exchangeOver(ctx, "udp", q)
 	if err == nil && in.Truncated {
 		in, err = r.exchangeOver(ctx, "tcp", q)

@@ -19,7 +19,8 @@ import (
 // the authority section, known names without the asked type NOERROR with an
 // empty answer (NODATA). A name exists only if it owns records: there are no
 // empty non-terminals. Switches per name (SetRcode, Truncate, Delay) stage
-// failures; counters record every query. All methods are safe for
+// failures, SetAD marks answers as DNSSEC-validated; counters record every
+// query. All methods are safe for
 // concurrent use.
 type DNS struct {
 	udp, tcp *dns.Server
@@ -33,6 +34,7 @@ type DNS struct {
 	rcode   map[string]int
 	trunc   map[string]bool
 	delay   map[string]time.Duration
+	ad      map[string]bool
 	queries map[queryKey]int // UDP + TCP
 	tcpQ    map[queryKey]int // TCP only
 }
@@ -58,6 +60,7 @@ func StartDNS(records ...string) (*DNS, error) {
 		rcode:   make(map[string]int),
 		trunc:   make(map[string]bool),
 		delay:   make(map[string]time.Duration),
+		ad:      make(map[string]bool),
 		queries: make(map[queryKey]int),
 		tcpQ:    make(map[queryKey]int),
 	}
@@ -172,6 +175,15 @@ func (d *DNS) Delay(name string, dur time.Duration) {
 	d.delay[fqdnKey(name)] = dur
 }
 
+// SetAD sets or clears the AD bit (RFC 4035 §3.2.3, "authenticated
+// data") on every answer for name, as a validating resolver would after a
+// successful DNSSEC check. Nothing is signed: it is a switch for DANE tests.
+func (d *DNS) SetAD(name string, ad bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ad[fqdnKey(name)] = ad
+}
+
 // Queries returns how many queries for (name, qtype) arrived, UDP and TCP
 // together. name is case-insensitive, with or without the trailing dot.
 func (d *DNS) Queries(name string, qtype uint16) int {
@@ -239,6 +251,7 @@ func (d *DNS) serve(w dns.ResponseWriter, r *dns.Msg) {
 	delay := d.delay[key]
 	rcode, forced := d.rcode[key]
 	truncated := d.trunc[key] && !isTCP
+	ad := d.ad[key]
 	var answer []dns.RR
 	if !forced && !truncated {
 		answer, rcode = d.resolveLocked(key, q.Qtype)
@@ -257,6 +270,7 @@ func (d *DNS) serve(w dns.ResponseWriter, r *dns.Msg) {
 
 	m.SetReply(r)
 	m.RecursionAvailable = true
+	m.AuthenticatedData = ad
 	m.Rcode = rcode
 	switch {
 	case forced:

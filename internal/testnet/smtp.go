@@ -2,6 +2,7 @@ package testnet
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log"
@@ -26,6 +27,38 @@ type SMTPOptions struct {
 	Data            func(from string, to []string, data []byte) error
 	DataDelay       time.Duration // sleep before answering end of data (slow receiver); Close cuts it short
 	Active          *Gauge        // shared across receivers: counts concurrent sessions, keeps the max
+
+	// TLS offers STARTTLS (RFC 3207) with this configuration; nil: no
+	// STARTTLS. With ImplicitTLS, every connection is TLS from its first
+	// octet instead (RFC 8314 §3.3) and STARTTLS is not offered.
+	TLS         *tls.Config
+	ImplicitTLS bool
+	// AuthUsers offers AUTH (RFC 4954) and checks user -> password; nil:
+	// no AUTH. AUTH is offered only over TLS unless InsecureAuth. A wrong
+	// password gets 535 5.7.8.
+	AuthUsers    map[string]string
+	AuthMechs    []string // offered mechanisms, from PLAIN and LOGIN; default both
+	InsecureAuth bool
+	AuthRequired bool // MAIL before a successful AUTH gets 530 5.7.0
+}
+
+// Hello is one SMTP session as the server saw it start: the first EHLO or
+// HELO of a connection, and the first after STARTTLS (a new session).
+type Hello struct {
+	Session int    // connection number, as in Received
+	Name    string // the EHLO/HELO argument
+	TLS     bool   // the connection was under TLS
+	Version uint16 // tls.VersionTLS13, ...; 0 without TLS
+}
+
+// AuthAttempt is one AUTH exchange that reached a password check. The
+// password is never kept.
+type AuthAttempt struct {
+	Session int
+	Mech    string // "PLAIN" or "LOGIN"
+	User    string
+	OK      bool
+	TLS     bool
 }
 
 // Gauge counts concurrent SMTP sessions (from EHLO/HELO to the end of the
@@ -68,6 +101,7 @@ type Received struct {
 	Helo    string           // the EHLO/HELO argument of the session
 	Session int              // 1-based number of the connection on this receiver
 	Opts    smtp.MailOptions // MAIL parameters (SIZE=, BODY=, SMTPUTF8)
+	TLS     bool             // it came over TLS
 }
 
 // Receiver is a go-smtp server on a loopback address that records what it
@@ -83,6 +117,8 @@ type Receiver struct {
 	mu       sync.Mutex
 	msgs     []Received
 	cmds     []string
+	hellos   []Hello
+	auths    []AuthAttempt
 	sessions int
 	conns    map[*recConn]struct{}
 }
@@ -108,6 +144,10 @@ func StartSMTP(addr string, o SMTPOptions) (*Receiver, error) {
 	r.srv.Domain = o.Domain
 	r.srv.MaxMessageBytes = o.MaxMessageBytes
 	r.srv.EnableSMTPUTF8 = o.SMTPUTF8
+	r.srv.AllowInsecureAuth = o.InsecureAuth
+	if !o.ImplicitTLS {
+		r.srv.TLSConfig = o.TLS
+	}
 	r.srv.ReadTimeout = time.Minute // a forgotten client cannot pin a test forever
 	r.srv.WriteTimeout = time.Minute
 	r.srv.ErrorLog = log.New(io.Discard, "", 0)
@@ -136,13 +176,30 @@ func (r *Receiver) Sessions() int {
 	return r.sessions
 }
 
-// Commands returns every command line received so far (without CRLF and
-// without message content), across sessions in arrival order: for checks
-// like "no RSET between messages" or "never saw spy@".
+// Commands returns every command line received in cleartext so far
+// (without CRLF and without message content), across sessions in arrival
+// order: for checks like "no RSET between messages", "never saw spy@" or
+// "no AUTH before STARTTLS". Lines sent under TLS are not seen: recording
+// stops at a STARTTLS that got 220, and an ImplicitTLS receiver records
+// none (see Hellos, Auths and Received for what happened under TLS).
 func (r *Receiver) Commands() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.cmds)
+}
+
+// Hellos returns the sessions the server started, in order (see Hello).
+func (r *Receiver) Hellos() []Hello {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.hellos)
+}
+
+// Auths returns the AUTH attempts that reached a password check, in order.
+func (r *Receiver) Auths() []AuthAttempt {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.auths)
 }
 
 // Close stops accepting, closes every connection, and waits until every
@@ -182,8 +239,11 @@ func (l *recListener) Accept() (net.Conn, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.sessions++
-	rc := &recConn{Conn: c, r: r, id: r.sessions}
+	rc := &recConn{Conn: c, r: r, id: r.sessions, hidden: r.o.ImplicitTLS}
 	r.conns[rc] = struct{}{}
+	if r.o.ImplicitTLS {
+		return tls.Server(rc, r.o.TLS), nil
+	}
 	return rc, nil
 }
 
@@ -198,6 +258,8 @@ type recConn struct {
 	line     []byte // the current line, truncated to maxRecLine
 	inData   bool   // inside message content
 	awaitRep bool   // DATA sent, its reply not yet written
+	awaitTLS bool   // STARTTLS sent, its reply not yet written
+	hidden   bool   // under TLS: what is read is ciphertext, not recorded
 }
 
 const maxRecLine = 4096
@@ -209,6 +271,10 @@ func (c *recConn) Read(p []byte) (int, error) {
 }
 
 func (c *recConn) Write(p []byte) (int, error) {
+	if c.awaitTLS {
+		c.awaitTLS = false
+		c.hidden = len(p) >= 3 && string(p[:3]) == "220"
+	}
 	if c.awaitRep {
 		c.awaitRep = false
 		if len(p) < 3 || string(p[:3]) != "354" {
@@ -226,7 +292,7 @@ func (c *recConn) Close() error {
 }
 
 func (c *recConn) scan(b []byte) {
-	for len(b) > 0 {
+	for len(b) > 0 && !c.hidden {
 		seg, rest, full := cutLine(b)
 		b = rest
 		keep := maxRecLine
@@ -257,6 +323,9 @@ func (c *recConn) scan(b []byte) {
 		if strings.EqualFold(cmd, "DATA") {
 			c.inData, c.awaitRep = true, true
 		}
+		if strings.EqualFold(cmd, "STARTTLS") {
+			c.awaitTLS = true
+		}
 	}
 }
 
@@ -275,11 +344,22 @@ type backend struct{ r *Receiver }
 
 func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	id := 0
-	if rc, ok := c.Conn().(*recConn); ok {
+	nc := c.Conn()
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if rc, ok := nc.(*recConn); ok {
 		id = rc.id
 	}
+	h := Hello{Session: id, Name: c.Hostname()}
+	if cs, ok := c.TLSConnectionState(); ok {
+		h.TLS, h.Version = true, cs.Version
+	}
+	b.r.mu.Lock()
+	b.r.hellos = append(b.r.hellos, h)
+	b.r.mu.Unlock()
 	b.r.o.Active.add(1)
-	return &session{r: b.r, id: id, helo: c.Hostname()}, nil
+	return &session{r: b.r, id: id, helo: c.Hostname(), tls: h.TLS}, nil
 }
 
 // session is one SMTP session: it collects the envelope and records the
@@ -288,6 +368,8 @@ type session struct {
 	r    *Receiver
 	id   int
 	helo string
+	tls  bool
+	auth bool // AUTH succeeded
 	from string
 	to   []string
 	opts smtp.MailOptions
@@ -303,6 +385,9 @@ func (s *session) Logout() error {
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.r.o.AuthRequired && !s.auth {
+		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+	}
 	if s.r.o.Mail != nil {
 		if err := s.r.o.Mail(from, opts); err != nil {
 			return err
@@ -348,7 +433,7 @@ func (s *session) Data(r io.Reader) error {
 	defer s.r.mu.Unlock()
 	s.r.msgs = append(s.r.msgs, Received{
 		From: s.from, To: slices.Clone(s.to), Data: data,
-		Helo: s.helo, Session: s.id, Opts: s.opts,
+		Helo: s.helo, Session: s.id, Opts: s.opts, TLS: s.tls,
 	})
 	return nil
 }
