@@ -15,6 +15,9 @@ import (
 //   - replays a synthetic "220" line: deliver reads the real greeting itself
 //     (to act on the code of its last line, RFC 5321 §4.2.1) and go-smtp's
 //     lazy greet then reads this copy;
+//   - replays the EHLO exchange deliver ran itself to decide on STARTTLS,
+//     when the session stays in cleartext: go-smtp's identical EHLO line is
+//     not sent, and it reads the reply deliver got (one EHLO on the wire);
 //   - puts a write deadline on every Write: the one go-smtp set for the
 //     current command, or else DataTimeout (each block of the message body,
 //     RFC 5321 §4.5.3.2.5), so a receiver that stops reading cannot hang us;
@@ -26,25 +29,32 @@ import (
 // context watcher, and net.Conn.Close is safe for that.
 type conn struct {
 	net.Conn
+	tcp         net.Conn      // the TCP connection: Conn itself, or the one under TLS; the context watcher closes it
 	br          *bufio.Reader // over Conn; holds what the greeting read ahead
-	replay      []byte        // synthetic greeting not yet read by go-smtp
+	replay      []byte        // synthetic replies not yet read by go-smtp
+	swallow     []byte        // the EHLO line already sent: go-smtp's copy is not sent again
+	answer      []byte        // the reply to swallow, queued in replay when go-smtp writes it
 	dataTimeout time.Duration
 	deadline    time.Time     // write deadline set by go-smtp, zero between commands
 	capture     *bytes.Buffer // non-nil: copy of everything read
 	writeErr    error         // first failed write
 }
 
-func newConn(c net.Conn, dataTimeout time.Duration) *conn {
-	return &conn{Conn: c, br: bufio.NewReaderSize(c, 4096), dataTimeout: dataTimeout}
+// newConn wraps c, which runs over the TCP connection tcp (c itself, or a
+// *tls.Conn over it).
+func newConn(c, tcp net.Conn, dataTimeout time.Duration) *conn {
+	return &conn{Conn: c, tcp: tcp, br: bufio.NewReaderSize(c, 4096), dataTimeout: dataTimeout}
 }
 
 func (c *conn) Read(p []byte) (int, error) {
+	var n int
+	var err error
 	if len(c.replay) > 0 {
-		n := copy(p, c.replay)
+		n = copy(p, c.replay)
 		c.replay = c.replay[n:]
-		return n, nil
+	} else {
+		n, err = c.br.Read(p)
 	}
-	n, err := c.br.Read(p)
 	if c.capture != nil && n > 0 {
 		c.capture.Write(p[:n])
 	}
@@ -52,6 +62,17 @@ func (c *conn) Read(p []byte) (int, error) {
 }
 
 func (c *conn) Write(p []byte) (int, error) {
+	if c.swallow != nil {
+		same := bytes.Equal(p, c.swallow)
+		c.swallow = nil
+		if same {
+			c.replay = append(c.replay, c.answer...)
+			c.answer = nil
+			return len(p), nil
+		}
+		// Not the expected EHLO: send it; a second EHLO is legal.
+		c.answer = nil
+	}
 	dl := c.deadline
 	if dl.IsZero() {
 		dl = time.Now().Add(c.dataTimeout)

@@ -1,17 +1,31 @@
 // Package deliver runs one SMTP session over github.com/emersion/go-smtp:
 // Dial connects to the first mail exchanger that greets (RFC 5321 §5.1),
-// Send delivers messages one after another on that connection, and Close
-// says QUIT. Every failure comes back as a *Error that says whether it is
+// secures the session as its TLS policy says and authenticates when given
+// credentials; Send delivers messages one after another on that
+// connection, and Close says QUIT. Every failure comes back as a *Error that says whether it is
 // permanent (fail the recipient) or temporary (defer it); a connection that
 // can no longer be used comes back as a *LostError.
 //
 // Implementation summary, and the invariants callers rely on:
 //
-//   - dial.go: addresses are tried in order with a per-address connect
-//     timeout; the greeting is read by deliver itself and judged by the code
-//     of its last line (RFC 5321 §4.2.1), then replayed to go-smtp as a
-//     synthetic "220" line; EHLO (HELO after 500/502) is go-smtp's. The EHLO
-//     reply is captured raw to find the smallest SIZE (RFC 1870).
+//   - dial.go: hosts and addresses are tried in order with a per-address
+//     connect timeout; under TLSDANE each host's TLSA records are looked up
+//     first; under TLSMay a TLS failure is retried at once on a new
+//     connection without STARTTLS (C14).
+//   - open.go: the greeting is read by deliver itself and judged by the
+//     code of its last line (RFC 5321 §4.2.1). Unless the policy is none,
+//     deliver then says EHLO itself on the raw connection, and runs
+//     STARTTLS and the handshake when offered (RFC 3207): go-smtp v0.25.1
+//     has no opportunistic STARTTLS. go-smtp then gets the connection,
+//     TLS or not, reads a synthetic copy of the greeting and says EHLO with
+//     the same --helo name: over TLS for real (RFC 3207 §4.2), in cleartext
+//     answered from deliver's own EHLO so the wire carries one EHLO (HELO
+//     after 500/502). The EHLO reply is captured raw to find the smallest
+//     SIZE (RFC 1870). AUTH (auth.go, RFC 4954) follows, only over TLS
+//     unless allowed.
+//   - tls.go, dane.go: the policies (none, may, encrypt, verify, dane), the
+//     certificate checks (PKIX against Options.TLS.Roots, or TLSA records,
+//     RFC 7672) and the TLSState each session reports.
 //   - send.go: one Send is one or more transactions for one message (more
 //     only after a 452 to RCPT, RFC 5321 §4.5.3.1.10). Results are per
 //     recipient (RFC 5321 §3.3). No RSET follows a successful transaction;

@@ -18,6 +18,9 @@ const (
 	cmdConnect  = "connect"
 	cmdGreeting = "greeting"
 	cmdEHLO     = "EHLO"
+	cmdSTARTTLS = "STARTTLS"
+	cmdTLS      = "TLS"
+	cmdAuth     = "AUTH"
 	cmdMail     = "MAIL FROM"
 	cmdRcpt     = "RCPT TO"
 	cmdData     = "DATA"
@@ -37,9 +40,19 @@ type Error struct {
 	Permanent bool
 	Code      int    // SMTP reply code (RFC 5321 §4.2); 0 for I/O errors, timeouts and local decisions
 	Status    string // enhanced status code (RFC 3463), e.g. "5.1.1"; X.0.0 when the reply had none
-	Command   string // "connect", "greeting", "EHLO", "MAIL FROM", "RCPT TO", "DATA", "end of data", "RSET", "QUIT" or "local"
+	Command   string // "connect", "greeting", "EHLO", "STARTTLS", "TLS", "AUTH", "MAIL FROM", "RCPT TO", "DATA", "end of data", "RSET", "QUIT" or "local"
 	Msg       string // server reply text (lines joined with "; ") or the local reason in plain words
 	Err       error  // the cause, for errors.Is / errors.As; may be nil
+	// Config marks a local configuration problem rather than a problem of
+	// the mail: credentials refused (535), not sendable without TLS, or
+	// missing (530); no common AUTH mechanism. It is always temporary (the
+	// messages wait for a fixed configuration) and the run should exit 78
+	// (EX_CONFIG).
+	Config bool
+
+	// plainRetry: TLS failed during or after the handshake under TLSMay,
+	// so the same address is tried again without STARTTLS (C14).
+	plainRetry bool
 }
 
 // Reply returns the reply in SMTP form, "550 5.1.1 No such user", or for an

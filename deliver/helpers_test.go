@@ -3,6 +3,7 @@ package deliver
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -198,6 +199,15 @@ type fake struct {
 	// afterData runs instead of reading the body when set: it gets the
 	// connection after the 354 and returns whether to go on.
 	afterData func(c net.Conn, br *bufio.Reader) bool
+	// tls, when set, answers a STARTTLS the reply func leaves alone with
+	// 220 and a handshake; "<tls>" is then recorded among the commands,
+	// and EHLO is answered with ehloTLS (default defaultEHLO; "<close>"
+	// closes instead). The default ehlo then offers STARTTLS.
+	tls     *tls.Config
+	ehloTLS []string
+	// starttls, when set, takes over the connection at a STARTTLS line
+	// (its reply and whatever follows); the connection ends when it returns.
+	starttls func(c net.Conn, br *bufio.Reader)
 
 	mu    sync.Mutex
 	cmds  []string
@@ -213,8 +223,14 @@ func startFake(t testing.TB, ip string, port int, f *fake) *testnet.Script {
 	if f.greet == nil {
 		f.greet = []string{"220 fake.b.test ESMTP\r\n"}
 	}
+	if f.ehlo == nil && f.tls != nil {
+		f.ehlo = []string{"250-fake.b.test\r\n250-STARTTLS\r\n250-8BITMIME\r\n250 SIZE 100000000\r\n"}
+	}
 	if f.ehlo == nil {
 		f.ehlo = []string{defaultEHLO}
+	}
+	if f.ehloTLS == nil {
+		f.ehloTLS = []string{defaultEHLO}
 	}
 	if f.reply == nil {
 		f.reply = func(string) string { return "" }
@@ -258,6 +274,7 @@ func (f *fake) write(c net.Conn, br *bufio.Reader, chunks []string) {
 func (f *fake) serve(c net.Conn) {
 	br := bufio.NewReader(c)
 	f.write(c, br, f.greet)
+	secure := false
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
@@ -284,6 +301,26 @@ func (f *fake) serve(c net.Conn) {
 			return
 		case r != "":
 			io.WriteString(c, r+"\r\n")
+		case verb == "STARTTLS" && f.starttls != nil:
+			f.starttls(c, br)
+			return
+		case verb == "STARTTLS" && f.tls != nil && !secure:
+			io.WriteString(c, "220 2.0.0 ready to start TLS\r\n")
+			tc := tls.Server(c, f.tls)
+			if tc.Handshake() != nil {
+				return
+			}
+			c, br, secure = tc, bufio.NewReader(tc), true
+			f.mu.Lock()
+			f.cmds = append(f.cmds, "<tls>")
+			f.mu.Unlock()
+			continue
+		case verb == "EHLO" && secure:
+			if f.ehloTLS[0] == "<close>" {
+				return
+			}
+			f.write(c, br, f.ehloTLS)
+			continue
 		case verb == "EHLO":
 			f.write(c, br, f.ehlo)
 			continue

@@ -46,7 +46,10 @@ type Result struct {
 //   - 8BITMIME (RFC 6152): offered: go-smtp puts BODY=8BITMIME on MAIL. Not
 //     offered (or HELO session): the message is scanned first, and any octet
 //     >= 0x80 fails every recipient, 5.6.3.
-//   - MAIL: 4yz defers all, 5yz fails all.
+//   - MAIL: 4yz defers all, 5yz fails all, except 530 (RFC 4954 §6:
+//     authentication required), which defers all as a configuration error
+//     (Error.Config): the relay wants credentials it did not get. The same
+//     holds for a 530 to RCPT.
 //   - RCPT per recipient: 2yz accepted, 4yz deferred, 5yz failed. A 452
 //     (RFC 5321 §4.5.3.1.10) stops the RCPTs: the accepted ones get the
 //     message, then a new transaction (MAIL again) carries the rest, and so
@@ -144,7 +147,7 @@ func (s *Session) transaction(ctx context.Context, m Message, from string, to []
 		if isLost {
 			return nil, s.lose(ctx, e, true)
 		}
-		res.setAll(pending, e)
+		res.setAll(pending, authRequired(e))
 		return nil, nil
 	}
 	var accepted []int
@@ -166,7 +169,7 @@ func (s *Session) transaction(ctx context.Context, m Message, from string, to []
 			}
 			break
 		}
-		res.set(i, e, "")
+		res.set(i, authRequired(e), "")
 	}
 	if len(accepted) == 0 {
 		return next, s.reset(ctx)

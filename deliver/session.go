@@ -22,6 +22,7 @@ type Session struct {
 	utf8      bool  // SMTPUTF8 offered (RFC 6531)
 	eightBit  bool  // 8BITMIME offered (RFC 6152)
 	sizeLimit int64 // smallest SIZE limit offered, octets; 0: none or no limit (RFC 1870)
+	tls       TLSState
 
 	buf  []byte      // copy buffer for the body and the 8-bit scan, allocated on first use
 	norm *normalizer // reused for every message
@@ -32,6 +33,11 @@ type Session struct {
 
 // Relay names the server in Postfix's log form, "mx.a.test[127.0.0.2]:2525".
 func (s *Session) Relay() string { return s.relay }
+
+// TLS describes the session's security: TLS version and cipher, whether
+// the certificate was verified, and why a session that tried TLS is in
+// cleartext.
+func (s *Session) TLS() TLSState { return s.tls }
 
 // Close ends the session: QUIT (waiting at most CommandTimeout for the
 // reply, RFC 5321 §4.1.1.10), then closes the connection. After a lost
@@ -77,7 +83,7 @@ func (s *Session) quit() error {
 // watch closes the connection when ctx ends (go-smtp has no context) and
 // returns the function that stops watching.
 func (s *Session) watch(ctx context.Context) (stop func() bool) {
-	return context.AfterFunc(ctx, func() { s.conn.Conn.Close() })
+	return context.AfterFunc(ctx, func() { s.conn.tcp.Close() })
 }
 
 // lose marks the session unusable, closes the connection and returns the
@@ -87,7 +93,7 @@ func (s *Session) lose(ctx context.Context, e *Error, safe bool) *LostError {
 		e = &Error{Status: "4.4.2", Command: e.Command, Msg: "canceled: " + err.Error(), Err: err}
 	}
 	s.lost = &LostError{Err: e, Safe: safe}
-	s.conn.Conn.Close()
+	s.conn.tcp.Close()
 	s.o.Logger.Debug("smtp session lost", "relay", s.relay, "err", e, "safe", safe)
 	return s.lost
 }
