@@ -18,10 +18,11 @@ type Plan struct {
 	states   []*msgState
 }
 
-// Batch is the whole share of a run for one domain: one worker and one SMTP
-// session carry all of it.
+// Batch is the whole share of a run for one domain. One worker and one SMTP
+// session carry it, or, for a batch of more than 100 messages, up to
+// Config.ConnsPerDomain workers sharing it, each with its own session.
 type Batch struct {
-	Domain string  // lower-case A-label, or an address literal such as "[127.0.0.1]"
+	Domain string  // lower-case A-label, or an address literal such as "[127.0.0.1]"; with a Router, the next hop's key
 	Items  []*Item // in spool scan order
 }
 
@@ -31,6 +32,9 @@ type Item struct {
 	Rcpts []string // checked mailboxes, source routes removed
 	orig  []string // the recipients as spooled, parallel to Rcpts
 	state *msgState
+	key   string // the Domain of its batch
+
+	resent bool // already sent again after a lost session; set by the worker holding the item
 }
 
 // Recipients returns how many recipients the batch carries in all.
@@ -55,6 +59,14 @@ type invalidRcpt struct {
 // applies its results. When all is true, every message is due whatever its
 // next-attempt time.
 func NewPlan(msgs []*spool.Message, now time.Time, all bool) *Plan {
+	return NewPlanBy(msgs, now, all, nil)
+}
+
+// NewPlanBy is NewPlan with recipients grouped by hop(domain) instead of by
+// domain (see Router): domains with the same key share a batch, and a
+// message to several of them is one item, one transaction. nil hop groups
+// by domain.
+func NewPlanBy(msgs []*spool.Message, now time.Time, all bool, hop func(domain string) string) *Plan {
 	p := &Plan{}
 	byDomain := map[string]*Batch{}
 	for _, m := range msgs {
@@ -76,9 +88,12 @@ func NewPlan(msgs []*spool.Message, now time.Time, all bool) *Plan {
 				p.invalid = append(p.invalid, invalidRcpt{state: st, rcpt: rcpt, err: err})
 				continue
 			}
+			if hop != nil {
+				dom = hop(dom)
+			}
 			it := items[dom]
 			if it == nil {
-				it = &Item{state: st}
+				it = &Item{state: st, key: dom}
 				items[dom] = it
 				b := byDomain[dom]
 				if b == nil {

@@ -5,12 +5,21 @@
 //
 // Invariants:
 //   - a domain's whole batch goes to one worker, which reuses one SMTP session
-//     for all of it and reconnects only when that session is lost;
+//     for all of it and reconnects only when that session is lost; a batch
+//     of more than 100 messages may be shared by up to ConnsPerDomain
+//     workers (one per 100 messages), each with its own session, all under
+//     the same MaxConns limit;
 //   - a worker has at most one message file open (deliver opens, streams and
 //     closes each message before the next), so open files are bounded by the
 //     connection limit, not by the queue's length;
 //   - a message's spool file changes once, after the last of its domain
-//     batches is done; a recipient with no outcome is deferred, never lost.
+//     batches is done; a recipient with no outcome is deferred, never lost;
+//   - a recipient is written to the crash journal as soon as the server
+//     accepts it, before the worker sends the next message, so a killed run
+//     sends it again only if its reply was still in flight;
+//   - a permanent failure is recorded only after its DSN was enqueued (one
+//     per message per run, never for a sender <>), and never bounced again;
+//     a DSN enqueued in a run is delivered in a second pass of that run.
 package batch
 
 import (
@@ -40,10 +49,22 @@ type Config struct {
 	Resolver Resolver
 	DryRun   bool          // resolve and plan, connect to no SMTP server, change nothing
 	All      bool          // every message is due, whatever its next-attempt time
-	RetryMin time.Duration // first retry delay (default 5m)
-	RetryMax time.Duration // longest retry delay (default 4h)
-	Now      func() time.Time
-	OnResult func(Event) // called once per recipient outcome, from worker goroutines; may be nil
+	RetryMin time.Duration // first retry delay (default 5m); doubles per attempt, ±10% jitter
+	RetryMax time.Duration // longest retry delay (default 4h); a next attempt further away is due now (C40)
+	// MaxAge is the queue lifetime (default 5d): a message older than this
+	// gets one final try, and its recipients still deferred after it fail
+	// with 4.4.7 (delivery time expired) and are bounced.
+	MaxAge time.Duration
+	// WarnAfter, when positive, sends the sender one "delayed" DSN for a
+	// message still pending at that age; never repeated. 0: no warning.
+	WarnAfter time.Duration
+	NoBounce  bool // record and report permanent failures, but enqueue no DSN (CI use)
+	Now       func() time.Time
+	OnResult  func(Event) // called once per recipient outcome, from worker goroutines; may be nil
+
+	// ConnsPerDomain is how many sessions one domain's batch may use at
+	// once (< 1 means 1): one per 100 messages, up to this and MaxConns.
+	ConnsPerDomain int
 }
 
 // Event is one recipient's outcome, for the log line.
@@ -56,6 +77,11 @@ type Event struct {
 	Status Status
 	DSN    string // enhanced status code, "2.0.0", "4.4.1", "5.1.10"
 	Reply  string // the server's reply or the local reason
+	// TLS is the session's security, "TLSv1.3:verified" ... "none" (see
+	// deliver.TLSState.Token); "" when no session was made. TLSNote says
+	// why a session that tried TLS went without it, with the reason.
+	TLS     string
+	TLSNote string
 }
 
 type runner struct {
@@ -63,107 +89,123 @@ type runner struct {
 	spool *spool.Spool
 	now   func() time.Time
 
-	mu       sync.Mutex
-	problems []Problem
+	ctx     context.Context // the run's: once it is cancelled, deferred means "not tried", never "expired"
+	journal *spool.Journal  // crash journal of delivered recipients; nil when it could not be opened
+	// stopCommit ends the journal's group commit and returns its error.
+	stopCommit func() error
+
+	mu         sync.Mutex
+	problems   []Problem
+	bounces    []string       // IDs of the DSNs enqueued in this run, for the second pass
+	dsns       int            // DSNs enqueued in this run
+	expired    map[string]int // per domain: deferred recipients turned into 4.4.7 failures, not yet moved in the row
+	unapplied  int            // messages whose state change failed: their journal lines must be kept
+	journalBad bool           // a journal write failed
 }
 
-// Run scans the spool, plans and delivers. It returns an error only when the
-// spool cannot be scanned at all; every per-message and per-domain failure is
-// in the Summary. The caller holds the spool lock.
+// Run scans the spool, plans and delivers, in this order:
+//
+//  1. Replay the crash journal a killed run may have left (see
+//     spool.ReplayJournal): recipients it lists are no longer pending. A
+//     message whose replay failed sits this run out.
+//  2. Scan new/ and cur/; plan the due messages (see Config.due).
+//  3. First pass: one errgroup of workers over the domain batches; each
+//     delivered recipient is journalled as its reply arrives, and each
+//     message's state is applied after its last batch, bouncing fresh
+//     failures (see apply).
+//  4. Second pass: the DSNs enqueued in step 3, delivered by the same
+//     worker code (they are from <>, so they never bounce themselves).
+//  5. Empty the journal when every state change was committed.
+//
+// It returns an error only when the spool cannot be scanned at all or its
+// crash journal cannot be read (delivering then could send some recipients
+// twice); every per-message and per-domain failure is in the Summary. The
+// caller holds the spool lock.
 func Run(ctx context.Context, sp *spool.Spool, cfg Config) (*Summary, error) {
 	if cfg.MaxConns < 1 {
 		cfg.MaxConns = 1
 	}
 	if cfg.RetryMin <= 0 {
-		cfg.RetryMin = 5 * time.Minute
+		cfg.RetryMin = DefaultRetryMin
 	}
 	if cfg.RetryMax < cfg.RetryMin {
-		cfg.RetryMax = max(4*time.Hour, cfg.RetryMin)
+		cfg.RetryMax = max(DefaultRetryMax, cfg.RetryMin)
 	}
-	r := &runner{cfg: cfg, spool: sp, now: cfg.Now}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = DefaultMaxAge
+	}
+	r := &runner{cfg: cfg, spool: sp, now: cfg.Now, ctx: ctx, expired: map[string]int{}}
 	if r.now == nil {
 		r.now = time.Now
 	}
 	start := r.now()
 	sum := &Summary{Started: start.UTC(), DryRun: cfg.DryRun}
 
+	skip, err := r.startJournal(sum)
+	if err != nil {
+		return nil, err
+	}
 	msgs, probs, err := scan(ctx, sp, cfg.DryRun)
 	if err != nil {
+		r.endJournal(skip)
 		return nil, fmt.Errorf("scanning spool %s: %w", sp.Dir(), err)
 	}
 	for _, p := range probs {
 		var pe *spool.ParseError
 		r.problem(Problem{ID: p.ID, Reason: p.Reason, MovedTo: p.MovedTo, IOError: !errors.As(p.Err, &pe)})
 	}
-	plan := NewPlan(msgs, start, cfg.All)
+	if cfg.DryRun {
+		msgs = r.journalled(msgs)
+	}
+	plan := r.plan(msgs, skip, start)
 	sum.NotDue = plan.NotDue
-
-	stats := make([]DomainStats, len(plan.Batches))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(cfg.MaxConns)
 	if !cfg.DryRun {
 		r.invalid(plan, sum)
 	}
-	for i, b := range plan.Batches {
-		g.Go(func() error {
-			stats[i] = r.domain(gctx, b)
-			return nil
-		})
+	sum.Domains = append(sum.Domains, r.deliver(ctx, plan, "")...)
+	messages := plan.Messages
+	if bp := r.bouncePlan(ctx); bp != nil {
+		r.invalid(bp, sum)
+		sum.Domains = append(sum.Domains, r.deliver(ctx, bp, PassBounces)...)
+		messages += bp.Messages
 	}
-	_ = g.Wait() // workers never return errors: one failing domain never stops the others
-	sum.Domains = append(sum.Domains, stats...)
+	r.endJournal(skip)
 	sum.total()
-	sum.Totals.Messages = plan.Messages
+	sum.Totals.Messages = messages
+	sum.Bounces = r.dsns
 	sum.Problems = append(sum.Problems, r.problems...)
 	sum.Seconds = r.now().Sub(start).Seconds()
 	sum.Totals.Seconds = sum.Seconds
 	return sum, nil
 }
 
-// scan reads every envelope in new/ and cur/. A dry run uses List, which
-// reports invalid files without moving them: it changes nothing.
-func scan(ctx context.Context, sp *spool.Spool, dry bool) ([]*spool.Message, []spool.Problem, error) {
-	if !dry {
-		return sp.Scan(ctx)
-	}
-	var msgs []*spool.Message
-	var probs []spool.Problem
-	for _, q := range []string{spool.QueueNew, spool.QueueCur} {
-		m, p, err := sp.List(q)
-		if err != nil {
-			return nil, nil, err
-		}
-		msgs, probs = append(msgs, m...), append(probs, p...)
-	}
-	return msgs, probs, nil
-}
-
-// invalid fails the recipients whose address breaks the grammar (status
-// 5.1.3, RFC 3463) and applies messages that have no routable recipient.
-func (r *runner) invalid(p *Plan, sum *Summary) {
-	if len(p.invalid) == 0 {
-		return
-	}
-	row := DomainStats{Domain: "(invalid address)"}
-	seen := map[*msgState]bool{}
-	for _, inv := range p.invalid {
-		reply := "5.1.3 " + inv.err.Error()
-		inv.state.record(inv.rcpt, outcome{status: Bounced, reply: reply})
-		row.Recipients++
-		row.Failed++
-		if !seen[inv.state] {
-			seen[inv.state] = true
-			row.Messages++
-		}
-		r.event(Event{ID: inv.state.m.ID, Rcpt: inv.rcpt, Relay: "none", Status: Bounced, DSN: "5.1.3",
-			Reply: inv.err.Error(), Delay: r.now().Sub(inv.state.m.Arrival)})
-	}
-	for st := range seen {
-		if st.pending == 0 {
-			r.applyOrReport(st)
+// deliver runs one pass over plan's domain batches under an errgroup whose
+// limit is MaxConns, and returns one row per domain, marked with pass ("" for
+// the main pass, PassBounces for the DSNs). A large batch is shared by up to
+// ConnsPerDomain workers (see sessionsFor).
+func (r *runner) deliver(ctx context.Context, plan *Plan, pass string) []DomainStats {
+	doms := make([]*domainRun, len(plan.Batches))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.cfg.MaxConns)
+	total := totalItems(plan.Batches)
+	for i, b := range plan.Batches {
+		doms[i] = newDomainRun(b, sessionsFor(len(b.Items), total, r.cfg.ConnsPerDomain, r.cfg.MaxConns))
+		for range doms[i].workers {
+			g.Go(func() error {
+				r.work(gctx, doms[i])
+				return nil
+			})
 		}
 	}
-	sum.Domains = append(sum.Domains, row)
+	_ = g.Wait() // workers never return errors: one failing domain never stops the others
+	rows := make([]DomainStats, 0, len(doms))
+	for _, d := range doms {
+		st := d.stats()
+		r.moveExpired(&st)
+		st.Pass = pass
+		rows = append(rows, st)
+	}
+	return rows
 }
 
 func (r *runner) event(e Event) {
@@ -180,15 +222,33 @@ func (r *runner) problem(p Problem) {
 
 func (r *runner) applyOrReport(st *msgState) {
 	if err := r.apply(st); err != nil {
+		r.mu.Lock()
+		r.unapplied++
+		r.mu.Unlock()
 		r.problem(Problem{ID: st.m.ID, Reason: err.Error(), IOError: true})
 	}
 }
 
-// finish records the outcome of every recipient of it and applies the
-// message when this was its last batch.
+// finish journals the recipients of it that were delivered, records the
+// outcome of every recipient (a deferral on a message's final try becomes
+// a 4.4.7 failure) and applies the message when this was its last batch.
+// It runs on the worker right after Send returns, before the next message.
 func (r *runner) finish(it *Item, res map[string]outcome) {
+	var sent []string
 	for i, rcpt := range it.Rcpts {
-		it.state.record(it.orig[i], res[rcpt])
+		if res[rcpt].status == Sent {
+			sent = append(sent, it.orig[i])
+		}
+	}
+	if err := r.journal.Append(it.state.m.ID, sent...); err != nil {
+		r.journalFailed(err)
+	}
+	for i, rcpt := range it.Rcpts {
+		o := res[rcpt]
+		if o.status == Deferred && it.state.expired && r.ctx.Err() == nil {
+			o = r.expireRcpt(it, i, o)
+		}
+		it.state.record(it.orig[i], o)
 	}
 	if it.state.done() {
 		r.applyOrReport(it.state)

@@ -22,6 +22,9 @@ const (
 type outcome struct {
 	status Status
 	reply  string // "250 2.0.0 Ok" or "451 4.7.1 Greylisted" or a local reason
+	relay  string // the server that gave reply, "host[ip]:port"; "none" or "" when no server did
+	last   string // expired (4.4.7) only: the last reply before the lifetime ended
+	note   string // expired only: the plain-words reason, for the DSN
 }
 
 // msgState collects the outcomes of one message's recipients across the
@@ -30,17 +33,21 @@ type outcome struct {
 type msgState struct {
 	mu       sync.Mutex
 	m        *spool.Message
-	pending  int // batches of this message still running
-	outcomes map[string]outcome
+	pending  int                // batches of this message still running
+	expired  bool               // older than MaxAge at plan time: this is its final try
+	outcomes map[string]outcome // made by the first record, dropped once applied (100,000 kept to the end cost 80 MB)
 }
 
 func newMsgState(m *spool.Message) *msgState {
-	return &msgState{m: m, outcomes: make(map[string]outcome, len(m.To))}
+	return &msgState{m: m}
 }
 
 // record stores the outcome of rcpt (as spooled).
 func (s *msgState) record(rcpt string, o outcome) {
 	s.mu.Lock()
+	if s.outcomes == nil {
+		s.outcomes = make(map[string]outcome, len(s.m.To))
+	}
 	s.outcomes[rcpt] = o
 	s.mu.Unlock()
 }
@@ -67,19 +74,40 @@ func Backoff(attempts int, min, max time.Duration) time.Duration {
 	return d
 }
 
-// apply turns the collected outcomes into one spool state change: all
-// delivered -> removed; something still deferred -> rewritten into cur/ with
-// only the pending recipients; nothing pending but failures -> failed/.
-// A recipient with no outcome (a worker was cancelled before reaching it)
-// counts as deferred, so nothing is ever lost.
+// apply turns the collected outcomes into one spool state change, in this
+// order:
+//
+//  1. Sort the recipients: delivered; failed in this run ("fresh"); still
+//     pending (deferred, or no outcome because the run was cancelled before
+//     reaching it: deferred, never lost).
+//  2. notify: enqueue one DSN to the sender for all the fresh failures (and
+//     the pending ones when the delay warning is due). If that fails, stop:
+//     the original is left exactly as it was and the error is reported
+//     (C41); its recipients are tried again next run.
+//  3. Record: all delivered -> removed; something pending -> rewritten into
+//     cur/ with only the pending recipients and a jittered next attempt;
+//     nothing pending but failures -> failed/. Each fresh failure's
+//     X-Envelope-Failed line carries the notice decided in step 2, and
+//     failures already in the file are kept as they are, so a later run
+//     never bounces them again.
+//
+// If the state change fails before its rename, the DSN just enqueued is
+// removed again, so the retry of the original does not send a second one;
+// if it fails after the rename (an fsync), the new state stands and so does
+// the DSN.
 func (r *runner) apply(s *msgState) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.m
+	now := r.now()
 	env := m.Envelope
 	env.To = nil
 	env.Replies = map[string]string{}
 	env.Failed = append([]spool.Failure(nil), m.Failed...)
+	if m.Arrival.After(now) {
+		env.Arrival = now // written by a wrong clock (C40 E1): the lifetime counts from now
+	}
+	var fresh, pending []rcptResult
 	for _, rcpt := range m.To {
 		o, ok := s.outcomes[rcpt]
 		if !ok {
@@ -88,13 +116,30 @@ func (r *runner) apply(s *msgState) error {
 		switch o.status {
 		case Sent:
 		case Bounced:
-			env.Failed = append(env.Failed, spool.Failure{Rcpt: rcpt, Reply: o.reply})
+			fresh = append(fresh, rcptResult{rcpt, o})
 		default:
+			pending = append(pending, rcptResult{rcpt, o})
 			env.To = append(env.To, rcpt)
 			env.Replies[rcpt] = o.reply
 		}
 	}
-	var err error
+	s.outcomes = nil // read once: fresh and pending hold what is still needed
+	notice, warned, bounceID, err := r.notify(m, fresh, pending, now)
+	if err != nil {
+		if len(fresh) > 0 {
+			return fmt.Errorf("message %s: %w; its state is left unchanged and it is tried again next run", m.ID, err)
+		}
+		// Only the delay warning failed: record the attempt anyway, and
+		// warn on a later run.
+		r.problem(Problem{ID: m.ID, Reason: fmt.Sprintf("message %s: delay warning not sent: %v", m.ID, err), IOError: true})
+	}
+	for _, f := range fresh {
+		env.Failed = append(env.Failed, spool.Failure{Rcpt: f.rcpt, Reply: f.o.reply, Notice: notice})
+	}
+	if warned {
+		env.Warned = now
+	}
+	attempts := m.Attempts
 	switch {
 	case len(env.To) == 0 && len(env.Failed) == 0:
 		err = r.spool.Remove(m)
@@ -104,12 +149,34 @@ func (r *runner) apply(s *msgState) error {
 		err = r.spool.Fail(m, env)
 	default:
 		env.Attempts++
-		now := r.now()
-		env.NextAttempt = now.Add(Backoff(env.Attempts, r.cfg.RetryMin, r.cfg.RetryMax)).UTC().Truncate(time.Second)
+		env.NextAttempt = r.cfg.nextAttempt(env.Arrival, env.Attempts, now)
 		err = r.spool.Defer(m, env)
 	}
 	if err != nil {
+		// Defer and Fail update m only once their rename is done (spool's
+		// contract), and always with one more attempt.
+		if bounceID != "" && m.Attempts == attempts {
+			r.unbounce(bounceID)
+		}
 		return fmt.Errorf("message %s: recording the outcome of %s: %w", m.ID, strings.Join(m.To, ", "), err)
 	}
 	return nil
+}
+
+// unbounce removes a DSN enqueued in this run whose original could not be
+// updated: the original is tried again, and will bounce again if it fails.
+// If the DSN cannot be removed it stays queued (a duplicate at worst).
+func (r *runner) unbounce(id string) {
+	r.mu.Lock()
+	for i, b := range r.bounces {
+		if b == id {
+			r.bounces = append(r.bounces[:i], r.bounces[i+1:]...)
+			r.dsns--
+			break
+		}
+	}
+	r.mu.Unlock()
+	if m, err := r.spool.Load(spool.QueueNew, id); err == nil {
+		r.spool.Remove(m)
+	}
 }

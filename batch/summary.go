@@ -16,6 +16,15 @@ type DomainStats struct {
 	Connections int      `json:"connections"`
 	Seconds     float64  `json:"seconds"`
 	Error       string   `json:"error,omitempty"` // a domain-wide failure: DNS, or no reachable MX
+	Pass        string   `json:"pass,omitempty"`  // "" for the main pass, "bounces" for the DSNs delivered after it
+	// TLS counts the sessions by their security: "TLSv1.3:verified",
+	// "TLSv1.2:unverified", "TLSv1.3:dane", "none", or "none (TLS failed,
+	// sent without TLS)".
+	TLS map[string]int `json:"tls,omitempty"`
+	// ConfigError is set when a session failed for a configuration reason
+	// (credentials refused or missing, or not sendable without TLS): the
+	// messages are deferred and the run exits 78 (EX_CONFIG).
+	ConfigError string `json:"config_error,omitempty"`
 }
 
 // Problem is a local failure: a spool file moved aside or left unreadable,
@@ -34,7 +43,9 @@ type Summary struct {
 	DryRun   bool          `json:"dry_run"`
 	Domains  []DomainStats `json:"domains"`
 	Totals   DomainStats   `json:"totals"`
-	NotDue   int           `json:"not_due"` // messages waiting for their next attempt, not tried
+	NotDue   int           `json:"not_due"`            // messages waiting for their next attempt, not tried
+	Bounces  int           `json:"bounces,omitempty"`  // DSNs enqueued to senders in this run (failures and delay warnings)
+	Replayed int           `json:"replayed,omitempty"` // recipients a killed run had delivered, taken from its crash journal
 	Problems []Problem     `json:"problems"`
 }
 

@@ -11,80 +11,101 @@ import (
 	"github.com/mxflush/mxflush/mx"
 )
 
-// domain is one worker: it resolves the domain once, opens one SMTP session
-// and sends every item of the batch over it, one message file open at a
-// time. A lost session (a 421, a dropped connection, a timeout) is replaced,
-// and the item it was carrying is sent once more on the new session; if that
-// fails too, it is deferred. When no session can be made, every item
-// still unsent is deferred (or bounced, when every MX refused permanently)
-// at once, without a connection attempt per message.
-func (r *runner) domain(ctx context.Context, b *Batch) DomainStats {
+// work is one worker of a domain's batch. It resolves the domain (once for
+// all its workers), opens one SMTP session and sends the items it takes from
+// the batch's shared queue over it, one message file open at a time, until
+// the queue is empty. A lost session (a 421, a dropped connection, a
+// timeout) is replaced; the item it was carrying is sent once more on the
+// new session when its final dot was never sent, and deferred otherwise.
+// When no session can be made: while another worker of the domain holds
+// one, the item is handed back to it; otherwise every item still unsent is
+// deferred (or bounced, when every MX refused permanently) at once, without
+// a connection attempt per message.
+func (r *runner) work(ctx context.Context, d *domainRun) {
 	start := r.now()
-	st := DomainStats{Domain: b.Domain, Messages: len(b.Items), Recipients: b.Recipients()}
-	defer func() { st.Seconds = r.now().Sub(start).Seconds() }()
-
-	route, err := r.cfg.Resolver.Lookup(ctx, b.Domain)
-	if err != nil {
-		st.Error = err.Error()
-		r.failAll(b.Items, err, "none", &st)
-		return st
-	}
-	hosts := make([]deliver.Host, 0, len(route.Hosts))
-	for _, h := range route.Hosts {
-		hosts = append(hosts, deliver.Host{Name: h.Name, Addrs: h.Addrs})
-		st.MX = append(st.MX, describeHost(h))
-	}
-	if r.cfg.DryRun {
-		if len(b.Items) > 0 {
-			st.Connections = 1
-		}
-		return st
-	}
-
+	st := DomainStats{Domain: d.b.Domain} // this worker's counts, merged into d at the end
 	var sess *deliver.Session
+	counted := false // hold was called: this worker holds a session or is opening one
 	defer func() {
 		if sess != nil {
 			sess.Close()
 		}
+		// A dry run takes no item: what is left is not a failure.
+		if rest, err := d.leave(counted); len(rest) > 0 && !r.cfg.DryRun {
+			st.Error = err.Error()
+			r.failAll(rest, err, "none", &st)
+		}
+		d.merge(st, start, r.now())
 	}()
-	resent := map[*Item]bool{}
-	for i := 0; i < len(b.Items); i++ {
-		it := b.Items[i]
+
+	hosts, err := d.resolve(ctx, r.cfg.Resolver)
+	if err != nil {
+		if items := d.drain(); len(items) > 0 {
+			st.Error = err.Error()
+			r.failAll(items, err, "none", &st)
+		}
+		return
+	}
+	if r.cfg.DryRun {
+		if len(d.b.Items) > 0 {
+			st.Connections = 1
+		}
+		return
+	}
+
+	dopts := r.cfg.dialOptions(d.b.Domain) // TLS policy and credentials of the next hop
+	var tls deliver.TLSState               // the current session's
+	var it *Item
+	for {
+		if it == nil {
+			if it = d.take(); it == nil {
+				return
+			}
+		}
 		if ctx.Err() != nil {
-			r.failAll(b.Items[i:], fmt.Errorf("run cancelled: %w", ctx.Err()), st.Relay, &st)
-			return st
+			r.failAll(append([]*Item{it}, d.drain()...), fmt.Errorf("run cancelled: %w", ctx.Err()), st.Relay, &st)
+			return
 		}
 		if sess == nil {
-			sess, err = deliver.Dial(ctx, hosts, r.cfg.Deliver)
-			if err != nil {
-				sess = nil
-				st.Error = err.Error()
-				r.failAll(b.Items[i:], err, "none", &st)
-				return st
+			if !counted {
+				d.hold()
+				counted = true
 			}
+			s, err := deliver.Dial(ctx, hosts, dopts)
+			if err != nil {
+				st.noteConfig(err)
+				counted = false
+				if rest := d.giveUp(it, err); len(rest) > 0 {
+					st.Error = err.Error()
+					r.failAll(rest, err, "none", &st)
+				}
+				return
+			}
+			sess = s
 			st.Connections++
 			st.Relay = sess.Relay()
+			tls = sess.TLS()
+			st.addTLS(tls)
 		}
 		res, err := sess.Send(ctx, r.message(it))
 		if err != nil {
 			sess.Close()
 			sess = nil
 			var lost *deliver.LostError
-			if errors.As(err, &lost) && !resent[it] {
-				// Send it again, once, on a fresh session. When the final
-				// dot was never sent (lost.Safe) nothing was delivered;
-				// when only the reply to it was lost, RFC 5321 §4.1.1.4
-				// leaves the outcome unknown and the message must be
-				// retried anyway: retrying now rather than next run
-				// risks no more duplicates than deferring would.
-				resent[it] = true
-				i--
+			if errors.As(err, &lost) && lost.Safe && !it.resent {
+				// The final dot was never sent, so nothing was delivered:
+				// send it again, once, on a fresh session (C08, C09).
+				// When the dot was sent and only its reply was lost, the
+				// receiver may have the message (RFC 5321 §4.1.1.4): it is
+				// deferred, so a slow receiver gets at most one copy per
+				// run, never several.
+				it.resent = true
 				continue
 			}
 		}
-		r.record(it, res, st.Relay, &st)
+		r.record(it, res, st.Relay, tls, &st)
+		it = nil
 	}
-	return st
 }
 
 // message adapts an item to deliver's view: envelope and an opener, never a path.
@@ -99,20 +120,21 @@ func (r *runner) message(it *Item) deliver.Message {
 }
 
 // record turns deliver's per-recipient results into outcomes, events and counts.
-func (r *runner) record(it *Item, res []deliver.Result, relay string, st *DomainStats) {
+func (r *runner) record(it *Item, res []deliver.Result, relay string, tls deliver.TLSState, st *DomainStats) {
 	out := make(map[string]outcome, len(it.Rcpts))
 	for _, rs := range res {
-		o := outcome{status: Sent, reply: rs.Reply}
+		o := outcome{status: Sent, reply: rs.Reply, relay: relay}
 		dsn := "2.0.0"
 		if rs.Err != nil {
 			o.status, dsn, o.reply = classify(rs.Err)
+			st.noteConfig(rs.Err)
 		} else if code := replyStatus(rs.Reply); code != "" {
 			dsn = code
 		}
 		out[rs.Rcpt] = o
 		r.count(st, o.status)
 		r.event(Event{ID: it.state.m.ID, Rcpt: rs.Rcpt, Domain: st.Domain, Relay: relay, Status: o.status,
-			DSN: dsn, Reply: o.reply, Delay: r.now().Sub(it.state.m.Arrival)})
+			DSN: dsn, Reply: o.reply, Delay: r.now().Sub(it.state.m.Arrival), TLS: tls.Token(), TLSNote: tlsNote(tls)})
 	}
 	// deliver answers for every recipient; one it did not answer for is deferred.
 	for _, rcpt := range it.Rcpts {
@@ -134,7 +156,7 @@ func (r *runner) failAll(items []*Item, err error, relay string, st *DomainStats
 		res := make([]deliver.Result, 0, len(it.Rcpts))
 		out := make(map[string]outcome, len(it.Rcpts))
 		for _, rcpt := range it.Rcpts {
-			out[rcpt] = outcome{status: status, reply: reply}
+			out[rcpt] = outcome{status: status, reply: reply, relay: relay}
 			res = append(res, deliver.Result{Rcpt: rcpt})
 			if !r.cfg.DryRun {
 				r.count(st, status)

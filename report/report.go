@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -27,10 +28,11 @@ const (
 )
 
 // ExitCode maps a run's summary to its exit code. The worst class wins:
-// local I/O failure (74) > invalid spool files moved aside (65) > permanent
-// failures (69) > deferrals (75) > success (0).
+// local I/O failure (74) > configuration error in a session, such as
+// credentials a relay refused (78) > invalid spool files moved aside (65) >
+// permanent failures (69) > deferrals (75) > success (0).
 func ExitCode(s *batch.Summary) int {
-	io, invalid := false, false
+	io, invalid, config := false, false, false
 	for _, p := range s.Problems {
 		if p.IOError {
 			io = true
@@ -38,9 +40,14 @@ func ExitCode(s *batch.Summary) int {
 			invalid = true
 		}
 	}
+	for _, d := range s.Domains {
+		config = config || d.ConfigError != ""
+	}
 	switch {
 	case io:
 		return ExIOErr
+	case config:
+		return ExConfig
 	case invalid:
 		return ExDataErr
 	case s.Totals.Failed > 0:
@@ -69,7 +76,11 @@ func Text(w io.Writer, s *batch.Summary) error {
 	} else {
 		fmt.Fprintf(tw, "domain\tmessages\tdelivered\tdeferred\tfailed\tconnections\tseconds\t\n")
 		for _, d := range s.Domains {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.2f\t\n", d.Domain, d.Messages, d.Delivered, d.Deferred,
+			name := d.Domain
+			if d.Pass != "" {
+				name += " (" + d.Pass + ")" // the second pass: DSNs enqueued by this run
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.2f\t\n", name, d.Messages, d.Delivered, d.Deferred,
 				d.Failed, d.Connections, d.Seconds)
 		}
 		t := s.Totals
@@ -83,9 +94,21 @@ func Text(w io.Writer, s *batch.Summary) error {
 		if d.Error != "" && !s.DryRun {
 			fmt.Fprintf(w, "%s: %s\n", d.Domain, d.Error)
 		}
+		if d.ConfigError != "" && !strings.Contains(d.Error, d.ConfigError) {
+			fmt.Fprintf(w, "%s: config error: %s\n", d.Domain, d.ConfigError)
+		}
+		if len(d.TLS) > 0 {
+			fmt.Fprintf(w, "%s: tls: %s\n", d.Domain, tlsCounts(d.TLS))
+		}
 	}
 	if s.NotDue > 0 {
 		fmt.Fprintf(w, "%d message(s) not due yet (use --all to send them now)\n", s.NotDue)
+	}
+	if s.Replayed > 0 {
+		fmt.Fprintf(w, "%d recipient(s) delivered by an earlier run that could not record it were taken off the queue (crash journal)\n", s.Replayed)
+	}
+	if s.Bounces > 0 {
+		fmt.Fprintf(w, "%d delivery status notification(s) enqueued to senders\n", s.Bounces)
 	}
 	for _, p := range s.Problems {
 		where := "left in place"
@@ -95,8 +118,14 @@ func Text(w io.Writer, s *batch.Summary) error {
 		fmt.Fprintf(w, "spool problem: %s: %s (%s)\n", p.ID, p.Reason, where)
 	}
 	code := ExitCode(s)
-	if s.DryRun && code == ExOK {
-		_, err := fmt.Fprintln(w, "exit 0: dry run, nothing was sent")
+	if s.DryRun {
+		meaning := "dry run, nothing was sent"
+		if code == ExDataErr {
+			meaning = "dry run: some spool files are invalid (a real run moves them to bad/)"
+		} else if code == ExIOErr {
+			meaning = "dry run: some spool files cannot be read"
+		}
+		_, err := fmt.Fprintf(w, "exit %d: %s\n", code, meaning)
 		return err
 	}
 	_, err := fmt.Fprintf(w, "exit %d: %s\n", code, Meaning(code))
@@ -116,6 +145,8 @@ func Meaning(code int) string {
 		return "some spool files were invalid and were moved to bad/"
 	case ExIOErr:
 		return "some spool files could not be read or updated"
+	case ExConfig:
+		return "the configuration is wrong (see the config error lines above); the messages stay queued, none was bounced"
 	}
 	return fmt.Sprintf("exit code %d", code)
 }
@@ -139,9 +170,35 @@ func JSON(w io.Writer, s *batch.Summary) error {
 // LogLine formats one recipient outcome in Postfix's shape, for example
 //
 //	mxflush[123]: 1732.456.ab12.host: to=<bob@a.test>, relay=mx.a.test[127.0.0.2]:2525, delay=0.12, dsn=2.0.0, status=sent (250 2.0.0 Ok)
+//
+// An outcome from an SMTP session also says how it was secured, "tls=" and
+// Event.TLS after relay; when TLS was tried and given up, the reason
+// follows the reply: "(250 2.0.0 Ok; TLS failed, sent without TLS: ...)".
 func LogLine(pid int, e batch.Event) string {
+	relay := e.Relay
+	if e.TLS != "" {
+		relay += ", tls=" + e.TLS
+	}
+	reply := e.Reply
+	if e.TLSNote != "" {
+		reply += "; " + e.TLSNote
+	}
 	return fmt.Sprintf("mxflush[%d]: %s: to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)",
-		pid, e.ID, e.Rcpt, e.Relay, e.Delay.Seconds(), e.DSN, e.Status, oneLine(e.Reply))
+		pid, e.ID, e.Rcpt, relay, e.Delay.Seconds(), e.DSN, e.Status, oneLine(reply))
+}
+
+// tlsCounts renders DomainStats.TLS in a stable order:
+// "TLSv1.3:verified x2, none (TLS failed, sent without TLS) x1".
+func tlsCounts(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		keys[i] = fmt.Sprintf("%s x%d", k, m[k])
+	}
+	return strings.Join(keys, ", ")
 }
 
 func oneLine(s string) string {

@@ -1,0 +1,83 @@
+package batch
+
+import (
+	"context"
+	"fmt"
+)
+
+// startJournal replays the crash journal a killed run may have left, then
+// opens the journal for this run and starts its group commit (see
+// spool.Journal: lines are written as each Send returns and fsynced in
+// groups, so no worker waits for the disk). It returns the IDs of the
+// messages whose replay failed: they sit this run out, since delivering
+// them would send their journalled recipients again. A journal that cannot
+// be read is an error (the run must not deliver); one that cannot be
+// opened for writing is a problem, and the run goes on without it.
+// A dry run only reads the journal (see journalled).
+func (r *runner) startJournal(sum *Summary) (skip map[string]bool, err error) {
+	if r.cfg.DryRun {
+		return nil, nil
+	}
+	rep, err := r.spool.ReplayJournal()
+	if err != nil {
+		return nil, fmt.Errorf("crash journal of spool %s: %w", r.spool.Dir(), err)
+	}
+	sum.Replayed = rep.Recipients
+	for _, p := range rep.Problems {
+		if skip == nil {
+			skip = map[string]bool{}
+		}
+		skip[p.ID] = true
+		r.problem(Problem{ID: p.ID, Reason: p.Reason + "; the message waits for the next run", IOError: true})
+	}
+	j, err := r.spool.OpenJournal()
+	if err != nil {
+		r.problem(Problem{ID: "journal", Reason: "crash journal cannot be opened; this run's deliveries are not journalled: " + err.Error(), IOError: true})
+		return skip, nil
+	}
+	r.journal = j
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- j.GroupCommit(ctx) }()
+	r.stopCommit = func() error {
+		cancel()
+		return <-done
+	}
+	return skip, nil
+}
+
+// endJournal stops the group commit (with a last fsync) and empties the
+// journal when it is no longer needed: every message whose recipients it
+// lists had its state change committed, no journal write failed, and no
+// replay failed (the lines of those messages are still in it). Otherwise
+// the journal is kept for the next run's replay, which skips whatever is
+// already recorded.
+func (r *runner) endJournal(skip map[string]bool) {
+	if r.journal == nil {
+		return
+	}
+	defer r.journal.Close()
+	if err := r.stopCommit(); err != nil {
+		r.journalFailed(err)
+	}
+	r.mu.Lock()
+	keep := r.unapplied > 0 || r.journalBad || len(skip) > 0
+	r.mu.Unlock()
+	if keep {
+		return
+	}
+	if err := r.journal.Reset(); err != nil {
+		r.problem(Problem{ID: "journal", Reason: "crash journal cannot be emptied (the next run replays it, which is harmless): " + err.Error(), IOError: true})
+	}
+}
+
+// journalFailed reports the first journal write or fsync failure of the run.
+func (r *runner) journalFailed(err error) {
+	r.mu.Lock()
+	first := !r.journalBad
+	r.journalBad = true
+	r.mu.Unlock()
+	if first {
+		r.problem(Problem{ID: "journal", Reason: "crash journal write failed; recipients delivered in this run may be sent again if mxflush dies before their message is updated: " + err.Error(), IOError: true})
+	}
+}

@@ -1,0 +1,85 @@
+package batch
+
+import (
+	"errors"
+
+	"github.com/mxflush/mxflush/deliver"
+)
+
+// Router sends each domain to its next hop; *route.Table is one. When
+// Config.Resolver is also a Router, recipients are grouped by the key Hop
+// returns instead of by domain: domains with the same next hop share one
+// batch, so they share its connection limit and its sessions. The batch's
+// Domain (and summary row) is then the key, Lookup resolves it, and every
+// session of the batch is dialled with Options(key, Config.Deliver): TLS
+// policy and credentials per hop.
+type Router interface {
+	Resolver
+	Hop(domain string) string
+	Options(hop string, base deliver.Options) deliver.Options
+}
+
+// hopKey is the run's grouping function: the Router's, or nil (by domain).
+func (c Config) hopKey() func(string) string {
+	if rt, ok := c.Resolver.(Router); ok {
+		return rt.Hop
+	}
+	return nil
+}
+
+// dialOptions returns the options for the sessions of the batch with key.
+func (c Config) dialOptions(key string) deliver.Options {
+	if rt, ok := c.Resolver.(Router); ok {
+		return rt.Options(key, c.Deliver)
+	}
+	return c.Deliver
+}
+
+// addTLS counts one session by its security, for DomainStats.TLS.
+func (st *DomainStats) addTLS(t deliver.TLSState) {
+	if st.TLS == nil {
+		st.TLS = map[string]int{}
+	}
+	st.TLS[tlsLabel(t)]++
+}
+
+// tlsLabel is "TLSv1.3:verified", "none", or "none (TLS failed, sent
+// without TLS)".
+func tlsLabel(t deliver.TLSState) string {
+	if t.Note != "" {
+		return t.Token() + " (" + t.Note + ")"
+	}
+	return t.Token()
+}
+
+// mergeTLS adds a worker's per-session counts and configuration error to
+// the domain's row.
+func (st *DomainStats) mergeTLS(w DomainStats) {
+	for k, n := range w.TLS {
+		if st.TLS == nil {
+			st.TLS = map[string]int{}
+		}
+		st.TLS[k] += n
+	}
+	if st.ConfigError == "" {
+		st.ConfigError = w.ConfigError
+	}
+}
+
+// tlsNote is the event's note on a session that went without TLS after
+// trying it: "TLS failed, sent without TLS: <reason>"; "" otherwise.
+func tlsNote(t deliver.TLSState) string {
+	if t.Note == "" {
+		return ""
+	}
+	return t.Note + ": " + t.Detail
+}
+
+// noteConfig records in st the first configuration error (a
+// *deliver.Error with Config set): the run then exits 78.
+func (st *DomainStats) noteConfig(err error) {
+	var de *deliver.Error
+	if st.ConfigError == "" && errors.As(err, &de) && de.Config {
+		st.ConfigError = de.Msg
+	}
+}
