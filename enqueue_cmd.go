@@ -82,7 +82,8 @@ func (c *EnqueueCmd) Run(g *Globals) error {
 	id, err := sp.Enqueue(env, bytes.NewReader(raw))
 	if err != nil {
 		var ae *addr.Error
-		if errors.As(err, &ae) {
+		var pe *spool.ParseError
+		if errors.As(err, &ae) || errors.As(err, &pe) {
 			return exitf(report.ExDataErr, "%v", err)
 		}
 		return exitf(report.ExCantCreat, "%v", err)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -88,7 +89,29 @@ func TestEnqueueUsage(t *testing.T) {
 	if code := run([]string{"flush", "--bogus"}, nil, &out, &errb); code != 64 {
 		t.Errorf("unknown flag: exit %d, want 64", code)
 	}
-	if code := run([]string{"flush", "--spool", dir, "--dns", "nonsense"}, nil, &out, &errb); code != 78 {
-		t.Errorf("bad --dns: exit %d, want 78", code)
+	for _, dns := range []string{"nonsense", "localhost:53", "127.0.0.1:0", "127.0.0.1:70000", "127.0.0.1"} {
+		if code := run([]string{"flush", "--spool", dir, "--dns", dns}, nil, &out, &errb); code != 78 {
+			t.Errorf("--dns %s: exit %d, want 78", dns, code)
+		}
+	}
+	for _, helo := range []string{"a b", "relay.test\r\nRSET", "-bad-.test"} {
+		if code := run([]string{"flush", "--spool", dir, "--dns", "127.0.0.1:53", "--helo", helo}, nil, &out, &errb); code != 64 {
+			t.Errorf("--helo %q: exit %d, want 64", helo, code)
+		}
+	}
+	// An empty spool path would make the current directory the spool.
+	for _, args := range [][]string{{"flush", "--spool", ""}, {"queue", "--spool", " "}} {
+		if code := run(args, nil, &out, &errb); code != 64 {
+			t.Errorf("%q: exit %d, want 64", args, code)
+		}
+	}
+	if ents, _ := os.ReadDir("."); slices.ContainsFunc(ents, func(e os.DirEntry) bool { return e.Name() == "new" || e.Name() == "lock" }) {
+		t.Error("an empty --spool created spool directories in the current directory")
+	}
+	// A message that is not RFC 5322 is bad input: 65, like a bad address.
+	for _, in := range []string{"no header at all\n", "X-Envelope-To: <x@a.test>\nSubject: s\n\nb\n"} {
+		if code := run([]string{"enqueue", "--spool", dir, "-f", "a@example.test", "b@a.test"}, strings.NewReader(in), &out, &errb); code != 65 {
+			t.Errorf("enqueue %q: exit %d, want 65", in, code)
+		}
 	}
 }

@@ -106,8 +106,9 @@ func tail(s string, n int) string {
 	return s
 }
 
-// 10,000 messages to one domain under a 64-file limit: one session carries
-// them all and open files stay bounded by the connection limit (C39).
+// 10,000 messages to one domain under a 64-file limit: with
+// --conns-per-domain 1, one session carries them all, and open files stay
+// bounded by the connection limit (C39).
 func TestFlushTenThousandOneDomainUnderFileLimit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long: 10,000 messages through the built binary")
@@ -116,7 +117,7 @@ func TestFlushTenThousandOneDomainUnderFileLimit(t *testing.T) {
 	spoolMany(t, w.spool, 10000, []string{"big.test"})
 	const maxConns = 8
 	code, out, peak := runLimited(t, 64, "flush", "--spool", w.spool, "--dns", w.dns.Addr(), "--port", strconv.Itoa(w.port),
-		"--helo", "relay.test", "--max-conns", strconv.Itoa(maxConns), "--json")
+		"--helo", "relay.test", "--max-conns", strconv.Itoa(maxConns), "--conns-per-domain", "1", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, tail(out, 2000))
 	}

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/mxflush/mxflush/addr"
 	"github.com/mxflush/mxflush/batch"
 	"github.com/mxflush/mxflush/deliver"
 	"github.com/mxflush/mxflush/mx"
@@ -20,7 +23,7 @@ import (
 
 // FlushCmd is `mxflush flush`: one batch run over the spool.
 type FlushCmd struct {
-	MaxConns int    `help:"Concurrent SMTP sessions at most; each domain gets one session." default:"8" placeholder:"N"`
+	MaxConns int    `help:"Concurrent SMTP sessions at most; each domain gets one session, or more with --conns-per-domain." default:"8" placeholder:"N"`
 	Port     int    `help:"TCP port of every MX host." default:"25" placeholder:"P"`
 	DNS      string `name:"dns" help:"DNS server for every query, HOST:PORT (default: the first nameserver in /etc/resolv.conf)." placeholder:"HOST:PORT"`
 	Helo     string `help:"Name to send in EHLO/HELO (default: this host's name)." placeholder:"NAME"`
@@ -28,17 +31,33 @@ type FlushCmd struct {
 	JSON     bool   `name:"json" help:"Print the summary as one JSON object on stdout."`
 	All      bool   `help:"Send every message now, even those whose next attempt is later."`
 
+	RetryMin  time.Duration `help:"Wait before the first retry of a deferred message; doubles per attempt up to --retry-max, with ±10% jitter." default:"5m"`
+	RetryMax  time.Duration `help:"Longest wait between retries; a next attempt further away than this (a clock that went back) is due now." default:"4h"`
+	MaxAge    time.Duration `help:"Queue lifetime: a message older than this gets one final try, then its recipients still deferred fail with 4.4.7 and are bounced (120h = 5 days)." default:"120h"`
+	WarnAfter time.Duration `help:"Send the sender one 'delayed' DSN when a message is still queued after this long; 0 never does." default:"0s"`
+	NoBounce  bool          `help:"Record and report permanent failures, but send no DSN to the sender (for CI)."`
+
 	ConnectTimeout time.Duration `help:"Timeout for each TCP connection attempt." default:"30s"`
 	CommandTimeout time.Duration `help:"Timeout for the greeting and each command's reply (RFC 5321 §4.5.3.2)." default:"5m"`
 	DataTimeout    time.Duration `help:"Timeout for each write of a message body." default:"3m"`
 	FinalTimeout   time.Duration `help:"Timeout for the reply to the end of data." default:"10m"`
 	DNSTimeout     time.Duration `name:"dns-timeout" help:"Timeout for each DNS query." default:"5s"`
+
+	ConnsPerDomain int `help:"Sessions one domain's batch may use at once: one per 100 messages, up to N (and --max-conns). Kept small by default because receivers limit concurrent connections per client address and answer more with 421 or greylisting." default:"4" placeholder:"N"`
+
+	RouteFlags `embed:""`
 }
 
 // Run performs the flush and maps its summary to an exit code.
 func (c *FlushCmd) Run(g *Globals) error {
 	if c.MaxConns < 1 || c.Port < 1 || c.Port > 65535 {
 		return exitf(report.ExUsage, "--max-conns must be at least 1 and --port between 1 and 65535")
+	}
+	if c.ConnsPerDomain < 1 {
+		return exitf(report.ExUsage, "--conns-per-domain must be at least 1")
+	}
+	if c.RetryMin <= 0 || c.RetryMax < c.RetryMin || c.MaxAge <= 0 || c.WarnAfter < 0 {
+		return exitf(report.ExUsage, "--retry-min and --max-age must be positive, --retry-max at least --retry-min, --warn-after not negative")
 	}
 	server, err := dnsServer(c.DNS)
 	if err != nil {
@@ -49,6 +68,15 @@ func (c *FlushCmd) Run(g *Globals) error {
 		if helo, err = os.Hostname(); err != nil || helo == "" {
 			return exitf(report.ExConfig, "cannot tell this host's name for EHLO; give --helo NAME")
 		}
+		if _, err := addr.Domain("postmaster@" + helo); err != nil {
+			return exitf(report.ExConfig, "this host's name %q is not a domain name to send in EHLO (RFC 5321 §4.1.1.1); give --helo NAME", helo)
+		}
+	} else if _, err := addr.Domain("postmaster@" + helo); err != nil {
+		return exitf(report.ExUsage, "--helo %q: want a domain name or an address literal such as [192.0.2.1] (RFC 5321 §4.1.1.1)", helo)
+	}
+	routes, err := c.table(&mx.Resolver{Server: server, Timeout: c.DNSTimeout}, c.Port, c.DNS != "", g.stderr)
+	if err != nil {
+		return err
 	}
 	sp, err := spool.Open(g.Spool)
 	if err != nil {
@@ -70,10 +98,15 @@ func (c *FlushCmd) Run(g *Globals) error {
 	var logMu sync.Mutex
 	pid := os.Getpid()
 	cfg := batch.Config{
-		MaxConns: c.MaxConns,
-		Resolver: &mx.Resolver{Server: server, Timeout: c.DNSTimeout},
-		DryRun:   c.DryRun,
-		All:      c.All,
+		MaxConns:  c.MaxConns,
+		Resolver:  routes, // next hop, TLS policy and credentials per domain
+		DryRun:    c.DryRun,
+		All:       c.All,
+		RetryMin:  c.RetryMin,
+		RetryMax:  c.RetryMax,
+		MaxAge:    c.MaxAge,
+		WarnAfter: c.WarnAfter,
+		NoBounce:  c.NoBounce,
 		Deliver: deliver.Options{
 			Helo:            helo,
 			Port:            c.Port,
@@ -88,7 +121,9 @@ func (c *FlushCmd) Run(g *Globals) error {
 			defer logMu.Unlock()
 			fmt.Fprintln(g.stderr, report.LogLine(pid, e))
 		},
+		ConnsPerDomain: c.ConnsPerDomain,
 	}
+	tuneGC()
 	sum, err := batch.Run(ctx, sp, cfg)
 	if err != nil {
 		return exitf(report.ExIOErr, "%v", err)
@@ -102,7 +137,7 @@ func (c *FlushCmd) Run(g *Globals) error {
 		return exitf(report.ExIOErr, "writing the summary: %v", err)
 	}
 	if code := report.ExitCode(sum); code != report.ExOK {
-		return &exitError{code: code, err: errors.New("")}
+		return &exitError{code: code, err: errors.New(configReason(sum))}
 	}
 	return nil
 }
@@ -116,9 +151,13 @@ func dnsServer(flag string) (string, error) {
 		}
 		return s, nil
 	}
+	// The server must be an IP address: a name would have to be resolved
+	// through the system's resolver, which --dns exists to bypass.
 	host, port, err := net.SplitHostPort(flag)
-	if err != nil || host == "" || port == "" {
-		return "", fmt.Errorf("--dns %q: want HOST:PORT, for example 127.0.0.1:53", flag)
+	ip, ipErr := netip.ParseAddr(host)
+	n, portErr := strconv.Atoi(port)
+	if err != nil || ipErr != nil || ip.Zone() != "" || portErr != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("--dns %q: want IP:PORT with a port from 1 to 65535, for example 127.0.0.1:53 or [::1]:53", flag)
 	}
 	return flag, nil
 }

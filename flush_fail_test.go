@@ -59,7 +59,7 @@ func TestFlushOutcomes(t *testing.T) {
 			w := newWorld(t, nil, refuse, zone...)
 			w.dns.SetRcode("servfail.test", dns.RcodeServerFailure)
 			writeSpoolFile(t, w.spool, "X-Envelope-From: <alice@example.test>\n"+toLines(tc.rcpts)+"Subject: t\n\nhello\n")
-			code, out, errs := w.flush()
+			code, out, errs := w.flush("--no-bounce") // bounces are tested in lifecycle_test.go
 			if code != tc.code {
 				t.Errorf("exit %d, want %d\n%s\n%s", code, tc.code, out, errs)
 			}
@@ -180,5 +180,46 @@ func TestFlushDryRun(t *testing.T) {
 	}
 	if !strings.Contains(out, "mx.a.test[127.0.0.2]") || !strings.Contains(out, "a.test") {
 		t.Errorf("plan lacks the domain and its MX:\n%s", out)
+	}
+}
+
+// A producer that reuses a file name (a daily report.eml) while the earlier
+// message of that name waits in cur/ or failed/: both are kept, the new one
+// is delivered.
+func TestFlushReusedFileName(t *testing.T) {
+	w := newWorld(t, nil, nil, "a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2")
+	put := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(w.spool, "new", "report.eml"), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	openSpool(t, w.spool) // creates the layout
+	put("X-Envelope-From: <x@a.test>\nX-Envelope-To: <u@missing.test>\nSubject: day 1\n\nb\n")
+	if code, _, errs := w.flush("--no-bounce"); code != 69 {
+		t.Fatalf("day 1: exit %d, want 69\n%s", code, errs)
+	}
+	put("X-Envelope-From: <x@a.test>\nX-Envelope-To: <boss@a.test>\nSubject: day 2\n\nb\n")
+	if code, out, errs := w.flush("--no-bounce"); code != 0 {
+		t.Fatalf("day 2: exit %d, want 0\n%s\n%s", code, out, errs)
+	}
+	if got := w.recv["127.0.0.2"].Messages(); len(got) != 1 || got[0].To[0] != "boss@a.test" {
+		t.Errorf("day 2's message was not delivered: %+v", got)
+	}
+	if f := w.files("failed"); len(f) != 1 || f[0] != "report.eml" {
+		t.Errorf("failed/ = %v, want day 1's report.eml kept", f)
+	}
+}
+
+// bob@a.test and bob@A.TEST. are one recipient: one RCPT, one copy.
+func TestFlushDuplicateRecipientOneCopy(t *testing.T) {
+	w := newWorld(t, nil, nil, "a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2")
+	w.enqueue("alice@example.test", msg("dup"), "bob@a.test", "bob@A.TEST.", "<bob@a.test>")
+	if code, _, errs := w.flush(); code != 0 {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+	got := w.recv["127.0.0.2"].Messages()
+	if len(got) != 1 || !slices.Equal(got[0].To, []string{"bob@a.test"}) {
+		t.Errorf("received %+v, want one message to bob@a.test once", got)
 	}
 }

@@ -38,13 +38,23 @@ func TestFlushSessionFaults(t *testing.T) {
 		deferred  int // files left in cur/
 	}{
 		{
-			// The connection drops in the middle of the third message's DATA:
-			// reconnect, resend it, go on (one copy of each message in the end).
-			name: "dropped mid-DATA, reconnect", msgs: 5, rcpts: 1,
+			// The connection drops at the third message's DATA, before any
+			// of it was sent: reconnect, resend it, go on (C09).
+			name: "dropped at DATA, reconnect and resend", msgs: 5, rcpts: 1,
 			hook: func(session int, cmd string, s *scriptedState) (string, bool) {
-				return "", session == 1 && cmd == "body" && s.Delivered == 2
+				return "", session == 1 && cmd == "DATA" && s.Delivered == 2
 			},
 			code: 0, sessions: 2, delivered: 5,
+		},
+		{
+			// The connection drops after the third message's final dot, with
+			// no reply: the receiver may have it (RFC 5321 §4.1.1.4), so it
+			// is deferred, not resent; the rest go over a new session.
+			name: "dropped after the final dot, deferred", msgs: 5, rcpts: 1,
+			hook: func(session int, cmd string, s *scriptedState) (string, bool) {
+				return "", session == 1 && cmd == "end" && s.Delivered == 2
+			},
+			code: 75, sessions: 2, delivered: 4, deferred: 1,
 		},
 		{
 			// C08: the server closes with 421 right after a message is accepted.
@@ -64,7 +74,7 @@ func TestFlushSessionFaults(t *testing.T) {
 				if session > 1 && cmd == "greeting" {
 					return "421 4.3.2 too busy", false
 				}
-				return "", session == 1 && cmd == "body" && s.Delivered == 2
+				return "", session == 1 && cmd == "DATA" && s.Delivered == 2
 			},
 			code: 75, sessions: 2, delivered: 2, deferred: 3,
 		},

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/alecthomas/kong"
 
@@ -81,6 +82,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 	kctx, err := parser.Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "mxflush: %v\n", err)
+		return report.ExUsage
+	}
+	if strings.TrimSpace(cli.Spool) == "" {
+		// An empty --spool or MXFLUSH_SPOOL= would make the current
+		// directory the spool, and a Maildir there would be delivered.
+		fmt.Fprintln(stderr, "mxflush: --spool (or MXFLUSH_SPOOL) is empty: name the spool directory")
 		return report.ExUsage
 	}
 	err = kctx.Run(&cli.Globals)

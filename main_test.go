@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +23,7 @@ type world struct {
 	recv  map[string]*testnet.Receiver // by IP
 	spool string
 	gauge *testnet.Gauge
+	fsize int64 // when > 0, flush runs the built binary with RLIMIT_FSIZE at this many bytes
 }
 
 // newWorld starts the DNS server with records and one receiver per IP.
@@ -78,7 +81,31 @@ func (w *world) flush(extra ...string) (int, string, string) {
 	w.t.Helper()
 	args := append([]string{"flush", "--spool", w.spool, "--dns", w.dns.Addr(), "--port", strconv.Itoa(w.port),
 		"--helo", "relay.test", "--connect-timeout", "2s", "--command-timeout", "5s", "--dns-timeout", "2s"}, extra...)
+	if w.fsize > 0 {
+		return w.runFsize(args)
+	}
 	return w.run("", args...)
+}
+
+// runFsize runs the built binary under RLIMIT_FSIZE (prlimit, util-linux):
+// a write that would make a file larger than w.fsize bytes fails with EFBIG
+// (Go ignores SIGXFSZ), as on a full disk. A subprocess, because the limit
+// would also hit this test process's own files.
+func (w *world) runFsize(args []string) (int, string, string) {
+	w.t.Helper()
+	lim := strconv.FormatInt(w.fsize, 10)
+	cmd := exec.Command("prlimit", append([]string{"--fsize=" + lim + ":" + lim, "--", binary(w.t)}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.ExitCode(), out.String(), errb.String()
+	case err != nil:
+		w.t.Fatalf("prlimit: %v", err)
+	}
+	return 0, out.String(), errb.String()
 }
 
 // files lists the names in one spool queue directory.

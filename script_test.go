@@ -100,11 +100,6 @@ func (s *scripted) handle(c net.Conn) {
 					break
 				}
 				data.WriteString(l)
-				if s.hook != nil {
-					if _, hangup := s.hook(session, "body", st); hangup {
-						return
-					}
-				}
 			}
 			if !reply("end", "250 2.0.0 queued") {
 				return

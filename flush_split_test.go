@@ -1,0 +1,134 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mxflush/mxflush/batch"
+	"github.com/mxflush/mxflush/internal/testnet"
+)
+
+// A large batch to one domain is shared by up to --conns-per-domain
+// sessions (one per 100 messages), all within --max-conns; a small batch
+// keeps one session; the summary keeps one row per domain, with the
+// sessions added up.
+func TestFlushSplitsLargeDomain(t *testing.T) {
+	tests := []struct {
+		name               string
+		perDomain, maxConn int
+		wantBig            int // sessions for 300 messages to big.test
+	}{
+		{"three sessions for 300 messages", 3, 4, 3},
+		{"capped by max-conns", 3, 2, 2},
+		{"one when told one", 1, 4, 1},
+		{"one per 100 messages", 8, 8, 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// A slow end of data keeps every session busy long enough for
+			// all workers to start before the queue empties.
+			slow := func(string) testnet.SMTPOptions { return testnet.SMTPOptions{DataDelay: 3 * time.Millisecond} }
+			w := newWorld(t, []string{"127.0.0.2", "127.0.0.3"}, slow,
+				"big.test. MX 10 mx.big.test.", "mx.big.test. A 127.0.0.2",
+				"small.test. MX 10 mx.small.test.", "mx.small.test. A 127.0.0.3")
+			// 305 messages, every 61st to small.test: 300 to big.test, 5 to small.test.
+			domains := append(slices.Repeat([]string{"big.test"}, 60), "small.test")
+			spoolMany(t, w.spool, 305, domains)
+
+			code, out, errs := w.flush("--max-conns", strconv.Itoa(tc.maxConn),
+				"--conns-per-domain", strconv.Itoa(tc.perDomain), "--json")
+			if code != 0 {
+				t.Fatalf("exit %d\n%s", code, tail(errs, 2000))
+			}
+			big, small := w.recv["127.0.0.2"], w.recv["127.0.0.3"]
+			if big.Sessions() != tc.wantBig || len(big.Messages()) != 300 {
+				t.Errorf("big.test: %d messages over %d sessions, want 300 over %d", len(big.Messages()), big.Sessions(), tc.wantBig)
+			}
+			if small.Sessions() != 1 || len(small.Messages()) != 5 {
+				t.Errorf("small.test: %d messages over %d sessions, want 5 over 1", len(small.Messages()), small.Sessions())
+			}
+			if m := w.gauge.Max(); m > tc.maxConn {
+				t.Errorf("%d sessions at once, want at most --max-conns %d", m, tc.maxConn)
+			}
+			rows := summaryRows(t, out)
+			if r := rows["big.test"]; len(rows) != 2 || r.Messages != 300 || r.Delivered != 300 || r.Connections != tc.wantBig {
+				t.Errorf("summary rows %+v, want one big.test row with 300 messages delivered over %d connections", rows, tc.wantBig)
+			}
+		})
+	}
+}
+
+// A receiver that refuses a second concurrent connection from us (421 at
+// the greeting, as many do per client address): the session it accepted
+// carries the whole batch and nothing is deferred.
+func TestFlushSplitThrottledReceiver(t *testing.T) {
+	w := newWorld(t, []string{"127.0.0.5"}, func(string) testnet.SMTPOptions {
+		return testnet.SMTPOptions{DataDelay: 2 * time.Millisecond}
+	}, "big.test. MX 10 mx.big.test.", "mx.big.test. A 127.0.0.2")
+	backend := w.recv["127.0.0.5"].Addr()
+	var mu sync.Mutex
+	open := 0
+	gate, err := testnet.StartScript("127.0.0.2:"+strconv.Itoa(w.port), func(c net.Conn) {
+		mu.Lock()
+		open++
+		n := open
+		mu.Unlock()
+		defer func() { mu.Lock(); open--; mu.Unlock() }()
+		if n > 1 {
+			io.WriteString(c, "421 4.7.0 too many connections from your address\r\n")
+			return
+		}
+		b, err := net.Dial("tcp", backend)
+		if err != nil {
+			return
+		}
+		defer b.Close()
+		go func() { io.Copy(b, c); b.(*net.TCPConn).CloseWrite() }()
+		io.Copy(c, b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gate.Close() })
+	spoolMany(t, w.spool, 300, []string{"big.test"})
+
+	code, out, errs := w.flush("--max-conns", "3", "--conns-per-domain", "3", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d, want 0: nothing deferred\n%s", code, tail(errs, 2000))
+	}
+	r := w.recv["127.0.0.5"]
+	if len(r.Messages()) != 300 || r.Sessions() != 1 {
+		t.Errorf("receiver got %d messages over %d sessions, want 300 over the 1 allowed", len(r.Messages()), r.Sessions())
+	}
+	if gate.Sessions() != 3 {
+		t.Errorf("%d connection attempts, want 3 (one per worker)", gate.Sessions())
+	}
+	if row := summaryRows(t, out)["big.test"]; row.Delivered != 300 || row.Deferred != 0 || row.Connections != 1 {
+		t.Errorf("big.test row %+v, want 300 delivered over 1 connection", row)
+	}
+}
+
+// summaryRows decodes the --json summary into its rows by domain.
+func summaryRows(t *testing.T, out string) map[string]batch.DomainStats {
+	t.Helper()
+	var sum struct {
+		Domains []batch.DomainStats `json:"domains"`
+	}
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("summary: %v\n%s", err, out)
+	}
+	rows := map[string]batch.DomainStats{}
+	for _, d := range sum.Domains {
+		if _, dup := rows[d.Domain]; dup {
+			t.Errorf("two summary rows for %s", d.Domain)
+		}
+		rows[d.Domain] = d
+	}
+	return rows
+}
