@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/alecthomas/kong"
 
@@ -22,6 +23,7 @@ type Globals struct {
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	now            func() time.Time // the clock of queue listings and admin commands; tests fix it
 }
 
 // CLI is the command line of mxflush.
@@ -31,6 +33,14 @@ type CLI struct {
 	Flush   FlushCmd   `cmd:"" help:"Deliver every due message in the spool, grouped by recipient domain."`
 	Enqueue EnqueueCmd `cmd:"" help:"Read one RFC 5322 message on stdin and put it in the spool."`
 	Queue   QueueCmd   `cmd:"" help:"List the messages waiting in the spool, like mailq."`
+	Show    ShowCmd    `cmd:"" help:"Show one message: envelope, state, each recipient's last reply, headers."`
+	Retry   RetryCmd   `cmd:"" help:"Make messages due now (clear the retry backoff)."`
+	Hold    HoldCmd    `cmd:"" help:"Move messages to hold/: never sent until released."`
+	Release ReleaseCmd `cmd:"" help:"Move held messages back to the queue."`
+	Delete  DeleteCmd  `cmd:"" help:"Remove messages from the spool, without a bounce."`
+	Requeue RequeueCmd `cmd:"" help:"Put failed messages back in the queue, their failed recipients pending again."`
+
+	Sendmail SendmailCmd `cmd:"" passthrough:"" help:"The sendmail(8) interface: queue the message on stdin (-t -i -f ADDR -F NAME), -bp lists, -q flushes. Also run when invoked as sendmail or mailq."`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
 }
@@ -54,7 +64,13 @@ type kongExit int
 
 // run parses args, runs the command and returns the process exit code.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
-	cli := CLI{Globals: Globals{stdin: stdin, stdout: stdout, stderr: stderr}}
+	return runGlobals(args, Globals{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now})
+}
+
+// runGlobals is run with the streams and clock given in g.
+func runGlobals(args []string, g Globals) (code int) {
+	stdout, stderr := g.stdout, g.stderr
+	cli := CLI{Globals: g}
 	parser, err := kong.New(&cli,
 		kong.Name("mxflush"),
 		kong.Description("Relay queued outgoing mail in batches, one SMTP session per recipient domain."),
@@ -108,5 +124,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 const version = "0.1.0"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	args, _ := sendmailArgs(os.Args[0], os.Args[1:], os.Getenv)
+	os.Exit(run(args, os.Stdin, os.Stdout, os.Stderr))
 }

@@ -13,13 +13,16 @@ import (
 
 // QueueCmd is `mxflush queue`: the waiting messages, like mailq.
 type QueueCmd struct {
-	JSON bool `name:"json" help:"Print one JSON object per message, one per line."`
+	JSON   bool   `name:"json" help:"Print one JSON object per message, one per line."`
+	Domain string `help:"Only messages with a recipient (pending, or failed with --failed) in this domain." placeholder:"D"`
+	Failed bool   `help:"List failed/ (permanently failed messages) instead of new/ and cur/."`
+	Held   bool   `help:"List hold/ (held messages) instead of new/ and cur/; with --failed, both."`
 }
 
 // queueEntry is the JSON shape of one waiting message; field names are stable.
 type queueEntry struct {
 	ID          string            `json:"id"`
-	Queue       string            `json:"queue"` // "new" (never tried) or "cur" (deferred)
+	Queue       string            `json:"queue"` // "new" (never tried), "cur" (deferred), "hold" or "failed"
 	Arrival     time.Time         `json:"arrival"`
 	AgeSeconds  int64             `json:"age_seconds"`
 	Size        int64             `json:"size"` // octets of the message
@@ -28,27 +31,45 @@ type queueEntry struct {
 	Attempts    int               `json:"attempts"`
 	NextAttempt *time.Time        `json:"next_attempt,omitempty"`
 	LastReplies map[string]string `json:"last_replies,omitempty"` // per recipient
+	Failures    []failureEntry    `json:"failures,omitempty"`     // recipients that failed permanently
 }
 
-// Run lists new/ and cur/, oldest first.
+// failureEntry is one X-Envelope-Failed line: the recipient, the reply and
+// whether the sender was bounced ("bounced", "not-bounced" or "").
+type failureEntry struct {
+	Recipient string `json:"recipient"`
+	Reply     string `json:"reply"`
+	Notice    string `json:"notice"`
+}
+
+// Run lists new/ and cur/ (or hold/, failed/), oldest first. It takes no
+// lock: a message that changes meanwhile shows in its old or new state.
 func (c *QueueCmd) Run(g *Globals) error {
 	sp, err := spool.Open(g.Spool)
 	if err != nil {
 		return exitf(report.ExCantCreat, "%v", err)
 	}
-	var msgs []*spool.Message
-	for _, q := range []string{"new", "cur"} {
-		list, probs, err := sp.List(q)
-		if err != nil {
-			return exitf(report.ExIOErr, "%v", err)
+	queues := waiting
+	if c.Failed || c.Held {
+		queues = nil
+		if c.Held {
+			queues = append(queues, spool.QueueHold)
 		}
-		for _, p := range probs {
-			fmt.Fprintf(g.stderr, "mxflush: %s: %s\n", p.Path, p.Reason)
+		if c.Failed {
+			queues = append(queues, spool.QueueFailed)
 		}
-		msgs = append(msgs, list...)
 	}
-	sort.SliceStable(msgs, func(i, j int) bool { return msgs[i].Arrival.Before(msgs[j].Arrival) })
-	now := time.Now()
+	msgs, err := listQueues(g, sp, queues, c.Domain)
+	if err != nil {
+		return err
+	}
+	sort.SliceStable(msgs, func(i, j int) bool {
+		if !msgs[i].Arrival.Equal(msgs[j].Arrival) {
+			return msgs[i].Arrival.Before(msgs[j].Arrival)
+		}
+		return msgs[i].ID < msgs[j].ID
+	})
+	now := g.now()
 	if c.JSON {
 		enc := json.NewEncoder(g.stdout)
 		for _, m := range msgs {
@@ -59,7 +80,7 @@ func (c *QueueCmd) Run(g *Globals) error {
 		return nil
 	}
 	if len(msgs) == 0 {
-		fmt.Fprintln(g.stdout, "spool is empty")
+		fmt.Fprintf(g.stdout, "no messages in %s\n", queueNames(queues))
 		return nil
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
@@ -70,11 +91,21 @@ func (c *QueueCmd) Run(g *Globals) error {
 		if sender == "" {
 			sender = "<>"
 		}
-		for i, r := range e.Recipients {
+		lines := make([]string, 0, len(e.Recipients)+len(e.Failures))
+		for _, r := range e.Recipients {
 			line := r
 			if rep := e.LastReplies[r]; rep != "" {
 				line += " (" + rep + ")"
 			}
+			lines = append(lines, line)
+		}
+		for _, f := range e.Failures {
+			lines = append(lines, f.Recipient+" (failed: "+f.Reply+")")
+		}
+		if e.Queue == spool.QueueHold {
+			e.ID += " (held)"
+		}
+		for i, line := range lines {
 			if i == 0 {
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", e.ID, age(now.Sub(e.Arrival)), e.Size, sender, e.Attempts, line)
 			} else {
@@ -95,6 +126,9 @@ func entry(m *spool.Message, now time.Time) queueEntry {
 		Recipients: append([]string{}, m.To...), Attempts: m.Attempts, LastReplies: m.Replies,
 		AgeSeconds: max(0, int64(now.Sub(m.Arrival).Seconds())),
 	}
+	for _, f := range m.Failed {
+		e.Failures = append(e.Failures, failureEntry{Recipient: f.Rcpt, Reply: f.Reply, Notice: string(f.Notice)})
+	}
 	if !m.NextAttempt.IsZero() {
 		t := m.NextAttempt.UTC()
 		e.NextAttempt = &t
@@ -105,7 +139,7 @@ func entry(m *spool.Message, now time.Time) queueEntry {
 func countRcpts(msgs []*spool.Message) int {
 	n := 0
 	for _, m := range msgs {
-		n += len(m.To)
+		n += len(m.To) + len(m.Failed)
 	}
 	return n
 }

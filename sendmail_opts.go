@@ -1,0 +1,102 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// sendmailMode is what a sendmail command line asks for.
+type sendmailMode int
+
+const (
+	modeDeliver sendmailMode = iota // -bm (the default): read a message on stdin and queue it
+	modeList                        // -bp: list the queue, like mailq
+	modeFlush                       // -q: run the queue once
+)
+
+// sendmailOpts is a parsed sendmail command line.
+type sendmailOpts struct {
+	mode     sendmailMode
+	headers  bool    // -t: recipients from To, Cc, Bcc
+	from     *string // -f ADDR or -fADDR (also -r, its old name)
+	fullName string  // -F NAME or -FNAME: the name in an added From field
+	rcpts    []string
+}
+
+// parseSendmail parses the options programs pass to sendmail(8), in the
+// forms sendmail and Postfix accept: "-f ADDR" and "-fADDR", "-F NAME" and
+// "-FNAME", "-B TYPE" and "-BTYPE". Accepted and ignored: -i and -oi (a
+// lone dot never ends the message here: stdin is read to its end), every
+// other -oX option (-oem, -odi, ...), -B (the body type: 8-bit bodies are
+// checked at delivery, RFC 6152). "--" ends the options;
+// options may be grouped when they take no value ("-ti"). Anything else is
+// an error naming the option, for exit 64.
+func parseSendmail(args []string) (sendmailOpts, error) {
+	var o sendmailOpts
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			o.rcpts = append(o.rcpts, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			o.rcpts = append(o.rcpts, a)
+			continue
+		}
+		// value returns the option's value: the rest of this word, or the next word.
+		value := func(rest string) (string, error) {
+			if rest != "" {
+				return rest, nil
+			}
+			if i+1 >= len(args) {
+				return "", fmt.Errorf("sendmail: option %s needs a value", a)
+			}
+			i++
+			return args[i], nil
+		}
+		switch {
+		case a == "-bm":
+			o.mode = modeDeliver
+		case a == "-bp":
+			o.mode = modeList
+		case a == "-q":
+			o.mode = modeFlush
+		case strings.HasPrefix(a, "-q"):
+			return o, fmt.Errorf("sendmail: %s: a queue interval is a daemon's; mxflush runs the queue once per -q (use cron or a systemd timer)", a)
+		case strings.HasPrefix(a, "-b"):
+			return o, fmt.Errorf("sendmail: %s: unsupported mode (only -bm and -bp)", a)
+		case strings.HasPrefix(a, "-o"):
+			if a == "-o" {
+				return o, fmt.Errorf("sendmail: -o needs an option letter, as in -oi")
+			}
+			// -oi, -oem, -odi, -oQ...: accepted, no effect here.
+		case strings.HasPrefix(a, "-f"), strings.HasPrefix(a, "-r"):
+			v, err := value(a[2:])
+			if err != nil {
+				return o, err
+			}
+			o.from = &v
+		case strings.HasPrefix(a, "-F"):
+			v, err := value(a[2:])
+			if err != nil {
+				return o, err
+			}
+			o.fullName = v
+		case strings.HasPrefix(a, "-B"):
+			if _, err := value(a[2:]); err != nil {
+				return o, err
+			}
+		default:
+			for _, c := range a[1:] { // grouped flags without values: -ti, -it
+				switch c {
+				case 't':
+					o.headers = true
+				case 'i':
+				default:
+					return o, fmt.Errorf("sendmail: unknown option -%c in %q (supported: -t -i -oi -f ADDR -F NAME -bm -bp -q --, and -oX, -B TYPE ignored)", c, a)
+				}
+			}
+		}
+	}
+	return o, nil
+}
