@@ -1,16 +1,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"os/signal"
 	"strconv"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/mxflush/mxflush/addr"
@@ -43,15 +39,23 @@ type FlushCmd struct {
 	FinalTimeout   time.Duration `help:"Timeout for the reply to the end of data." default:"10m"`
 	DNSTimeout     time.Duration `name:"dns-timeout" help:"Timeout for each DNS query." default:"5s"`
 
+	MaxRuntime time.Duration `help:"Stop opening new SMTP transactions after this long: those in flight finish, the rest stay queued untouched and still due, and the run exits 75; 0 never stops." default:"0s"`
+
 	ConnsPerDomain int `help:"Sessions one domain's batch may use at once: one per 100 messages, up to N (and --max-conns). Kept small by default because receivers limit concurrent connections per client address and answer more with 421 or greylisting." default:"4" placeholder:"N"`
 
 	RouteFlags `embed:""`
+	ObsFlags   `embed:""`
 }
 
 // Run performs the flush and maps its summary to an exit code.
-func (c *FlushCmd) Run(g *Globals) error {
+func (c *FlushCmd) Run(g *Globals) (err error) {
+	obs := c.ObsFlags.observe(g)
+	defer obs.finish(&err) // --metrics-file, whatever the exit
 	if c.MaxConns < 1 || c.Port < 1 || c.Port > 65535 {
 		return exitf(report.ExUsage, "--max-conns must be at least 1 and --port between 1 and 65535")
+	}
+	if c.MaxRuntime < 0 {
+		return exitf(report.ExUsage, "--max-runtime must not be negative")
 	}
 	if c.ConnsPerDomain < 1 {
 		return exitf(report.ExUsage, "--conns-per-domain must be at least 1")
@@ -92,11 +96,11 @@ func (c *FlushCmd) Run(g *Globals) error {
 	}
 	defer unlock()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// SIGINT/SIGTERM or --max-runtime stop opening transactions; a second
+	// signal aborts the ones in flight.
+	ctx, stopCtx, release := stopContexts(c.MaxRuntime)
+	defer release()
 
-	var logMu sync.Mutex
-	pid := os.Getpid()
 	cfg := batch.Config{
 		MaxConns:  c.MaxConns,
 		Resolver:  routes, // next hop, TLS policy and credentials per domain
@@ -116,15 +120,15 @@ func (c *FlushCmd) Run(g *Globals) error {
 			DataTimeout:     c.DataTimeout,
 			FinalTimeout:    c.FinalTimeout,
 		},
-		OnResult: func(e batch.Event) {
-			logMu.Lock()
-			defer logMu.Unlock()
-			fmt.Fprintln(g.stderr, report.LogLine(pid, e))
-		},
+		OnResult:       obs.out.result, // --log-format; clears the progress line first
 		ConnsPerDomain: c.ConnsPerDomain,
+		Stop:           stopCtx,
 	}
 	tuneGC()
+	stopProgress := obs.out.progress()
 	sum, err := batch.Run(ctx, sp, cfg)
+	stopProgress() // the progress line is gone before the summary
+	obs.summary = sum
 	if err != nil {
 		return exitf(report.ExIOErr, "%v", err)
 	}

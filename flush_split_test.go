@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -131,4 +132,16 @@ func summaryRows(t *testing.T, out string) map[string]batch.DomainStats {
 		rows[d.Domain] = d
 	}
 	return rows
+}
+
+// --conns-per-domain below 1 is a usage error (64), found before any work.
+func TestFlushConnsPerDomainUsage(t *testing.T) {
+	w := newWorld(t, nil, nil, "a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2")
+	spoolMany(t, w.spool, 1, []string{"a.test"})
+	if code, _, errs := w.flush("--conns-per-domain", "0"); code != 64 || !strings.Contains(errs, "--conns-per-domain") {
+		t.Errorf("exit %d, stderr %q; want 64 naming --conns-per-domain", code, errs)
+	}
+	if got := w.files("new"); len(got) != 1 || w.recv["127.0.0.2"].Sessions() != 0 {
+		t.Errorf("files in new/ %v, sessions %d: want the message untouched, no session", got, w.recv["127.0.0.2"].Sessions())
+	}
 }

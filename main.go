@@ -24,6 +24,10 @@ type Globals struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	now            func() time.Time // the clock of queue listings and admin commands; tests fix it
+
+	Config string        `help:"JSON config file of flag values (see README); a missing default file is fine." env:"MXFLUSH_CONFIG" default:"/etc/mxflush/config.json" placeholder:"FILE"`
+	file   *fileConfig   // the config file read, for mxflush config
+	kctx   *kong.Context // the parse, for mxflush config
 }
 
 // CLI is the command line of mxflush.
@@ -39,6 +43,7 @@ type CLI struct {
 	Release ReleaseCmd `cmd:"" help:"Move held messages back to the queue."`
 	Delete  DeleteCmd  `cmd:"" help:"Remove messages from the spool, without a bounce."`
 	Requeue RequeueCmd `cmd:"" help:"Put failed messages back in the queue, their failed recipients pending again."`
+	Config  ConfigCmd  `cmd:"" help:"Print flush's effective configuration: each flag's value and where it came from."`
 
 	Sendmail SendmailCmd `cmd:"" passthrough:"" help:"The sendmail(8) interface: queue the message on stdin (-t -i -f ADDR -F NAME), -bp lists, -q flushes. Also run when invoked as sendmail or mailq."`
 
@@ -71,7 +76,19 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 func runGlobals(args []string, g Globals) (code int) {
 	stdout, stderr := g.stdout, g.stderr
 	cli := CLI{Globals: g}
+	fc, err := loadConfig(configPath(args, os.Getenv))
+	if err != nil {
+		return exitCode(stderr, err)
+	}
+	fileRes, err := fc.resolver()
+	if err != nil {
+		fmt.Fprintf(stderr, "mxflush: config file %s: %v\n", fc.path, err)
+		return report.ExConfig
+	}
+	cli.file = fc
 	parser, err := kong.New(&cli,
+		kong.DefaultEnvars("MXFLUSH"),
+		kong.Resolvers(fileRes),
 		kong.Name("mxflush"),
 		kong.Description("Relay queued outgoing mail in batches, one SMTP session per recipient domain."),
 		kong.Writers(stdout, stderr),
@@ -95,6 +112,9 @@ func runGlobals(args []string, g Globals) (code int) {
 			}
 		}
 	}()
+	if err := fc.check(parser.Model); err != nil {
+		return exitCode(stderr, err)
+	}
 	kctx, err := parser.Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "mxflush: %v\n", err)
@@ -106,10 +126,17 @@ func runGlobals(args []string, g Globals) (code int) {
 		fmt.Fprintln(stderr, "mxflush: --spool (or MXFLUSH_SPOOL) is empty: name the spool directory")
 		return report.ExUsage
 	}
+	cli.kctx = kctx
 	err = kctx.Run(&cli.Globals)
 	if err == nil {
 		return report.ExOK
 	}
+	return exitCode(stderr, err)
+}
+
+// exitCode prints err on stderr and returns its exit code: an *exitError's,
+// else 70 (EX_SOFTWARE).
+func exitCode(stderr io.Writer, err error) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil && ee.err.Error() != "" {

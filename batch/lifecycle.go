@@ -46,6 +46,10 @@ func (r *runner) bouncePlan(ctx context.Context) *Plan {
 	if len(ids) == 0 || ctx.Err() != nil || r.cfg.DryRun {
 		return nil
 	}
+	if r.stopped() {
+		r.leftQueuedAdd(len(ids)) // in new/, due: the next run delivers them
+		return nil
+	}
 	msgs := make([]*spool.Message, 0, len(ids))
 	for _, id := range ids {
 		m, err := r.spool.Load(spool.QueueNew, id)

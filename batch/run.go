@@ -65,6 +65,14 @@ type Config struct {
 	// ConnsPerDomain is how many sessions one domain's batch may use at
 	// once (< 1 means 1): one per 100 messages, up to this and MaxConns.
 	ConnsPerDomain int
+
+	// Stop, when done, stops the run gracefully: no new domain, session or
+	// transaction is started, the transactions in flight finish (their I/O
+	// is aborted only by Run's ctx), and every recipient not reached is left
+	// queued untouched and still due (not an attempt). Its cause
+	// (context.Cause), such as "after --max-runtime 30s", is
+	// Summary.Stopped. nil never stops.
+	Stop context.Context
 }
 
 // Event is one recipient's outcome, for the log line.
@@ -101,6 +109,7 @@ type runner struct {
 	expired    map[string]int // per domain: deferred recipients turned into 4.4.7 failures, not yet moved in the row
 	unapplied  int            // messages whose state change failed: their journal lines must be kept
 	journalBad bool           // a journal write failed
+	leftQueued int            // messages left untouched and still due because the run stopped (Config.Stop)
 }
 
 // Run scans the spool, plans and delivers, in this order:
@@ -170,6 +179,9 @@ func Run(ctx context.Context, sp *spool.Spool, cfg Config) (*Summary, error) {
 		messages += bp.Messages
 	}
 	r.endJournal(skip)
+	if r.leftQueued > 0 {
+		sum.Stopped, sum.LeftQueued = r.stopReason(), r.leftQueued
+	}
 	sum.total()
 	sum.Totals.Messages = messages
 	sum.Bounces = r.dsns

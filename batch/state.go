@@ -108,13 +108,21 @@ func (r *runner) apply(s *msgState) error {
 		env.Arrival = now // written by a wrong clock (C40 E1): the lifetime counts from now
 	}
 	var fresh, pending []rcptResult
+	sent, untouched := 0, 0
 	for _, rcpt := range m.To {
 		o, ok := s.outcomes[rcpt]
 		if !ok {
 			o = outcome{status: Deferred, reply: "4.3.0 not attempted: the run ended first"}
 		}
 		switch o.status {
+		case skipped: // the run stopped first: pending, its last reply kept
+			untouched++
+			env.To = append(env.To, rcpt)
+			if rep, ok := m.Replies[rcpt]; ok {
+				env.Replies[rcpt] = rep
+			}
 		case Sent:
+			sent++
 		case Bounced:
 			fresh = append(fresh, rcptResult{rcpt, o})
 		default:
@@ -124,6 +132,21 @@ func (r *runner) apply(s *msgState) error {
 		}
 	}
 	s.outcomes = nil // read once: fresh and pending hold what is still needed
+	if untouched > 0 {
+		r.leftQueuedAdd(1)
+		if len(fresh) == 0 && len(pending) == 0 {
+			// Not attempted in this run (Config.Stop): the file stays as
+			// it was, still due, or loses only its delivered recipients
+			// (journalled already), with no attempt counted.
+			if sent == 0 {
+				return nil
+			}
+			if err := r.spool.Defer(m, env); err != nil {
+				return fmt.Errorf("message %s: recording its delivered recipients: %w", m.ID, err)
+			}
+			return nil
+		}
+	}
 	notice, warned, bounceID, err := r.notify(m, fresh, pending, now)
 	if err != nil {
 		if len(fresh) > 0 {

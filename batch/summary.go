@@ -47,6 +47,12 @@ type Summary struct {
 	Bounces  int           `json:"bounces,omitempty"`  // DSNs enqueued to senders in this run (failures and delay warnings)
 	Replayed int           `json:"replayed,omitempty"` // recipients a killed run had delivered, taken from its crash journal
 	Problems []Problem     `json:"problems"`
+	// Stopped says why the run stopped before reaching every message
+	// ("after --max-runtime 30s", "by SIGTERM"); LeftQueued counts the
+	// messages it left in the spool untouched and still due. Both are zero
+	// when the run reached everything.
+	Stopped    string `json:"stopped,omitempty"`
+	LeftQueued int    `json:"left_queued,omitempty"`
 }
 
 func (s *Summary) total() {

@@ -31,13 +31,19 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 			sess.Close()
 		}
 		// A dry run takes no item: what is left is not a failure.
-		if rest, err := d.leave(counted); len(rest) > 0 && !r.cfg.DryRun {
+		if rest, err := d.leave(counted); len(rest) > 0 && r.stopped() {
+			r.skip(rest)
+		} else if len(rest) > 0 && !r.cfg.DryRun {
 			st.Error = err.Error()
 			r.failAll(rest, err, "none", &st)
 		}
 		d.merge(st, start, r.now())
 	}()
 
+	if r.stopped() { // no new domain after a stop
+		r.skip(d.drain())
+		return
+	}
 	hosts, err := d.resolve(ctx, r.cfg.Resolver)
 	if err != nil {
 		if items := d.drain(); len(items) > 0 {
@@ -57,6 +63,16 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 	var tls deliver.TLSState               // the current session's
 	var it *Item
 	for {
+		if r.stopped() {
+			// No new transaction (nor session) after a stop: what this
+			// worker holds and what is left of the batch stay queued.
+			rest := d.drain()
+			if it != nil {
+				rest = append(rest, it)
+			}
+			r.skip(rest)
+			return
+		}
 		if it == nil {
 			if it = d.take(); it == nil {
 				return

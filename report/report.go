@@ -30,7 +30,8 @@ const (
 // ExitCode maps a run's summary to its exit code. The worst class wins:
 // local I/O failure (74) > configuration error in a session, such as
 // credentials a relay refused (78) > invalid spool files moved aside (65) >
-// permanent failures (69) > deferrals (75) > success (0).
+// permanent failures (69) > deferrals, or messages left queued by a stopped
+// run (75) > success (0).
 func ExitCode(s *batch.Summary) int {
 	io, invalid, config := false, false, false
 	for _, p := range s.Problems {
@@ -52,7 +53,7 @@ func ExitCode(s *batch.Summary) int {
 		return ExDataErr
 	case s.Totals.Failed > 0:
 		return ExUnavailable
-	case s.Totals.Deferred > 0:
+	case s.Totals.Deferred > 0 || s.LeftQueued > 0:
 		return ExTempFail
 	}
 	return ExOK
@@ -100,6 +101,9 @@ func Text(w io.Writer, s *batch.Summary) error {
 		if len(d.TLS) > 0 {
 			fmt.Fprintf(w, "%s: tls: %s\n", d.Domain, tlsCounts(d.TLS))
 		}
+	}
+	if s.LeftQueued > 0 {
+		fmt.Fprintf(w, "stopped %s: %d messages left queued\n", s.Stopped, s.LeftQueued)
 	}
 	if s.NotDue > 0 {
 		fmt.Fprintf(w, "%d message(s) not due yet (use --all to send them now)\n", s.NotDue)

@@ -1,0 +1,50 @@
+package batch
+
+import "context"
+
+// skipped is the outcome of a recipient whose transaction was never opened
+// because the run was stopped (Config.Stop): it is left queued exactly as it
+// was, still due, and the run does not count it as an attempt.
+const skipped Status = "skipped"
+
+// stopped reports whether the run was told to stop opening transactions.
+func (r *runner) stopped() bool {
+	return r.cfg.Stop != nil && r.cfg.Stop.Err() != nil
+}
+
+// stopReason is why the run stopped ("after --max-runtime 30s", "by
+// SIGTERM"): the cause given to Config.Stop, or "" when it did not stop.
+func (r *runner) stopReason() string {
+	if !r.stopped() {
+		return ""
+	}
+	if c := context.Cause(r.cfg.Stop); c != nil && c != context.Canceled {
+		return c.Error()
+	}
+	return "early"
+}
+
+// skip leaves items untouched because the run stopped before their
+// transaction: no event, no journal line, no count in the row. A message
+// all of whose batches were skipped keeps its file as it is; one whose other
+// batches ran is applied with these recipients still pending (see apply).
+func (r *runner) skip(items []*Item) {
+	if r.cfg.DryRun {
+		return
+	}
+	for _, it := range items {
+		for i := range it.Rcpts {
+			it.state.record(it.orig[i], outcome{status: skipped})
+		}
+		if it.state.done() {
+			r.applyOrReport(it.state)
+		}
+	}
+}
+
+// leftQueuedAdd counts n messages left in the spool, still due, by a stop.
+func (r *runner) leftQueuedAdd(n int) {
+	r.mu.Lock()
+	r.leftQueued += n
+	r.mu.Unlock()
+}

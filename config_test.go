@@ -1,0 +1,89 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// configRun runs mxflush with a config file holding body ("" for none).
+func configRun(t *testing.T, body string, args ...string) (int, string, string) {
+	t.Helper()
+	if body != "" {
+		path := filepath.Join(t.TempDir(), "config.json")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--config", path)
+	}
+	w := &world{t: t}
+	return w.run("", args...)
+}
+
+// row returns the value and source `mxflush config` printed for flag.
+func row(t *testing.T, out, flag string) (string, string) {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^--` + regexp.QuoteMeta(flag) + `\s+(\S+)\s+(.+)$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no row for --%s in:\n%s", flag, out)
+	}
+	return m[1], strings.TrimSpace(m[2])
+}
+
+// Precedence: flag > environment > file > default, as `mxflush config`
+// shows it; keys are flag names with _ for -, in one flat object.
+func TestConfigPrecedence(t *testing.T) {
+	t.Setenv("MXFLUSH_CONFIG", "")
+	file := `{"spool": "/tmp/from-file", "max_conns": 3, "conns_per_domain": 2, "port": 2525, "dns": "127.0.0.1:5353", "max_runtime": "30s"}`
+	t.Setenv("MXFLUSH_CONNS_PER_DOMAIN", "5")
+	t.Setenv("MXFLUSH_PORT", "2526")
+	t.Setenv("MXFLUSH_AUTH_PASSWORD", "hunter2-secret")
+	code, out, errs := configRun(t, file, "config", "--port", "2527")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, c := range []struct{ flag, value, from string }{
+		{"max-conns", "3", "file "},                               // file only
+		{"conns-per-domain", "5", "env MXFLUSH_CONNS_PER_DOMAIN"}, // env beats file
+		{"port", "2527", "flag"},                                  // flag beats env and file
+		{"dns", "127.0.0.1:5353", "file "},                        // string from the file
+		{"max-runtime", "30s", "file "},                           // duration from the file
+		{"retry-min", "5m0s", "default"},
+		{"spool", "/tmp/from-file", "file "}, // the global flag too
+	} {
+		v, from := row(t, out, c.flag)
+		if v != c.value || !strings.HasPrefix(from, c.from) {
+			t.Errorf("--%s = %s from %q, want %s from %q", c.flag, v, from, c.value, c.from)
+		}
+	}
+	if strings.Contains(out, "hunter2") || !regexp.MustCompile(`MXFLUSH_AUTH_PASSWORD\s+\(set\)`).MatchString(out) {
+		t.Errorf("password not masked as (set):\n%s", out)
+	}
+}
+
+// A malformed file, a missing explicit file, an unknown key or a password
+// in the file exit 78 and name the file.
+func TestConfigBadFileExits78(t *testing.T) {
+	t.Setenv("MXFLUSH_CONFIG", "")
+	for _, c := range []struct{ name, body, want string }{
+		{"malformed", `{"max_conns": 3,`, "unexpected EOF"},
+		{"not an object", `[1]`, "cannot unmarshal array"},
+		{"nested", `{"flush": {"max_conns": 3}}`, `unknown key(s) flush`},
+		{"password", `{"auth_password": "x"}`, "never read from the config file"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, _, errs := configRun(t, c.body, "config", "--spool", "/tmp/s")
+			if code != 78 || !strings.Contains(errs, "config.json") || !strings.Contains(errs, c.want) {
+				t.Errorf("exit %d, stderr %q; want 78 naming config.json and %q", code, errs, c.want)
+			}
+		})
+	}
+	w := &world{t: t}
+	missing := filepath.Join(t.TempDir(), "none.json")
+	code, _, errs := w.run("", "flush", "--spool", "/tmp/s", "--config", missing)
+	if code != 78 || !strings.Contains(errs, missing) {
+		t.Errorf("missing --config: exit %d, stderr %q", code, errs)
+	}
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mxflush/mxflush/batch"
+)
+
+func TestRenderProgress(t *testing.T) {
+	tests := []struct {
+		c       progressCounts
+		elapsed time.Duration
+		want    string
+	}{
+		{progressCounts{}, 0, "mxflush: 0 recipients done (0 sent, 0 deferred, 0 bounced), 0.0/s, 0s"},
+		{progressCounts{Sent: 1190, Deferred: 8, Bounced: 2}, 5*time.Second + 300*time.Millisecond,
+			"mxflush: 1200 recipients done (1190 sent, 8 deferred, 2 bounced), 226.4/s, 5s"},
+	}
+	for _, tt := range tests {
+		if got := renderProgress(tt.c, tt.elapsed); got != tt.want {
+			t.Errorf("renderProgress(%+v, %v) = %q, want %q", tt.c, tt.elapsed, got, tt.want)
+		}
+	}
+}
+
+// fakeClock is a clock the test moves by hand.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time { return c.t }
+
+// On a terminal (forced here): nothing is drawn before progressDelay; then
+// each tick redraws the line in place, a log line clears it first and
+// starts at column 0, and clear leaves no line behind.
+func TestProgressLineOnTerminal(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
+	var b bytes.Buffer
+	o := newFlushOutput(&b, false, clk.now)
+	o.tty = true
+	sent := batch.Event{ID: "1.M1.h", Rcpt: "bob@a.test", Relay: "none", Status: batch.Sent, DSN: "2.0.0", Reply: "250 ok"}
+
+	o.result(sent)
+	clk.t = clk.t.Add(500 * time.Millisecond)
+	o.tick()
+	if strings.Contains(b.String(), "\r") {
+		t.Fatalf("progress drawn before %v: %q", progressDelay, b.String())
+	}
+	b.Reset()
+	clk.t = clk.t.Add(1500 * time.Millisecond)
+	o.tick()
+	if want := clearLine + "mxflush: 1 recipients done (1 sent, 0 deferred, 0 bounced), 0.5/s, 2s"; b.String() != want {
+		t.Fatalf("tick wrote %q, want %q", b.String(), want)
+	}
+	b.Reset()
+	o.result(batch.Event{ID: "1.M1.h", Rcpt: "x@b.test", Relay: "none", Status: batch.Deferred, DSN: "4.4.1", Reply: "no"})
+	if got := b.String(); !strings.HasPrefix(got, clearLine+"mxflush[") || !strings.HasSuffix(got, "\n") || strings.Count(got, "\r") != 1 {
+		t.Fatalf("log line with progress shown = %q, want the line cleared, then the log line", got)
+	}
+	b.Reset()
+	o.result(sent) // the progress line is not shown now: no clearing
+	if strings.Contains(b.String(), "\r") {
+		t.Errorf("cleared a progress line that was not shown: %q", b.String())
+	}
+	o.tick()
+	b.Reset()
+	o.clear()
+	if b.String() != clearLine {
+		t.Errorf("clear wrote %q, want %q", b.String(), clearLine)
+	}
+	b.Reset()
+	o.clear()
+	if b.Len() != 0 {
+		t.Errorf("second clear wrote %q", b.String())
+	}
+}
+
+// Not a terminal (a buffer, a pipe, a file): progress never draws,
+// however long the run has gone on.
+func TestProgressNotTerminal(t *testing.T) {
+	file, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	for _, w := range []io.Writer{&bytes.Buffer{}, file} {
+		clk := &fakeClock{t: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
+		o := newFlushOutput(w, false, clk.now)
+		if o.tty {
+			t.Fatalf("%T taken for a terminal", w)
+		}
+		clk.t = clk.t.Add(time.Hour)
+		stop := o.progress()
+		time.Sleep(3 * progressEvery) // ticks would have drawn by now
+		stop()
+	}
+	if b, _ := os.ReadFile(file.Name()); len(b) != 0 {
+		t.Errorf("wrote %q to a file", b)
+	}
+}
+
+// A pseudo-terminal is one: /dev/ptmx answers tcgetattr.
+func TestIsTerminalPTY(t *testing.T) {
+	f, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pty here: %v", err)
+	}
+	defer f.Close()
+	if !isTerminal(f) {
+		t.Error("/dev/ptmx not taken for a terminal")
+	}
+}
