@@ -1,0 +1,202 @@
+// Command mxbench measures mxflush side by side with Postfix's smtp-source
+// against one smtp-sink on loopback, and over a simulated wide-area network
+// (a latency proxy in front of the sink). It prints markdown tables on
+// stdout and progress on stderr. Run it through bench/run, which installs
+// smtp-sink and smtp-source when they are missing.
+//
+// Everything stays on 127.0.0.0/8: the DNS server (internal/testnet) answers
+// for *.test domains with 127.0.0.x addresses, smtp-sink listens on
+// 127.0.0.2 and the latency proxy on 127.0.0.3.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config is the command line.
+type config struct {
+	ns, ks   []int // loopback: message counts and domain counts
+	size     int   // body octets per message (smtp-source -l)
+	conc     int   // sessions at once: mxflush --max-conns, smtp-source -s
+	runs     int   // runs per contender; the tables show medians
+	sections map[string]bool
+
+	wanDelay time.Duration // one-way delay of the proxy
+	wanN     int           // messages per WAN run
+	wanKs    []int         // domain counts of the WAN runs
+	pipeN    int           // messages per pipelining run
+
+	only                               string // run only contenders whose name contains this
+	dir, mxflush, sinkPath, sourcePath string
+	keep                               bool
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mxbench: %v\n", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "mxbench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (config, error) {
+	fs := flag.NewFlagSet("mxbench", flag.ContinueOnError)
+	var c config
+	ns := fs.String("n", "1000,10000,100000", "message counts of the loopback table, comma-separated")
+	ks := fs.String("k", "1,20,500", "domain counts of the loopback table")
+	fs.IntVar(&c.size, "size", 2048, "body octets per message (smtp-source -l)")
+	fs.IntVar(&c.conc, "c", 8, "sessions at once: mxflush --max-conns and --conns-per-domain, smtp-source -s")
+	fs.IntVar(&c.runs, "runs", 3, "runs per contender and row; the tables show medians")
+	sections := fs.String("sections", "loopback,wan,pipelining", "which tables to measure")
+	fs.DurationVar(&c.wanDelay, "wan-delay", 10*time.Millisecond, "one-way delay of the latency proxy")
+	fs.IntVar(&c.wanN, "wan-n", 2000, "messages per WAN run")
+	wanKs := fs.String("wan-k", "1,20", "domain counts of the WAN table")
+	fs.IntVar(&c.pipeN, "pipe-n", 300, "messages per pipelining run (one session)")
+	quick := fs.Bool("quick", false, "a subset that runs in a few minutes: -n 1000,10000 -k 1,20 -wan-n 400 -pipe-n 100")
+	fs.StringVar(&c.dir, "dir", "", "work directory (default: a new temporary directory, removed at the end)")
+	fs.BoolVar(&c.keep, "keep", false, "keep the work directory")
+	fs.StringVar(&c.only, "only", "", "measure only the contenders whose name contains this text (for profiling; ratios need the limit row)")
+	fs.StringVar(&c.mxflush, "mxflush", "", "mxflush binary (default: go build from the module root)")
+	fs.StringVar(&c.sinkPath, "smtp-sink", "smtp-sink", "smtp-sink binary")
+	fs.StringVar(&c.sourcePath, "smtp-source", "smtp-source", "smtp-source binary")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if *quick {
+		*ns, *ks, c.wanN, c.pipeN = "1000,10000", "1,20", 400, 100
+	}
+	var err error
+	if c.ns, err = ints(*ns); err != nil {
+		return c, fmt.Errorf("-n: %w", err)
+	}
+	if c.ks, err = ints(*ks); err != nil {
+		return c, fmt.Errorf("-k: %w", err)
+	}
+	if c.wanKs, err = ints(*wanKs); err != nil {
+		return c, fmt.Errorf("-wan-k: %w", err)
+	}
+	c.sections = map[string]bool{}
+	for _, s := range strings.Split(*sections, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case "loopback", "wan", "pipelining":
+			c.sections[s] = true
+		default:
+			return c, fmt.Errorf("-sections: unknown %q (loopback, wan, pipelining)", s)
+		}
+	}
+	if c.size < 1 || c.conc < 1 || c.runs < 1 || c.wanN < 1 || c.pipeN < 1 {
+		return c, fmt.Errorf("-size, -c, -runs, -wan-n and -pipe-n must be at least 1")
+	}
+	return c, nil
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func run(ctx context.Context, cfg config) error {
+	for _, p := range []*string{&cfg.sinkPath, &cfg.sourcePath} {
+		path, err := exec.LookPath(*p)
+		if err != nil {
+			return fmt.Errorf("%s not found (bench/run installs Debian's postfix package): %w", *p, err)
+		}
+		*p = path
+	}
+	if cfg.dir == "" {
+		d, err := os.MkdirTemp("", "mxbench-")
+		if err != nil {
+			return err
+		}
+		cfg.dir = d
+		if !cfg.keep {
+			defer os.RemoveAll(d)
+		}
+	}
+	if cfg.mxflush == "" {
+		cfg.mxflush = filepath.Join(cfg.dir, "mxflush")
+		logf("building mxflush into %s", cfg.mxflush)
+		if out, err := exec.CommandContext(ctx, "go", "build", "-o", cfg.mxflush, ".").CombinedOutput(); err != nil {
+			return fmt.Errorf("go build (run from the module root): %v\n%s", err, out)
+		}
+	}
+	w, err := startWorld(cfg)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+
+	fmt.Printf("Machine: %s, %d cores, %s, Linux %s; %s; load average %s at the start. Messages of %d octets of body; %d sessions at once; medians of %d runs.\n\n",
+		cpuModel(), runtime.NumCPU(), runtime.Version(), kernel(), time.Now().UTC().Format("2006-01-02"), loadavg(), cfg.size, cfg.conc, cfg.runs)
+	defer func() { fmt.Printf("Load average at the end: %s.\n", loadavg()) }()
+	if cfg.sections["loopback"] {
+		if err := w.loopback(ctx); err != nil {
+			return err
+		}
+	}
+	if cfg.sections["wan"] {
+		if err := w.wan(ctx); err != nil {
+			return err
+		}
+	}
+	if cfg.sections["pipelining"] {
+		if err := w.pipelining(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "mxbench: "+format+"\n", args...)
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
+
+// loadavg is the first three fields of /proc/loadavg: other work on the
+// machine shows here and makes the figures less trustworthy.
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func kernel() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return strings.TrimSpace(string(b))
+}
