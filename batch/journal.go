@@ -66,6 +66,10 @@ func (r *runner) endJournal(skip map[string]bool) {
 	if keep {
 		return
 	}
+	if err := r.spool.SyncQueues(); err != nil { // the unsynced removals first (see apply)
+		r.problem(Problem{ID: "journal", Reason: "spool directories cannot be synced; the crash journal is kept for the next run: " + err.Error(), IOError: true})
+		return
+	}
 	if err := r.journal.Reset(); err != nil {
 		r.problem(Problem{ID: "journal", Reason: "crash journal cannot be emptied (the next run replays it, which is harmless): " + err.Error(), IOError: true})
 	}

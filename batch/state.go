@@ -165,7 +165,17 @@ func (r *runner) apply(s *msgState) error {
 	attempts := m.Attempts
 	switch {
 	case len(env.To) == 0 && len(env.Failed) == 0:
-		err = r.spool.Remove(m)
+		// With a working crash journal the delivery is already on record,
+		// so the directory fsync waits for endJournal (SyncQueues, before
+		// the journal is emptied): one fsync per run, not per message.
+		r.mu.Lock()
+		journalled := r.journal != nil && !r.journalBad
+		r.mu.Unlock()
+		if journalled {
+			err = r.spool.RemoveUnsynced(m)
+		} else {
+			err = r.spool.Remove(m)
+		}
 	case len(env.To) == 0:
 		env.Attempts++
 		env.NextAttempt = time.Time{}

@@ -50,3 +50,26 @@ func TestScanReusedName(t *testing.T) {
 		})
 	}
 }
+
+// RemoveUnsynced deletes like Remove (the directory fsync is left to
+// SyncQueues, which the caller runs before forgetting its own record).
+func TestRemoveUnsynced(t *testing.T) {
+	s := newSpool(t)
+	writeRaw(t, s, QueueNew, "gone", "X-Envelope-From: <a@example.test>\nX-Envelope-To: <b@example.test>\n\nbody\n")
+	msgs, _ := mustScan(t, s)
+	if len(msgs) != 1 {
+		t.Fatalf("scan: %+v", msgs)
+	}
+	if err := s.RemoveUnsynced(msgs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir(), QueueNew, "gone")); !os.IsNotExist(err) {
+		t.Errorf("file still there: %v", err)
+	}
+	if err := s.SyncQueues(); err != nil {
+		t.Errorf("SyncQueues: %v", err)
+	}
+	if err := s.RemoveUnsynced(msgs[0]); err == nil {
+		t.Error("removing a message twice did not fail")
+	}
+}

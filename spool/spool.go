@@ -225,6 +225,33 @@ func (s *Spool) Remove(m *Message) error {
 	return syncDir(filepath.Dir(p))
 }
 
+// RemoveUnsynced deletes m like Remove but does not fsync its directory:
+// after a power loss (not a crash: the kernel has the unlink) the file may
+// come back. It is for a caller that has already made the delivery durable
+// elsewhere, such as the crash journal, and calls SyncQueues before it
+// forgets that record. It saves one directory fsync per delivered message.
+func (s *Spool) RemoveUnsynced(m *Message) error {
+	p, err := s.path(m)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil {
+		return fmt.Errorf("spool: remove: %w", err)
+	}
+	return nil
+}
+
+// SyncQueues fsyncs new/, cur/ and failed/, making every RemoveUnsynced
+// before it durable.
+func (s *Spool) SyncQueues() error {
+	for _, q := range [...]string{QueueNew, QueueCur, QueueFailed} {
+		if err := syncDir(filepath.Join(s.dir, q)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Quarantine moves m to bad/ID and writes reason (made one line) to
 // bad/ID.reason. If bad/ID exists already, a ".N" suffix is added. On error
 // the message is where it was.
