@@ -218,6 +218,9 @@ type fake struct {
 
 const defaultEHLO = "250-fake.b.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 100000000\r\n"
 
+// sequentialEHLO offers no PIPELINING: every command waits for its reply.
+const sequentialEHLO = "250-fake.b.test\r\n250-8BITMIME\r\n250 SIZE 100000000\r\n"
+
 func startFake(t testing.TB, ip string, port int, f *fake) *testnet.Script {
 	t.Helper()
 	if f.greet == nil {

@@ -86,9 +86,12 @@ func open(ctx context.Context, raw net.Conn, relay, host string, pl plan, o Opti
 	s := &Session{c: cl, conn: cw, o: o, relay: relay, tls: st}
 	s.utf8, _ = cl.Extension("SMTPUTF8")
 	s.eightBit, _ = cl.Extension("8BITMIME")
-	if ok, _ := cl.Extension("SIZE"); ok {
+	s.pipelining, _ = cl.Extension("PIPELINING")
+	if s.size, _ = cl.Extension("SIZE"); s.size {
 		s.sizeLimit = sizeLimit(ehloReply)
 	}
+	s.br = cw.br
+	s.newWriters()
 	return s, nil
 }
 

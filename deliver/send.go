@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/emersion/go-smtp"
 	"github.com/mxflush/mxflush/addr"
 )
 
@@ -126,134 +125,16 @@ func (s *Session) Send(ctx context.Context, m Message) ([]Result, error) {
 			s.lose(ctx, ioError(cmdMail, ctx.Err()), true)
 		}
 	}()
-	opts := &smtp.MailOptions{Size: m.Size, UTF8: needUTF8}
+	mail := s.mailCommand(from, m.Size, needUTF8)
 	for pending := all; len(pending) > 0; {
 		var lost *LostError
-		pending, lost = s.transaction(ctx, m, from, to, opts, pending, res)
+		pending, lost = s.transaction(ctx, m, mail, to, pending, res)
 		if lost != nil {
 			res.setAll(res.unresolved(), lost.Err)
 			return res.rs, lost
 		}
 	}
 	return res.rs, nil
-}
-
-// transaction runs MAIL, RCPT for pending (in order) and DATA. It returns the
-// recipients left for another transaction after a 452.
-func (s *Session) transaction(ctx context.Context, m Message, from string, to []string,
-	opts *smtp.MailOptions, pending []int, res *results) (next []int, lost *LostError) {
-	if err := s.c.Mail(from, opts); err != nil {
-		e, isLost := classify(cmdMail, err)
-		if isLost {
-			return nil, s.lose(ctx, e, true)
-		}
-		res.setAll(pending, authRequired(e))
-		return nil, nil
-	}
-	var accepted []int
-	for k, i := range pending {
-		err := s.c.Rcpt(to[i], nil)
-		if err == nil {
-			accepted = append(accepted, i)
-			continue
-		}
-		e, isLost := classify(cmdRcpt, err)
-		if isLost {
-			return nil, s.lose(ctx, e, true)
-		}
-		if e.Code == 452 { // too many recipients: the rest go in a new transaction
-			if len(accepted) == 0 {
-				res.setAll(pending[k:], e)
-			} else {
-				next = pending[k:]
-			}
-			break
-		}
-		res.set(i, authRequired(e), "")
-	}
-	if len(accepted) == 0 {
-		return next, s.reset(ctx)
-	}
-	return next, s.data(ctx, m, accepted, res)
-}
-
-// data sends DATA and the body for the accepted recipients.
-func (s *Session) data(ctx context.Context, m Message, accepted []int, res *results) *LostError {
-	rc, err := m.Open()
-	if err != nil {
-		res.setAll(accepted, localError(false, "4.3.0", "cannot open the message: "+err.Error(), err))
-		return s.reset(ctx)
-	}
-	w, err := s.c.Data()
-	if err != nil {
-		rc.Close()
-		e, isLost := classify(cmdData, err)
-		if isLost {
-			return s.lose(ctx, e, true)
-		}
-		res.setAll(accepted, e)
-		return s.reset(ctx)
-	}
-	if s.norm == nil {
-		s.norm = newNormalizer()
-	}
-	s.norm.reset(rc)
-	s.conn.writeErr = nil
-	buf := s.buffer()
-	var rerr, werr error
-	for {
-		n, err := s.norm.Read(buf)
-		if n > 0 {
-			if _, werr = w.Write(buf[:n]); werr != nil {
-				break
-			}
-		}
-		if err != nil {
-			if err != io.EOF {
-				rerr = err
-			}
-			break
-		}
-	}
-	rc.Close()
-	s.norm.reset(nil)
-	// On a lost session Send gives every unresolved recipient the
-	// *LostError's cause.
-	switch {
-	case werr != nil:
-		return s.lose(ctx, ioError(cmdData, werr), true)
-	case rerr != nil:
-		// The only way to abort DATA is to drop the connection before the
-		// final dot (RFC 5321 §4.1.1.4): the server then discards it.
-		e := localError(false, "4.3.0", "reading the message failed during DATA: "+rerr.Error(), rerr)
-		return s.lose(ctx, e, true)
-	}
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		e, isLost := classify(cmdEOD, err)
-		if isLost {
-			// The final dot got out unless writing it failed.
-			return s.lose(ctx, e, s.conn.writeErr != nil)
-		}
-		res.setAll(accepted, e)
-		return nil
-	}
-	reply := "250 " + oneLine(resp.StatusText)
-	for _, i := range accepted {
-		res.set(i, nil, reply)
-	}
-	s.o.Logger.Debug("smtp message accepted", "relay", s.relay, "rcpts", len(accepted), "reply", reply)
-	return nil
-}
-
-// reset aborts a transaction that will not reach the end of data. Any
-// failure loses the session: its state is no longer known.
-func (s *Session) reset(ctx context.Context) *LostError {
-	if err := s.c.Reset(); err != nil {
-		e, _ := classify(cmdRset, err)
-		return s.lose(ctx, e, true)
-	}
-	return nil
 }
 
 // scan8bit opens the message and looks for octets >= 0x80 (RFC 6152 §3).

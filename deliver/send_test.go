@@ -138,7 +138,9 @@ func TestSendMixedRcpt(t *testing.T) {
 	}
 }
 
-// C12 B: every RCPT refused: no DATA, RSET, and the 550s are the results.
+// C12 B: every RCPT refused: the body is never sent, the transaction is
+// reset, and the 550s are the results. (The go-smtp receiver offers
+// PIPELINING, so DATA goes out in the group and is refused, RFC 2920 §3.1.)
 func TestSendAllRcptRefused(t *testing.T) {
 	port := freePort(t, "127.0.0.2")
 	r := startReceiver(t, "127.0.0.2", port, testnet.SMTPOptions{Rcpt: func(string) error {
@@ -151,93 +153,139 @@ func TestSendAllRcptRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantOutcomes(t, rs, map[string]string{"x@b.test": "perm 550", "y@b.test": "perm 550"})
-	if src.opens != 0 {
-		t.Errorf("message opened %d times for no recipient", src.opens)
-	}
-	// The session goes on: the next message is delivered.
+	src.check(t)
+	// The session goes on: the next message gets its own results.
 	rs, err = s.Send(context.Background(), message("alice@a.test", []string{"x@b.test"}, text("y\n"), 2))
 	if err != nil || rs[0].Err == nil {
 		t.Fatalf("second send: %v %v", err, rs)
 	}
 	s.Close()
-	cmds := r.Commands()
-	if slices.Contains(cmds, "DATA") || !slices.Contains(cmds, "RSET") {
-		t.Errorf("commands %q: want RSET and no DATA", cmds)
+	if n := len(r.Messages()); n != 0 {
+		t.Errorf("%d messages received, want none", n)
+	}
+	if cmds := r.Commands(); !slices.Contains(cmds, "RSET") {
+		t.Errorf("commands %q: want RSET", cmds)
 	}
 }
 
 // The 452 split (RFC 5321 §4.5.3.1.10), as an exact transcript: a server
 // that takes 2 recipients per transaction gets every recipient in three
-// transactions, with no RSET.
+// transactions, with no RSET. Without PIPELINING the RCPTs stop at the
+// first 452; with it (RFC 2920) every RCPT of the group is sent and each
+// 452 recipient goes in the next transaction.
 func TestSendRcptLimitTranscript(t *testing.T) {
-	port := freePort(t, "127.0.0.2")
-	rcpts := 0
-	f := &fake{reply: func(cmd string) string {
-		switch {
-		case strings.HasPrefix(cmd, "MAIL"):
-			rcpts = 0
-		case strings.HasPrefix(cmd, "RCPT"):
-			if rcpts == 2 {
-				return "452 4.5.3 Too many recipients"
-			}
-			rcpts++
-		}
-		return ""
-	}}
-	startFake(t, "127.0.0.2", port, f)
-	s := dial(t, opts(port), host("mx.b.test", "127.0.0.2"))
-	to := []string{"r1@b.test", "r2@b.test", "r3@b.test", "r4@b.test", "r5@b.test"}
-	src := text("Subject: split\n\nhi\n")
-	rs, err := s.Send(context.Background(), message("alice@a.test", to, src, 19))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rs {
-		if r.Err != nil {
-			t.Errorf("%s: %v", r.Rcpt, r.Err)
-		}
-	}
-	s.Close()
 	mail := "MAIL FROM:<alice@a.test> BODY=8BITMIME SIZE=19"
-	want := []string{
-		"EHLO relay.a.test",
-		mail, "RCPT TO:<r1@b.test>", "RCPT TO:<r2@b.test>", "RCPT TO:<r3@b.test>", "DATA",
-		mail, "RCPT TO:<r3@b.test>", "RCPT TO:<r4@b.test>", "RCPT TO:<r5@b.test>", "DATA",
-		mail, "RCPT TO:<r5@b.test>", "DATA",
-		"QUIT",
+	r := func(a ...string) []string {
+		var out []string
+		for _, x := range a {
+			out = append(out, "RCPT TO:<"+x+"@b.test>")
+		}
+		return out
 	}
-	if got := f.commands(); !slices.Equal(got, want) {
-		t.Errorf("transcript\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	tests := []struct {
+		name string
+		ehlo string
+		want [][]string
+	}{
+		{"sequential", sequentialEHLO, [][]string{
+			{"EHLO relay.a.test"},
+			{mail}, r("r1", "r2", "r3"), {"DATA"},
+			{mail}, r("r3", "r4", "r5"), {"DATA"},
+			{mail}, r("r5"), {"DATA"},
+			{"QUIT"},
+		}},
+		{"pipelining", defaultEHLO, [][]string{
+			{"EHLO relay.a.test"},
+			{mail}, r("r1", "r2", "r3", "r4", "r5"), {"DATA"},
+			{mail}, r("r3", "r4", "r5"), {"DATA"},
+			{mail}, r("r5"), {"DATA"},
+			{"QUIT"},
+		}},
 	}
-	if b := f.bodies(); len(b) != 3 || b[2] != "Subject: split\r\n\r\nhi\r\n" {
-		t.Errorf("bodies %q", b)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			port := freePort(t, "127.0.0.2")
+			rcpts := 0
+			f := &fake{ehlo: []string{tc.ehlo}, reply: func(cmd string) string {
+				switch {
+				case strings.HasPrefix(cmd, "MAIL"):
+					rcpts = 0
+				case strings.HasPrefix(cmd, "RCPT"):
+					if rcpts == 2 {
+						return "452 4.5.3 Too many recipients"
+					}
+					rcpts++
+				}
+				return ""
+			}}
+			startFake(t, "127.0.0.2", port, f)
+			s := dial(t, opts(port), host("mx.b.test", "127.0.0.2"))
+			to := []string{"r1@b.test", "r2@b.test", "r3@b.test", "r4@b.test", "r5@b.test"}
+			src := text("Subject: split\n\nhi\n")
+			rs, err := s.Send(context.Background(), message("alice@a.test", to, src, 19))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rs {
+				if r.Err != nil {
+					t.Errorf("%s: %v", r.Rcpt, r.Err)
+				}
+			}
+			s.Close()
+			want := slices.Concat(tc.want...)
+			if got := f.commands(); !slices.Equal(got, want) {
+				t.Errorf("transcript\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			if b := f.bodies(); len(b) != 3 || b[2] != "Subject: split\r\n\r\nhi\r\n" {
+				t.Errorf("bodies %q", b)
+			}
+			if src.opens != 3 {
+				t.Errorf("opened %d times, want once per transaction (3)", src.opens)
+			}
+			src.check(t)
+		})
 	}
-	if src.opens != 3 {
-		t.Errorf("opened %d times, want once per transaction (3)", src.opens)
-	}
-	src.check(t)
 }
 
-// A 452 on the first RCPT of a transaction defers everyone left.
+// A 452 on the first RCPT of a transaction defers everyone left. Without
+// PIPELINING no other RCPT is sent; with it, the fake answers the DATA of
+// the group with 354 although no recipient was accepted, and RFC 2920 §3.1
+// wants a lone dot then: an empty message for nobody, never the body.
 func TestSendRcpt452First(t *testing.T) {
-	port := freePort(t, "127.0.0.2")
-	f := &fake{reply: func(cmd string) string {
-		if strings.HasPrefix(cmd, "RCPT") {
-			return "452 4.3.1 Insufficient system storage"
-		}
-		return ""
-	}}
-	startFake(t, "127.0.0.2", port, f)
-	s := dial(t, opts(port), host("mx.b.test", "127.0.0.2"))
-	rs, err := s.Send(context.Background(), message("alice@a.test", []string{"a@b.test", "b@b.test"}, text("x\n"), 2))
-	if err != nil {
-		t.Fatal(err)
+	mail := "MAIL FROM:<alice@a.test> BODY=8BITMIME SIZE=2"
+	tests := []struct {
+		name   string
+		ehlo   string
+		want   []string
+		bodies []string
+	}{
+		{"sequential", sequentialEHLO, []string{"EHLO relay.a.test", mail, "RCPT TO:<a@b.test>", "RSET", "QUIT"}, nil},
+		{"pipelining", defaultEHLO, []string{"EHLO relay.a.test", mail, "RCPT TO:<a@b.test>", "RCPT TO:<b@b.test>", "DATA", "QUIT"}, []string{""}},
 	}
-	wantOutcomes(t, rs, map[string]string{"a@b.test": "temp 452", "b@b.test": "temp 452"})
-	s.Close()
-	want := []string{"EHLO relay.a.test", "MAIL FROM:<alice@a.test> BODY=8BITMIME SIZE=2", "RCPT TO:<a@b.test>", "RSET", "QUIT"}
-	if got := f.commands(); !slices.Equal(got, want) {
-		t.Errorf("transcript %q, want %q", got, want)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			port := freePort(t, "127.0.0.2")
+			f := &fake{ehlo: []string{tc.ehlo}, reply: func(cmd string) string {
+				if strings.HasPrefix(cmd, "RCPT") {
+					return "452 4.3.1 Insufficient system storage"
+				}
+				return ""
+			}}
+			startFake(t, "127.0.0.2", port, f)
+			s := dial(t, opts(port), host("mx.b.test", "127.0.0.2"))
+			rs, err := s.Send(context.Background(), message("alice@a.test", []string{"a@b.test", "b@b.test"}, text("x\n"), 2))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantOutcomes(t, rs, map[string]string{"a@b.test": "temp 452", "b@b.test": "temp 452"})
+			s.Close()
+			if got := f.commands(); !slices.Equal(got, tc.want) {
+				t.Errorf("transcript %q, want %q", got, tc.want)
+			}
+			if got := f.bodies(); !slices.Equal(got, tc.bodies) {
+				t.Errorf("bodies %q, want %q", got, tc.bodies)
+			}
+		})
 	}
 }
 

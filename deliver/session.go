@@ -1,9 +1,10 @@
 package deliver
 
 import (
+	"bufio"
 	"context"
 	"fmt"
-	"io"
+	"net/textproto"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -19,10 +20,19 @@ type Session struct {
 	o     Options
 	relay string
 
-	utf8      bool  // SMTPUTF8 offered (RFC 6531)
-	eightBit  bool  // 8BITMIME offered (RFC 6152)
-	sizeLimit int64 // smallest SIZE limit offered, octets; 0: none or no limit (RFC 1870)
-	tls       TLSState
+	utf8       bool  // SMTPUTF8 offered (RFC 6531)
+	eightBit   bool  // 8BITMIME offered (RFC 6152)
+	pipelining bool  // PIPELINING offered (RFC 2920)
+	size       bool  // SIZE offered (RFC 1870): SIZE= goes on MAIL
+	sizeLimit  int64 // smallest SIZE limit offered, octets; 0: none or no limit (RFC 1870)
+	tls        TLSState
+
+	// After EHLO and AUTH, deliver runs every command itself on conn
+	// (go-smtp's client never pipelines): bw buffers commands and the body,
+	// tw dot-stuffs the body into bw, br is conn's reader.
+	bw *bufio.Writer
+	tw *textproto.Writer
+	br *bufio.Reader
 
 	buf  []byte      // copy buffer for the body and the 8-bit scan, allocated on first use
 	norm *normalizer // reused for every message
@@ -64,13 +74,11 @@ func (s *Session) Close() error {
 func (s *Session) quit() error {
 	_ = s.conn.SetDeadline(time.Now().Add(s.o.CommandTimeout))
 	defer s.conn.SetDeadline(time.Time{})
-	if s.o.Debug != nil {
-		_, _ = io.WriteString(s.o.Debug, "QUIT\r\n")
-	}
-	if _, err := io.WriteString(s.conn, "QUIT\r\n"); err != nil {
+	s.bw.WriteString("QUIT\r\n")
+	if err := s.bw.Flush(); err != nil {
 		return ioError(cmdQuit, err)
 	}
-	code, lines, err := readReply(s.conn.br)
+	code, lines, err := s.readReply()
 	if err != nil {
 		return ioError(cmdQuit, err)
 	}

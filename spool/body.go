@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 )
 
 // Open returns the RFC 5322 message of m exactly as stored after the
@@ -19,22 +18,22 @@ func (s *Spool) Open(m *Message) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p)
+	f, err := openRaw(p, 0)
 	if err != nil {
 		return nil, fmt.Errorf("spool: open message: %w", err)
 	}
-	fi, err := f.Stat()
-	if err == nil && (fi.Size() != m.fileSize || !fi.ModTime().Equal(m.ModTime)) {
-		err = fmt.Errorf("spool: %s/%s changed since it was scanned (size %d, was %d); scan again", m.Queue, quoteName(m.ID), fi.Size(), m.fileSize)
-	}
-	if err == nil {
-		_, err = f.Seek(m.bodyOff, io.SeekStart)
+	size, mtime, _, err := f.stat()
+	if err == nil && (size != m.fileSize || !mtime.Equal(m.ModTime)) {
+		err = fmt.Errorf("spool: %s/%s changed since it was scanned (size %d, was %d); scan again", m.Queue, quoteName(m.ID), size, m.fileSize)
 	}
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	return newBodyReader(f, m.bodyOff, m.skips), nil
+	f.seek(m.bodyOff)
+	b := newBodyReader(f, m.bodyOff, m.skips)
+	b.end = m.fileSize
+	return b, nil
 }
 
 // bodyReader reads a file from offset pos on, leaving out the skip spans
@@ -45,6 +44,9 @@ type bodyReader struct {
 	r     io.ReadCloser // nil once closed
 	pos   int64
 	skips []span
+	// end, when positive, is the file size checked at open: reading stops
+	// there without the read(2) that would only return end of file.
+	end int64
 }
 
 func newBodyReader(r io.ReadCloser, pos int64, skips []span) *bodyReader {
@@ -62,6 +64,9 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 			return 0, err
 		}
 		b.skips = b.skips[1:]
+	}
+	if b.end > 0 && b.pos >= b.end {
+		return 0, io.EOF
 	}
 	if len(b.skips) > 0 && int64(len(p)) > b.skips[0].start-b.pos {
 		p = p[:b.skips[0].start-b.pos]

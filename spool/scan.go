@@ -208,19 +208,19 @@ func (s *Spool) readOne(j job, br *bufio.Reader, move bool) (*Message, *Problem)
 	}
 	// O_NOFOLLOW and O_NONBLOCK: a symlink or FIFO swapped in after listing
 	// fails or returns at once instead of being followed or blocking Scan.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := openRaw(path, syscall.O_NOFOLLOW|syscall.O_NONBLOCK)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	} else if err != nil {
 		return leave(err, "cannot open the file: "+errText(err))
 	}
 	defer f.Close()
-	fi, err := f.Stat()
+	size, mtime, mode, err := f.stat()
 	if err != nil {
 		return leave(err, "cannot stat the file: "+errText(err))
 	}
-	if !fi.Mode().IsRegular() {
-		return leave(nil, "not a regular file ("+typeName(fi.Mode().Type())+")")
+	if !mode.IsRegular() {
+		return leave(nil, "not a regular file ("+typeName(mode)+")")
 	}
 	br.Reset(f)
 	p, err := parse(br, j.queue != QueueFailed)
@@ -245,12 +245,12 @@ func (s *Spool) readOne(j job, br *bufio.Reader, move bool) (*Message, *Problem)
 	}
 	m := &Message{
 		ID: id, Queue: j.queue, Envelope: p.env,
-		ModTime: fi.ModTime().UTC(), bodyOff: p.bodyOff, fileSize: fi.Size(), derived: p.derived, skips: p.skips,
+		ModTime: mtime.UTC(), bodyOff: p.bodyOff, fileSize: size, derived: p.derived, skips: p.skips,
 	}
 	if m.Arrival.IsZero() {
-		m.Arrival = fi.ModTime().UTC().Truncate(time.Second)
+		m.Arrival = mtime.UTC().Truncate(time.Second)
 	}
-	m.Size = fi.Size() - p.bodyOff
+	m.Size = size - p.bodyOff
 	for _, sp := range p.skips {
 		m.Size -= sp.end - sp.start
 	}
