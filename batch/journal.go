@@ -3,6 +3,7 @@ package batch
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // startJournal replays the crash journal a killed run may have left, then
@@ -14,6 +15,10 @@ import (
 // be read is an error (the run must not deliver); one that cannot be
 // opened for writing is a problem, and the run goes on without it.
 // A dry run only reads the journal (see journalled).
+// journalInterval is the shortest time between two fsyncs of the crash
+// journal during a run (see spool.Journal.GroupCommit).
+const journalInterval = 20 * time.Millisecond
+
 func (r *runner) startJournal(sum *Summary) (skip map[string]bool, err error) {
 	if r.cfg.DryRun {
 		return nil, nil
@@ -38,7 +43,7 @@ func (r *runner) startJournal(sum *Summary) (skip map[string]bool, err error) {
 	r.journal = j
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- j.GroupCommit(ctx) }()
+	go func() { done <- j.GroupCommit(ctx, journalInterval) }()
 	r.stopCommit = func() error {
 		cancel()
 		return <-done

@@ -103,6 +103,14 @@ func (d *domainRun) take() *Item {
 	return nil
 }
 
+// putBack returns an item taken as a look-ahead that its session did not
+// send (see deliver.Session.SendThen): the next take returns it.
+func (d *domainRun) putBack(it *Item) {
+	d.mu.Lock()
+	d.back = append(d.back, it)
+	d.mu.Unlock()
+}
+
 // drainLocked takes every item left. d.mu must be held.
 func (d *domainRun) drainLocked() []*Item {
 	rest := append(d.back, d.b.Items[d.next:]...)

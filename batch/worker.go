@@ -14,7 +14,8 @@ import (
 // work is one worker of a domain's batch. It resolves the domain (once for
 // all its workers), opens one SMTP session and sends the items it takes from
 // the batch's shared queue over it, one message file open at a time, until
-// the queue is empty. A lost session (a 421, a dropped connection, a
+// the queue is empty; with PIPELINING the next item's commands go out
+// behind the current one's final dot (deliver.Session.SendThen). A lost session (a 421, a dropped connection, a
 // timeout) is replaced; the item it was carrying is sent once more on the
 // new session when its final dot was never sent, and deferred otherwise.
 // When no session can be made: while another worker of the domain holds
@@ -103,7 +104,24 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 			tls = sess.TLS()
 			st.addTLS(tls)
 		}
-		res, err := sess.Send(ctx, r.message(it))
+		// The look-ahead: while it waits for the reply to this message's
+		// final dot, the session sends the next item's MAIL, RCPT and
+		// DATA (RFC 2920), and that item must be the next one sent on it.
+		var ahead *Item
+		next := func() (deliver.Message, bool) {
+			if r.stopped() || ctx.Err() != nil {
+				return deliver.Message{}, false
+			}
+			if ahead = d.take(); ahead == nil {
+				return deliver.Message{}, false
+			}
+			return r.message(ahead), true
+		}
+		res, err := sess.SendThen(ctx, r.message(it), next)
+		if err != nil && ahead != nil {
+			d.putBack(ahead) // not sent: whichever worker takes it next sends it
+			ahead = nil
+		}
 		if err != nil {
 			sess.Close()
 			sess = nil
@@ -120,7 +138,7 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 			}
 		}
 		r.record(it, res, st.Relay, tls, &st)
-		it = nil
+		it = ahead
 	}
 }
 

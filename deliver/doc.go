@@ -1,8 +1,8 @@
-// Package deliver runs one SMTP session over github.com/emersion/go-smtp:
-// Dial connects to the first mail exchanger that greets (RFC 5321 §5.1),
-// secures the session as its TLS policy says and authenticates when given
-// credentials; Send delivers messages one after another on that
-// connection, and Close says QUIT. Every failure comes back as a *Error that says whether it is
+// Package deliver runs one SMTP session: Dial connects to the first mail
+// exchanger that greets (RFC 5321 §5.1), secures the session as its TLS
+// policy says and authenticates when given credentials (go-smtp's client
+// for EHLO and AUTH); Send delivers messages one after another on that
+// connection, pipelined when the server allows it, and Close says QUIT. Every failure comes back as a *Error that says whether it is
 // permanent (fail the recipient) or temporary (defer it); a connection that
 // can no longer be used comes back as a *LostError.
 //
@@ -31,15 +31,21 @@
 //     recipient (RFC 5321 §3.3). No RSET follows a successful transaction;
 //     one follows an aborted one. Nothing is sent for an envelope that fails
 //     addr.Check (defence against command injection).
+//   - txn.go: the transactions, run by deliver itself on the connection
+//     after EHLO and AUTH (go-smtp's client never pipelines). With
+//     PIPELINING (RFC 2920) MAIL, the RCPTs and DATA go as one group, and
+//     with SendThen the next message's group goes behind the final dot, so
+//     a message costs one round trip; without it, one command at a time.
 //   - crlf.go: the body is streamed from Message.Open through the
-//     normaliser (CRLF only, line length limits) into go-smtp's dot-stuffing
-//     writer. A Session holds at most one message reader open at a time and
-//     none between calls; it allocates one 32 KiB copy buffer and one
+//     normaliser (CRLF only, line length limits) into the dot-stuffer
+//     (RFC 5321 §4.5.2). A Session holds at most one message reader open
+//     at a time, and between calls none, or the look-ahead message's; it
+//     allocates one 32 KiB copy buffer, one 8 KiB write buffer and one
 //     normaliser, whatever the number or size of messages.
-//   - conn.go: every write has a deadline (the command's, or DataTimeout for
-//     body blocks) and every read one (go-smtp's per command, GreetingTimeout
-//     and FinalTimeout); a context that ends closes the connection from a
-//     watcher goroutine, since go-smtp takes no context.
+//   - conn.go: every write has a deadline (CommandTimeout per command
+//     group, or DataTimeout for body blocks) and every read one
+//     (CommandTimeout per reply, GreetingTimeout and FinalTimeout); a
+//     context that ends closes the connection from a watcher goroutine.
 //   - errors.go: classification at the boundary. A 5yz reply is permanent;
 //     4yz, I/O errors, timeouts and anything not understood are temporary
 //     (deferring by mistake retries, bouncing by mistake loses mail).

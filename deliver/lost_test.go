@@ -36,97 +36,108 @@ func (r repeatReader) Read(p []byte) (int, error) {
 
 // C08: the server says 421 right after accepting a message and closes; the
 // next Send finds it at MAIL: lost, safe to resend on a fresh connection.
+// Each lost-session test here runs with and without PIPELINING (eachMode):
+// pipelined, the whole first group is written before the 421 is read.
 func TestSendReused421(t *testing.T) {
-	port := freePort(t, "127.0.0.2")
-	f := &fake{reply: func(cmd string) string {
-		if cmd == "." {
-			return "250 2.0.0 queued\r\n421 4.4.2 mx.b.test closing: idle timeout\r\n<close>"
+	eachMode(t, func(t *testing.T, m mode) {
+		port := freePort(t, "127.0.0.2")
+		f := &fake{ehlo: m.ehlo, reply: func(cmd string) string {
+			if cmd == "." {
+				return "250 2.0.0 queued\r\n421 4.4.2 mx.b.test closing: idle timeout\r\n<close>"
+			}
+			return ""
+		}}
+		sc := startFake(t, "127.0.0.2", port, f)
+		hosts := []Host{host("mx.b.test", "127.0.0.2")}
+		s := m.dial(t, opts(port), hosts...)
+		rs, err := s.Send(context.Background(), message("alice@a.test", []string{"bob@b.test"}, text("m1\n"), 3))
+		if err != nil || rs[0].Err != nil {
+			t.Fatalf("m1: %v %v", err, rs)
 		}
-		return ""
-	}}
-	sc := startFake(t, "127.0.0.2", port, f)
-	hosts := []Host{host("mx.b.test", "127.0.0.2")}
-	s := dial(t, opts(port), hosts...)
-	rs, err := s.Send(context.Background(), message("alice@a.test", []string{"bob@b.test"}, text("m1\n"), 3))
-	if err != nil || rs[0].Err != nil {
-		t.Fatalf("m1: %v %v", err, rs)
-	}
-	time.Sleep(20 * time.Millisecond) // let the 421 and the close arrive
-	rs, err = s.Send(context.Background(), message("alice@a.test", []string{"carol@b.test"}, text("m2\n"), 3))
-	le := lostError(t, err)
-	if !le.Safe || le.Err.Permanent || le.Err.Command != "MAIL FROM" {
-		t.Errorf("lost error %+v %+v, want safe, temporary, at MAIL FROM", le, le.Err)
-	}
-	if o := outcome(rs[0]); o != "temp 421" && o != "temp 4.4.2" {
-		t.Errorf("carol: %s", o)
-	}
-	// A lost session refuses further work at once.
-	rs2, err2 := s.Send(context.Background(), message("alice@a.test", []string{"dave@b.test"}, text("m3\n"), 3))
-	if !errors.Is(err2, le) || rs2[0].Err == nil {
-		t.Errorf("Send after loss: %v %v", err2, rs2)
-	}
-	if err := s.Close(); err != nil {
-		t.Errorf("Close of a lost session: %v", err)
-	}
-	// The caller redials and delivers m2 in the same run.
-	s2 := dial(t, opts(port), hosts...)
-	rs, err = s2.Send(context.Background(), message("alice@a.test", []string{"carol@b.test"}, text("m2\n"), 3))
-	if err != nil || rs[0].Err != nil {
-		t.Fatalf("m2 on a new session: %v %v", err, rs)
-	}
-	if sc.Sessions() != 2 {
-		t.Errorf("Sessions = %d, want 2", sc.Sessions())
-	}
+		time.Sleep(20 * time.Millisecond) // let the 421 and the close arrive
+		rs, err = s.Send(context.Background(), message("alice@a.test", []string{"carol@b.test"}, text("m2\n"), 3))
+		le := lostError(t, err)
+		if !le.Safe || le.Err.Permanent || le.Err.Command != "MAIL FROM" {
+			t.Errorf("lost error %+v %+v, want safe, temporary, at MAIL FROM", le, le.Err)
+		}
+		if o := outcome(rs[0]); o != "temp 421" && o != "temp 4.4.2" {
+			t.Errorf("carol: %s", o)
+		}
+		// A lost session refuses further work at once.
+		rs2, err2 := s.Send(context.Background(), message("alice@a.test", []string{"dave@b.test"}, text("m3\n"), 3))
+		if !errors.Is(err2, le) || rs2[0].Err == nil {
+			t.Errorf("Send after loss: %v %v", err2, rs2)
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("Close of a lost session: %v", err)
+		}
+		// The caller redials and delivers m2 in the same run.
+		s2 := m.dial(t, opts(port), hosts...)
+		rs, err = s2.Send(context.Background(), message("alice@a.test", []string{"carol@b.test"}, text("m2\n"), 3))
+		if err != nil || rs[0].Err != nil {
+			t.Fatalf("m2 on a new session: %v %v", err, rs)
+		}
+		if sc.Sessions() != 2 {
+			t.Errorf("Sessions = %d, want 2", sc.Sessions())
+		}
+	})
 }
 
 // C09: the server reads part of a big body, says 421 and closes.
 func TestSendDropMidData(t *testing.T) {
-	port := freePort(t, "127.0.0.2")
-	f := &fake{afterData: func(c net.Conn, br *bufio.Reader) bool {
-		io.CopyN(io.Discard, br, 800<<10)
-		io.WriteString(c, "421 4.3.0 Too busy, closing\r\n")
-		return false
-	}}
-	startFake(t, "127.0.0.2", port, f)
-	s := dial(t, opts(port), host("mx.b.test", "127.0.0.2"))
-	src := &source{body: pattern(5 << 20)}
-	rs, err := s.Send(context.Background(), message("alice@a.test", []string{"bob@b.test", "carol@b.test"}, src, 5<<20))
-	le := lostError(t, err)
-	if !le.Safe {
-		t.Error("Safe = false, but the final dot was never sent")
-	}
-	wantOutcomes(t, rs, map[string]string{"bob@b.test": "temp 4.4.2", "carol@b.test": "temp 4.4.2"})
-	src.check(t)
-	if !errors.Is(le, syscall.ECONNRESET) && !errors.Is(le, syscall.EPIPE) {
-		t.Logf("cause: %v", le)
-	}
+	eachMode(t, func(t *testing.T, m mode) {
+		port := freePort(t, "127.0.0.2")
+		f := &fake{ehlo: m.ehlo, afterData: func(c net.Conn, br *bufio.Reader) bool {
+			io.CopyN(io.Discard, br, 800<<10)
+			io.WriteString(c, "421 4.3.0 Too busy, closing\r\n")
+			return false
+		}}
+		startFake(t, "127.0.0.2", port, f)
+		s := m.dial(t, opts(port), host("mx.b.test", "127.0.0.2"))
+		src := &source{body: pattern(5 << 20)}
+		rs, err := s.Send(context.Background(), message("alice@a.test", []string{"bob@b.test", "carol@b.test"}, src, 5<<20))
+		le := lostError(t, err)
+		if !le.Safe {
+			t.Error("Safe = false, but the final dot was never sent")
+		}
+		wantOutcomes(t, rs, map[string]string{"bob@b.test": "temp 4.4.2", "carol@b.test": "temp 4.4.2"})
+		src.check(t)
+		if !errors.Is(le, syscall.ECONNRESET) && !errors.Is(le, syscall.EPIPE) {
+			t.Logf("cause: %v", le)
+		}
+	})
 }
 
 // After the final dot: a close without reply, or a 421, is not safe to
 // resend (the message may have been taken); a close before is.
 func TestSendLostAfterDot(t *testing.T) {
 	for _, tc := range []struct {
+		name string
 		eod  string
 		want string
 	}{
-		{"<close>", "temp 4.4.2"},
-		{"421 4.3.2 shutting down\r\n<close>", "temp 421"},
+		{"close", "<close>", "temp 4.4.2"},
+		{"421", "421 4.3.2 shutting down\r\n<close>", "temp 421"},
 	} {
-		port := freePort(t, "127.0.0.2")
-		f := &fake{reply: func(cmd string) string {
-			if cmd == "." {
-				return tc.eod
-			}
-			return ""
-		}}
-		startFake(t, "127.0.0.2", port, f)
-		s := dial(t, opts(port), host("mx.b.test", "127.0.0.2"))
-		rs, err := s.Send(context.Background(), message("alice@a.test", []string{"bob@b.test"}, text("x\n"), 2))
-		le := lostError(t, err)
-		if le.Safe || le.Err.Command != "end of data" {
-			t.Errorf("%q: %+v %+v, want unsafe at end of data", tc.eod, le, le.Err)
-		}
-		wantOutcomes(t, rs, map[string]string{"bob@b.test": tc.want})
+		t.Run(tc.name, func(t *testing.T) {
+			eachMode(t, func(t *testing.T, m mode) {
+				port := freePort(t, "127.0.0.2")
+				f := &fake{ehlo: m.ehlo, reply: func(cmd string) string {
+					if cmd == "." {
+						return tc.eod
+					}
+					return ""
+				}}
+				startFake(t, "127.0.0.2", port, f)
+				s := m.dial(t, opts(port), host("mx.b.test", "127.0.0.2"))
+				rs, err := s.Send(context.Background(), message("alice@a.test", []string{"bob@b.test"}, text("x\n"), 2))
+				le := lostError(t, err)
+				if le.Safe || le.Err.Command != "end of data" {
+					t.Errorf("%q: %+v %+v, want unsafe at end of data", tc.eod, le, le.Err)
+				}
+				wantOutcomes(t, rs, map[string]string{"bob@b.test": tc.want})
+			})
+		})
 	}
 }
 
@@ -134,7 +145,7 @@ func TestSendLostAfterDot(t *testing.T) {
 func TestSendStalls(t *testing.T) {
 	tests := []struct {
 		name    string
-		f       *fake
+		reply   func(string) string
 		set     func(*Options)
 		big     bool
 		safe    bool
@@ -142,14 +153,13 @@ func TestSendStalls(t *testing.T) {
 	}{
 		{
 			name:    "no answer after RCPT",
-			f:       &fake{reply: func(c string) string { return map[bool]string{true: "<stall>"}[strings.HasPrefix(c, "RCPT")] }},
+			reply:   func(c string) string { return map[bool]string{true: "<stall>"}[strings.HasPrefix(c, "RCPT")] },
 			set:     func(o *Options) { o.CommandTimeout = fastTimeout },
 			safe:    true,
 			wantCmd: "RCPT TO",
 		},
 		{
 			name:    "stops reading mid-DATA",
-			f:       &fake{},
 			set:     func(o *Options) { o.DataTimeout = fastTimeout; o.Dialer = smallBufDialer{} },
 			big:     true,
 			safe:    true,
@@ -157,7 +167,7 @@ func TestSendStalls(t *testing.T) {
 		},
 		{
 			name:    "no answer to the final dot",
-			f:       &fake{reply: func(c string) string { return map[bool]string{true: "<stall>"}[c == "."] }},
+			reply:   func(c string) string { return map[bool]string{true: "<stall>"}[c == "."] },
 			set:     func(o *Options) { o.FinalTimeout = fastTimeout },
 			safe:    false,
 			wantCmd: "end of data",
@@ -165,37 +175,39 @@ func TestSendStalls(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			port := freePort(t, "127.0.0.2")
-			if tc.big {
-				f := tc.f
-				tc.f.afterData = func(c net.Conn, _ *bufio.Reader) bool {
-					if tcp, ok := c.(*net.TCPConn); ok {
-						tcp.SetReadBuffer(4096)
+			eachMode(t, func(t *testing.T, m mode) {
+				port := freePort(t, "127.0.0.2")
+				f := &fake{ehlo: m.ehlo, reply: tc.reply}
+				if tc.big {
+					f.afterData = func(c net.Conn, _ *bufio.Reader) bool {
+						if tcp, ok := c.(*net.TCPConn); ok {
+							tcp.SetReadBuffer(4096)
+						}
+						<-f.done // stop reading until the test ends
+						return false
 					}
-					<-f.done // stop reading until the test ends
-					return false
 				}
-			}
-			startFake(t, "127.0.0.2", port, tc.f)
-			o := opts(port)
-			tc.set(&o)
-			s := dial(t, o, host("mx.b.test", "127.0.0.2"))
-			src := text("x\n")
-			if tc.big {
-				src = &source{body: pattern(64 << 20)}
-			}
-			start := time.Now()
-			rs, err := s.Send(context.Background(), message("alice@a.test", []string{"bob@b.test"}, src, 2))
-			d := time.Since(start)
-			le := lostError(t, err)
-			if le.Safe != tc.safe || le.Err.Command != tc.wantCmd || !strings.Contains(le.Err.Msg, "timeout") {
-				t.Errorf("lost %+v %+v, want Safe %v at %s, timeout", le, le.Err, tc.safe, tc.wantCmd)
-			}
-			wantOutcomes(t, rs, map[string]string{"bob@b.test": "temp 4.4.2"})
-			src.check(t)
-			if d > 2*time.Second {
-				t.Errorf("took %v", d)
-			}
+				startFake(t, "127.0.0.2", port, f)
+				o := opts(port)
+				tc.set(&o)
+				s := m.dial(t, o, host("mx.b.test", "127.0.0.2"))
+				src := text("x\n")
+				if tc.big {
+					src = &source{body: pattern(64 << 20)}
+				}
+				start := time.Now()
+				rs, err := s.Send(context.Background(), message("alice@a.test", []string{"bob@b.test"}, src, 2))
+				d := time.Since(start)
+				le := lostError(t, err)
+				if le.Safe != tc.safe || le.Err.Command != tc.wantCmd || !strings.Contains(le.Err.Msg, "timeout") {
+					t.Errorf("lost %+v %+v, want Safe %v at %s, timeout", le, le.Err, tc.safe, tc.wantCmd)
+				}
+				wantOutcomes(t, rs, map[string]string{"bob@b.test": "temp 4.4.2"})
+				src.check(t)
+				if d > 2*time.Second {
+					t.Errorf("took %v", d)
+				}
+			})
 		})
 	}
 }
@@ -215,39 +227,43 @@ func (smallBufDialer) DialContext(ctx context.Context, network, addr string) (ne
 // A cancelled context ends a blocked Send at once, whatever it waits for.
 func TestSendCancel(t *testing.T) {
 	for _, stall := range []string{"RCPT", "DATA"} {
-		port := freePort(t, "127.0.0.2")
-		f := &fake{reply: func(c string) string {
-			if stall == "RCPT" && strings.HasPrefix(c, "RCPT") {
-				return "<stall>"
-			}
-			return ""
-		}}
-		if stall == "DATA" {
-			f.afterData = func(net.Conn, *bufio.Reader) bool { <-f.done; return false }
-		}
-		startFake(t, "127.0.0.2", port, f)
-		o := opts(port)
-		o.Dialer = smallBufDialer{}
-		s := dial(t, o, host("mx.b.test", "127.0.0.2"))
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		start := time.Now()
-		src := &source{body: pattern(64 << 20)}
-		rs, err := s.Send(ctx, message("alice@a.test", []string{"bob@b.test", "carol@b.test"}, src, 2))
-		cancel()
-		le := lostError(t, err)
-		if !le.Safe || !strings.Contains(le.Err.Msg, "canceled") || !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("%s: lost error %v, want the context's", stall, le)
-		}
-		wantOutcomes(t, rs, map[string]string{"bob@b.test": "temp 4.4.2", "carol@b.test": "temp 4.4.2"})
-		for _, r := range rs {
-			if !strings.Contains(r.Reply, "canceled") {
-				t.Errorf("%s: reply %q does not name the cancellation", stall, r.Reply)
-			}
-		}
-		src.check(t)
-		if d := time.Since(start); d > time.Second {
-			t.Errorf("%s: took %v after the context ended", stall, d)
-		}
+		t.Run(stall, func(t *testing.T) {
+			eachMode(t, func(t *testing.T, m mode) {
+				port := freePort(t, "127.0.0.2")
+				f := &fake{ehlo: m.ehlo, reply: func(c string) string {
+					if stall == "RCPT" && strings.HasPrefix(c, "RCPT") {
+						return "<stall>"
+					}
+					return ""
+				}}
+				if stall == "DATA" {
+					f.afterData = func(net.Conn, *bufio.Reader) bool { <-f.done; return false }
+				}
+				startFake(t, "127.0.0.2", port, f)
+				o := opts(port)
+				o.Dialer = smallBufDialer{}
+				s := m.dial(t, o, host("mx.b.test", "127.0.0.2"))
+				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+				start := time.Now()
+				src := &source{body: pattern(64 << 20)}
+				rs, err := s.Send(ctx, message("alice@a.test", []string{"bob@b.test", "carol@b.test"}, src, 2))
+				cancel()
+				le := lostError(t, err)
+				if !le.Safe || !strings.Contains(le.Err.Msg, "canceled") || !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("%s: lost error %v, want the context's", stall, le)
+				}
+				wantOutcomes(t, rs, map[string]string{"bob@b.test": "temp 4.4.2", "carol@b.test": "temp 4.4.2"})
+				for _, r := range rs {
+					if !strings.Contains(r.Reply, "canceled") {
+						t.Errorf("%s: reply %q does not name the cancellation", stall, r.Reply)
+					}
+				}
+				src.check(t)
+				if d := time.Since(start); d > time.Second {
+					t.Errorf("%s: took %v after the context ended", stall, d)
+				}
+			})
+		})
 	}
 }
 

@@ -91,7 +91,7 @@ func open(ctx context.Context, raw net.Conn, relay, host string, pl plan, o Opti
 		s.sizeLimit = sizeLimit(ehloReply)
 	}
 	s.br = cw.br
-	s.newWriters()
+	s.newWriter()
 	return s, nil
 }
 

@@ -31,7 +31,7 @@ func TestSendBytes(t *testing.T) {
 		{"Subject: c\r\rold mac\r.\r", "Subject: c\r\n\r\nold mac\r\n.\r\n"},
 		{"Subject: d\n\n.\n..\n.x\n", "Subject: d\r\n\r\n.\r\n..\r\n.x\r\n"},
 		{"Subject: e\n\n" + strings.Repeat("w", 1500) + "\n", "Subject: e\r\n\r\n" + strings.Repeat("w", 998) + "\r\n" + strings.Repeat("w", 502) + "\r\n"},
-		{"", "\r\n"}, // textproto's DotWriter ends an empty body with a line
+		{"", ""}, // an empty body stays empty: DATA, then the final dot alone
 	}
 	for i, in := range inputs {
 		src := text(in.in)

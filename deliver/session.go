@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net/textproto"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -28,11 +27,13 @@ type Session struct {
 	tls        TLSState
 
 	// After EHLO and AUTH, deliver runs every command itself on conn
-	// (go-smtp's client never pipelines): bw buffers commands and the body,
-	// tw dot-stuffs the body into bw, br is conn's reader.
+	// (go-smtp's client never pipelines): bw buffers commands and the
+	// dot-stuffed body, br is conn's reader.
 	bw *bufio.Writer
-	tw *textproto.Writer
 	br *bufio.Reader
+	// ahead is the look-ahead message whose commands went out behind the
+	// last final dot (see SendThen), for the next Send.
+	ahead *prepared
 
 	buf  []byte      // copy buffer for the body and the 8-bit scan, allocated on first use
 	norm *normalizer // reused for every message
@@ -58,6 +59,18 @@ func (s *Session) Close() error {
 		return nil
 	}
 	s.closed = true
+	if a := s.ahead; a != nil {
+		s.ahead = nil
+		a.release()
+		if a.sent {
+			// The server may be waiting in DATA for the look-ahead
+			// message: QUIT would become message content. Dropping the
+			// connection before a final dot makes it discard the
+			// transaction (RFC 5321 §4.1.1.4).
+			s.c.Close()
+			return nil
+		}
+	}
 	if s.lost != nil {
 		s.c.Close()
 		return nil
@@ -101,6 +114,10 @@ func (s *Session) lose(ctx context.Context, e *Error, safe bool) *LostError {
 		e = &Error{Status: "4.4.2", Command: e.Command, Msg: "canceled: " + err.Error(), Err: err}
 	}
 	s.lost = &LostError{Err: e, Safe: safe}
+	if s.ahead != nil { // never sent here: the caller sends it elsewhere
+		s.ahead.release()
+		s.ahead = nil
+	}
 	s.conn.tcp.Close()
 	s.o.Logger.Debug("smtp session lost", "relay", s.relay, "err", e, "safe", safe)
 	return s.lost

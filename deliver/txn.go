@@ -2,9 +2,9 @@ package deliver
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -40,42 +40,51 @@ func (s *Session) mailCommand(from string, size int64, utf8 bool) string {
 	return b.String()
 }
 
-// transaction runs one mail transaction for the recipients in pending (in
-// order): MAIL, RCPT for each, DATA and the body, and returns the
-// recipients left for another transaction after a 452 (RFC 5321
-// §4.5.3.1.10). The message is opened first, so that a message that cannot
-// be read costs no command. When the server offers PIPELINING (RFC 2920)
-// MAIL, the RCPTs and DATA go out as one group and their replies are read
-// after it; otherwise each command waits for its reply.
-func (s *Session) transaction(ctx context.Context, m Message, mail string, to []string,
-	pending []int, res *results) (next []int, lost *LostError) {
-	rc, err := m.Open()
-	if err != nil {
-		res.setAll(pending, localError(false, "4.3.0", "cannot open the message: "+err.Error(), err))
-		return nil, nil
+// transaction runs one mail transaction for p.pending (in order): MAIL,
+// RCPT for each, DATA and the body, and leaves in p.pending the recipients
+// for another transaction after a 452 (RFC 5321 §4.5.3.1.10). The message
+// is opened first, so that a message that cannot be read costs no command
+// (a look-ahead message is open already, and its commands may be written
+// already). When the server offers PIPELINING (RFC 2920) MAIL, the RCPTs
+// and DATA go out as one group and their replies are read after it;
+// otherwise each command waits for its reply. next is SendThen's
+// look-ahead, used when this transaction is the message's last.
+func (s *Session) transaction(ctx context.Context, p *prepared, next func() (Message, bool)) *LostError {
+	pending, sent := p.pending, p.sent
+	p.pending, p.sent = nil, false
+	if p.rc == nil {
+		rc, err := p.m.Open()
+		if err != nil {
+			p.res.setAll(pending, localError(false, "4.3.0", "cannot open the message: "+err.Error(), err))
+			return nil
+		}
+		p.rc = rc
 	}
-	defer rc.Close()
-	_ = s.conn.SetDeadline(time.Now().Add(s.o.CommandTimeout))
+	defer p.closeReader()
 	defer s.conn.SetDeadline(time.Time{})
 	var env envelopeResult
 	if s.pipelining {
-		env = s.envelopePipelined(mail, to, pending, res)
+		env = s.envelopePipelined(p.mail, p.to, pending, p.res, sent)
 	} else {
-		env = s.envelopeSequential(mail, to, pending, res)
+		env = s.envelopeSequential(p.mail, p.to, pending, p.res)
 	}
+	p.pending = env.next
 	switch {
 	case env.lost != nil:
-		return nil, s.lose(ctx, env.lost, true)
+		return s.lose(ctx, env.lost, true)
 	case len(env.accepted) > 0 && env.data:
-		return env.next, s.body(ctx, rc, env.accepted, res)
+		if len(p.pending) > 0 || !s.pipelining {
+			next = nil
+		}
+		return s.body(ctx, p, env.accepted, next)
 	case env.data:
 		// RFC 2920 §3.1: DATA accepted with no recipient: end the empty
 		// message with a lone dot; the server has nobody to send it to.
-		return env.next, s.emptyData(ctx)
+		return s.emptyData(ctx)
 	case env.mailOK:
-		return env.next, s.reset(ctx)
+		return s.reset(ctx)
 	}
-	return env.next, nil
+	return nil
 }
 
 // envelopeResult is what MAIL, RCPT and DATA left: the recipients accepted
@@ -142,23 +151,26 @@ func (s *Session) envelopeSequential(mail string, to []string, pending []int, re
 // recipient whatever the RCPT replies say; each 452 recipient goes in a new
 // transaction if another was accepted, else it is deferred; the DATA reply
 // is read even when no recipient was accepted, because a server may accept
-// DATA anyway.
-func (s *Session) envelopePipelined(mail string, to []string, pending []int, res *results) (r envelopeResult) {
+// DATA anyway. sent: the first group went out already, behind the previous
+// message's final dot (see writeFirstGroup).
+func (s *Session) envelopePipelined(mail string, to []string, pending []int, res *results, sent bool) (r envelopeResult) {
 	var mailErr *Error
 	var tooMany []int
 	tooManyErr := map[int]*Error{}
-	s.bw.WriteString(mail + "\r\n")
 	for k := 0; k < len(pending); {
 		group := pending[k:min(k+maxGroup, len(pending))]
-		for _, i := range group {
-			s.bw.WriteString("RCPT TO:<" + to[i] + ">\r\n")
-		}
-		last := k+len(group) == len(pending)
-		if last {
-			s.bw.WriteString("DATA\r\n")
-		}
-		if err := s.bw.Flush(); err != nil {
-			return envelopeResult{lost: ioError(cmdRcpt, err)}
+		if k > 0 || !sent {
+			if k == 0 {
+				s.bw.WriteString(mail + "\r\n")
+			}
+			s.writeRcpts(to, group, k+len(group) == len(pending))
+			if err := s.flushCommands(); err != nil {
+				cmd := cmdRcpt
+				if k == 0 {
+					cmd = cmdMail // the write carried MAIL too
+				}
+				return envelopeResult{lost: ioError(cmd, err)}
+			}
 		}
 		if k == 0 {
 			e, lost := s.reply(cmdMail, 2)
@@ -206,24 +218,37 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 	return r
 }
 
+// writeRcpts buffers a RCPT line for each recipient of group and, when
+// last, DATA.
+func (s *Session) writeRcpts(to []string, group []int, last bool) {
+	for _, i := range group {
+		s.bw.WriteString("RCPT TO:<" + to[i] + ">\r\n")
+	}
+	if last {
+		s.bw.WriteString("DATA\r\n")
+	}
+}
+
 // body streams the message after a 354 through the normaliser and the dot
 // stuffer (RFC 5321 §4.5.2), ends it with the final dot and reads the reply
-// within FinalTimeout, which applies to every accepted recipient.
-func (s *Session) body(ctx context.Context, rc io.Reader, accepted []int, res *results) *LostError {
+// within FinalTimeout, which applies to every accepted recipient. With a
+// look-ahead (next non-nil), the next message's first group is written
+// behind the dot and kept in s.ahead for its own Send.
+func (s *Session) body(ctx context.Context, p *prepared, accepted []int, next func() (Message, bool)) *LostError {
 	if s.norm == nil {
 		s.norm = newNormalizer()
 	}
-	s.norm.reset(rc)
+	s.norm.reset(p.rc)
 	defer s.norm.reset(nil)
 	// Each write of the body gets DataTimeout (RFC 5321 §4.5.3.2.5).
 	_ = s.conn.SetDeadline(time.Time{})
 	s.conn.writeErr = nil
-	dw := s.tw.DotWriter()
+	st := stuffer{w: s.bw, bol: true}
 	buf := s.buffer()
 	for {
 		n, err := s.norm.Read(buf)
 		if n > 0 {
-			if _, werr := dw.Write(buf[:n]); werr != nil {
+			if werr := st.write(buf[:n]); werr != nil {
 				return s.lose(ctx, ioError(cmdData, werr), true)
 			}
 		}
@@ -237,35 +262,113 @@ func (s *Session) body(ctx context.Context, rc io.Reader, accepted []int, res *r
 			return s.lose(ctx, e, true)
 		}
 	}
-	if err := dw.Close(); err != nil { // writes ".\r\n" and flushes
+	st.end()
+	p.closeReader()
+	var ahead *prepared
+	if next != nil {
+		ahead = s.lookahead(next)
+	}
+	if err := s.bw.Flush(); err != nil {
+		ahead.release()
 		return s.lose(ctx, ioError(cmdEOD, err), true)
 	}
 	_ = s.conn.SetDeadline(time.Now().Add(s.o.FinalTimeout))
 	code, lines, err := s.readReply()
 	if err != nil {
+		ahead.release()
 		// The final dot got out unless writing it failed.
 		return s.lose(ctx, ioError(cmdEOD, err), s.conn.writeErr != nil)
 	}
 	if e, lost := judge(cmdEOD, 2, code, lines); e != nil {
 		if lost {
+			ahead.release()
 			return s.lose(ctx, e, false)
 		}
-		res.setAll(accepted, e)
+		p.res.setAll(accepted, e)
+		s.ahead = ahead
 		return nil
 	}
 	reply := strconv.Itoa(code) + " " + oneLine(strings.Join(replyTexts(lines), "\n"))
 	for _, i := range accepted {
-		res.set(i, nil, reply)
+		p.res.set(i, nil, reply)
 	}
 	s.o.Logger.Debug("smtp message accepted", "relay", s.relay, "rcpts", len(accepted), "reply", reply)
+	s.ahead = ahead
 	return nil
+}
+
+// lookahead takes the next message from next, prepares it and, when it has
+// recipients left to send and is open, buffers its MAIL, RCPT and DATA (at
+// most maxGroup RCPTs) behind the final dot. The result is nil when next
+// has no message.
+func (s *Session) lookahead(next func() (Message, bool)) *prepared {
+	m, ok := next()
+	if !ok {
+		return nil
+	}
+	p := s.prepare(m)
+	if len(p.pending) == 0 || len(p.pending) > maxGroup {
+		return p // nothing to send, or a group too large to buffer: sent by its own Send
+	}
+	rc, err := m.Open()
+	if err != nil {
+		p.res.setAll(p.pending, localError(false, "4.3.0", "cannot open the message: "+err.Error(), err))
+		p.pending = nil
+		return p
+	}
+	p.rc, p.sent = rc, true
+	s.bw.WriteString(p.mail + "\r\n")
+	s.writeRcpts(p.to, p.pending, true)
+	return p
+}
+
+// release closes a look-ahead message that will not be sent here.
+func (p *prepared) release() {
+	if p != nil {
+		p.closeReader()
+	}
+}
+
+// stuffer dot-stuffs text whose lines all end in CRLF (the normaliser's
+// output) into w: a line that starts with "." gets one more (RFC 5321
+// §4.5.2). bol: the next octet starts a line.
+type stuffer struct {
+	w   *bufio.Writer
+	bol bool
+}
+
+func (d *stuffer) write(p []byte) error {
+	for len(p) > 0 {
+		if d.bol && p[0] == '.' {
+			d.w.WriteByte('.')
+		}
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			d.w.Write(p)
+			d.bol = false
+			break
+		}
+		d.w.Write(p[:i+1])
+		d.bol, p = true, p[i+1:]
+	}
+	_, err := d.w.Write(nil) // the first error of any flush above, which bufio keeps
+	return err
+}
+
+// end buffers the end of data: CRLF if the text did not end a line, then
+// ".CRLF" (RFC 5321 §4.1.1.4).
+func (d *stuffer) end() {
+	if !d.bol {
+		d.w.WriteString("\r\n")
+	}
+	d.w.WriteString(".\r\n")
 }
 
 // emptyData ends a DATA the server accepted without a valid recipient with
 // a lone dot (RFC 2920 §3.1). Nobody's result depends on the reply.
 func (s *Session) emptyData(ctx context.Context) *LostError {
 	s.bw.WriteString(".\r\n")
-	if err := s.bw.Flush(); err != nil {
+	if err := s.flushCommands(); err != nil {
 		return s.lose(ctx, ioError(cmdEOD, err), true)
 	}
 	if _, lost := s.reply(cmdEOD, 2); lost != nil {
@@ -277,7 +380,6 @@ func (s *Session) emptyData(ctx context.Context) *LostError {
 // reset aborts a transaction that will not reach the end of data (RFC 5321
 // §4.1.1.5). Any failure loses the session: its state is no longer known.
 func (s *Session) reset(ctx context.Context) *LostError {
-	_ = s.conn.SetDeadline(time.Now().Add(s.o.CommandTimeout))
 	e, lost := s.command(cmdRset, 2, "RSET")
 	if lost == nil && e != nil {
 		lost = e
@@ -291,16 +393,25 @@ func (s *Session) reset(ctx context.Context) *LostError {
 // command writes one command line and reads its reply; see reply.
 func (s *Session) command(cmd string, want int, line string) (e, lost *Error) {
 	s.bw.WriteString(line + "\r\n")
-	if err := s.bw.Flush(); err != nil {
+	if err := s.flushCommands(); err != nil {
 		return nil, ioError(cmd, err)
 	}
 	return s.reply(cmd, want)
 }
 
-// reply reads the reply to cmd and judges it against the wanted class
-// (2 for 2yz, 3 for 354): see judge. An I/O error, a timeout or a
-// malformed reply loses the session (the second *Error).
+// flushCommands writes the buffered commands within CommandTimeout.
+func (s *Session) flushCommands() error {
+	_ = s.conn.SetDeadline(time.Now().Add(s.o.CommandTimeout))
+	return s.bw.Flush()
+}
+
+// reply reads the reply to cmd within CommandTimeout (RFC 5321
+// §4.5.3.2.2-4: the limit is per command, also in a pipelined group) and
+// judges it against the wanted class (2 for 2yz, 3 for 354): see judge. An
+// I/O error, a timeout or a malformed reply loses the session (the second
+// *Error).
 func (s *Session) reply(cmd string, want int) (e, lost *Error) {
+	_ = s.conn.Conn.SetReadDeadline(time.Now().Add(s.o.CommandTimeout))
 	code, lines, err := s.readReply()
 	if err != nil {
 		return nil, ioError(cmd, err)
@@ -363,14 +474,13 @@ func replyTexts(lines []string) []string {
 	return texts
 }
 
-// newWriters sets up the buffered writer for commands and bodies: 8 KiB,
-// so that a small message and its final dot leave in one write. With
-// Options.Debug every octet written is traced too.
-func (s *Session) newWriters() {
+// newWriter sets up the buffered writer for commands and bodies: 8 KiB,
+// so that a small message, its final dot and the next message's commands
+// leave in one write. With Options.Debug every octet written is traced too.
+func (s *Session) newWriter() {
 	var out io.Writer = s.conn
 	if s.o.Debug != nil {
 		out = io.MultiWriter(s.conn, s.o.Debug)
 	}
 	s.bw = bufio.NewWriterSize(out, 8<<10)
-	s.tw = textproto.NewWriter(s.bw)
 }

@@ -130,10 +130,15 @@ func (j *Journal) Sync() error {
 	return nil
 }
 
-// GroupCommit syncs the journal each time lines have been appended since
-// the last sync, one fsync at a time, until ctx ends; then it syncs once
-// more and returns the first error met (it keeps going after an error).
-func (j *Journal) GroupCommit(ctx context.Context) error {
+// GroupCommit syncs the journal when lines have been appended since the
+// last sync, one fsync at a time and at most one per interval, until ctx
+// ends; then it syncs once more and returns the first error met (it keeps
+// going after an error). The interval bounds what a power loss can take
+// from the journal (the lines of about two intervals; each such recipient
+// is sent again by the next run, never lost), and saves the fsyncs (and
+// the thread switches around them) of a busy run: with one session, an
+// fsync per message took a third of the CPU.
+func (j *Journal) GroupCommit(ctx context.Context, interval time.Duration) error {
 	var first error
 	keep := func(err error) {
 		if first == nil {
@@ -147,6 +152,12 @@ func (j *Journal) GroupCommit(ctx context.Context) error {
 			return first
 		case <-j.kick:
 			keep(j.Sync())
+		}
+		select {
+		case <-ctx.Done():
+			keep(j.Sync())
+			return first
+		case <-time.After(interval):
 		}
 	}
 }

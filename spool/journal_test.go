@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func openJournal(t *testing.T, s *Spool) *Journal {
@@ -72,7 +73,7 @@ func TestJournalGroupCommitAndReset(t *testing.T) {
 	j := openJournal(t, s)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- j.GroupCommit(ctx) }()
+	go func() { done <- j.GroupCommit(ctx, time.Millisecond) }()
 	for i := range 100 {
 		j.Append(fmt.Sprintf("%d.P1R1.host", i), "a@x.test")
 	}

@@ -1,0 +1,206 @@
+package deliver
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The protocol trace (Options.Debug) shows each command and each reply
+// once, in the order they crossed the wire (a pipelined group first, then
+// its replies), and the body as sent (dot-stuffed).
+func TestSendTrace(t *testing.T) {
+	eachMode(t, func(t *testing.T, m mode) {
+		port := freePort(t, "127.0.0.2")
+		f := &fake{ehlo: m.ehlo, reply: func(cmd string) string {
+			return map[string]string{
+				"MAIL FROM:<alice@a.test> BODY=8BITMIME SIZE=12": "250 2.1.0 sender ok",
+				"RCPT TO:<a@b.test>":                             "250 2.1.5 a ok",
+				"RCPT TO:<b@b.test>":                             "250 2.1.5 b ok",
+				"DATA":                                           "354 send it",
+				".":                                              "250 2.0.0 queued as T1",
+			}[cmd]
+		}}
+		startFake(t, "127.0.0.2", port, f)
+		var trace bytes.Buffer
+		o := opts(port)
+		o.Debug = &trace
+		s := m.dial(t, o, host("mx.b.test", "127.0.0.2"))
+		rs, err := s.Send(context.Background(), message("alice@a.test", []string{"a@b.test", "b@b.test"}, text("S: t\n\n.dot\n"), 12))
+		if err != nil || rs[0].Err != nil || rs[1].Err != nil {
+			t.Fatalf("Send: %v %v", err, rs)
+		}
+		s.Close()
+		cmds := []string{"MAIL FROM:<alice@a.test> BODY=8BITMIME SIZE=12", "RCPT TO:<a@b.test>", "RCPT TO:<b@b.test>", "DATA"}
+		replies := []string{"250 2.1.0 sender ok", "250 2.1.5 a ok", "250 2.1.5 b ok", "354 send it"}
+		envelope := m.pick(
+			[]string{cmds[0], replies[0], cmds[1], replies[1], cmds[2], replies[2], cmds[3], replies[3]},
+			slices.Concat(cmds, replies))
+		want := slices.Concat([]string{"220 fake.b.test ESMTP", "EHLO relay.a.test"},
+			strings.Split(strings.TrimSuffix(m.ehlo[0], "\r\n"), "\r\n"), envelope,
+			[]string{"S: t", "", "..dot", ".", "250 2.0.0 queued as T1", "QUIT", "221 2.0.0 bye"})
+		if got := trace.String(); got != strings.Join(want, "\r\n")+"\r\n" {
+			t.Errorf("trace\n%s\nwant\n%s", got, strings.Join(want, "\r\n"))
+		}
+	})
+}
+
+// CommandTimeout bounds each command's reply (RFC 5321 §4.5.3.2.2-4), not
+// the whole envelope: a server that takes a while over every RCPT, each
+// well within the limit, gets the message however many RCPTs add up past
+// it.
+func TestSendCommandTimeoutPerReply(t *testing.T) {
+	const n, delay = 15, fastTimeout / 10 // n*delay is 1.5 CommandTimeouts
+	eachMode(t, func(t *testing.T, m mode) {
+		port := freePort(t, "127.0.0.2")
+		f := &fake{ehlo: m.ehlo, reply: func(cmd string) string {
+			if strings.HasPrefix(cmd, "RCPT") {
+				time.Sleep(delay)
+			}
+			return ""
+		}}
+		startFake(t, "127.0.0.2", port, f)
+		o := opts(port)
+		o.CommandTimeout = fastTimeout
+		s := m.dial(t, o, host("mx.b.test", "127.0.0.2"))
+		to := make([]string, n)
+		for i := range to {
+			to[i] = fmt.Sprintf("r%d@b.test", i)
+		}
+		rs, err := s.Send(context.Background(), message("alice@a.test", to, text("x\n"), 2))
+		if err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		for _, r := range rs {
+			if r.Err != nil {
+				t.Errorf("%s: %v", r.Rcpt, r.Err)
+			}
+		}
+	})
+}
+
+// smtpSink finds Postfix's smtp-sink on PATH or in /usr/sbin.
+func smtpSink(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("smtp-sink"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/smtp-sink"); err == nil {
+		return "/usr/sbin/smtp-sink"
+	}
+	t.Skip("smtp-sink (Debian package postfix) is not installed")
+	return ""
+}
+
+// startSink runs smtp-sink on 127.0.0.2:port for at most 30 s, dumping
+// every transaction to a file in the returned directory (-D; smtp-sink adds
+// a random suffix to its name), and waits until it accepts connections.
+// extra are more options (-p hides PIPELINING).
+func startSink(t *testing.T, port int, extra ...string) (dumpDir string) {
+	t.Helper()
+	path := smtpSink(t)
+	dir := t.TempDir()
+	var args []string
+	if os.Geteuid() == 0 {
+		// smtp-sink refuses to run as root and writes the dump as nobody,
+		// in t.TempDir's directory and its parent, both 0700.
+		args = append(args, "-u", "nobody")
+		if os.Chmod(filepath.Dir(dir), 0o711) != nil || os.Chmod(dir, 0o777) != nil {
+			t.Fatal("cannot open the dump directory to nobody")
+		}
+	}
+	addr := addrOf("127.0.0.2", port)
+	args = append(append(args, extra...), "-D", filepath.Join(dir, "dump"), addr, "16")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	cmd := exec.CommandContext(ctx, path, args...)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("smtp-sink: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("smtp-sink %q said: %s", args, stderr.String())
+		}
+	})
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return dir
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("smtp-sink on %s did not accept connections within 5 s", addr)
+		}
+	}
+}
+
+// Against Postfix's smtp-sink, an independent server, with and without
+// PIPELINING (-p): three messages of two recipients each over one session
+// are all accepted, and its dump (-D) holds each envelope and body as sent.
+func TestSendSmtpSink(t *testing.T) {
+	for _, m := range []struct {
+		name  string
+		extra []string
+	}{{"pipelining", nil}, {"sequential", []string{"-p"}}} {
+		t.Run(m.name, func(t *testing.T) {
+			port := freePort(t, "127.0.0.2")
+			dir := startSink(t, port, m.extra...)
+			s := mode{m.name, nil, m.extra == nil}.dial(t, opts(port), host("sink.b.test", "127.0.0.2"))
+			var want []string
+			for i := range 3 {
+				body := fmt.Sprintf("Subject: m%d\n\nbody %d\n.dot\n", i, i)
+				to := []string{fmt.Sprintf("u%d@b.test", i), "all@b.test"}
+				rs, err := s.Send(context.Background(), message("alice@a.test", to, text(body), int64(len(body))))
+				if err != nil {
+					t.Fatalf("message %d: %v", i, err)
+				}
+				for _, r := range rs {
+					if r.Err != nil || !strings.HasPrefix(r.Reply, "250 ") {
+						t.Errorf("message %d, %s: %v %q, want 250", i, r.Rcpt, r.Err, r.Reply)
+					}
+				}
+				want = append(want, fmt.Sprintf("X-Mail-Args: <alice@a.test> BODY=8BITMIME\nX-Rcpt-Args: <u%d@b.test>\nX-Rcpt-Args: <all@b.test>\n", i),
+					fmt.Sprintf("Subject: m%d\n\nbody %d\n.dot\n\n", i, i))
+			}
+			if err := s.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			// The dump is written as smtp-sink goes; wait for the last body.
+			var got string
+			for start := time.Now(); time.Since(start) < 5*time.Second; time.Sleep(20 * time.Millisecond) {
+				files, _ := filepath.Glob(filepath.Join(dir, "dump*"))
+				got = ""
+				for _, name := range files {
+					b, _ := os.ReadFile(name)
+					got += string(b)
+				}
+				if strings.Contains(got, want[len(want)-1]) {
+					break
+				}
+			}
+			rest := got
+			for _, w := range want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("dump lacks %q (in order):\n%s", w, got)
+				}
+				rest = rest[i+len(w):]
+			}
+			if n := strings.Count(got, "X-Mail-Args:"); n != 3 {
+				t.Errorf("dump holds %d transactions, want 3:\n%s", n, got)
+			}
+		})
+	}
+}
