@@ -38,6 +38,7 @@ type conn struct {
 	deadline    time.Time     // write deadline set by go-smtp, zero between commands
 	capture     *bytes.Buffer // non-nil: copy of everything read
 	writeErr    error         // first failed write
+	written     int64         // octets Write got out, in total (a failed write counts its part)
 }
 
 // newConn wraps c, which runs over the TCP connection tcp (c itself, or a
@@ -82,6 +83,7 @@ func (c *conn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	n, err := c.Conn.Write(p)
+	c.written += int64(n)
 	if err != nil {
 		c.noteWriteErr(err)
 	}

@@ -263,6 +263,7 @@ func (s *Session) body(ctx context.Context, p *prepared, accepted []int, next fu
 		}
 	}
 	st.end()
+	dotEnd := s.conn.written + int64(s.bw.Buffered()) // the octet count once the final dot is out
 	p.closeReader()
 	var ahead *prepared
 	if next != nil {
@@ -270,7 +271,9 @@ func (s *Session) body(ctx context.Context, p *prepared, accepted []int, next fu
 	}
 	if err := s.bw.Flush(); err != nil {
 		ahead.release()
-		return s.lose(ctx, ioError(cmdEOD, err), true)
+		// Safe only if the dot did not get out whole: with a look-ahead, the
+		// write may have failed on the commands behind it.
+		return s.lose(ctx, ioError(cmdEOD, err), s.conn.written < dotEnd)
 	}
 	_ = s.conn.SetDeadline(time.Now().Add(s.o.FinalTimeout))
 	code, lines, err := s.readReply()
