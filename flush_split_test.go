@@ -65,6 +65,56 @@ func TestFlushSplitsLargeDomain(t *testing.T) {
 	}
 }
 
+// Once every domain has its sessions, a slot that frees up goes to the
+// domain with the longest queue left: fast.test and slow.test get one
+// session each under --max-conns 2 (each is half the run), and when
+// fast.test is done, slow.test, with most of its 300 messages still
+// queued, takes the free slot for a second session.
+func TestFlushLateWorkerTakesFreedSlot(t *testing.T) {
+	opts := func(ip string) testnet.SMTPOptions {
+		if ip == "127.0.0.2" {
+			return testnet.SMTPOptions{DataDelay: 4 * time.Millisecond}
+		}
+		return testnet.SMTPOptions{}
+	}
+	w := newWorld(t, []string{"127.0.0.2", "127.0.0.3"}, opts,
+		"slow.test. MX 10 mx.slow.test.", "mx.slow.test. A 127.0.0.2",
+		"fast.test. MX 10 mx.fast.test.", "mx.fast.test. A 127.0.0.3")
+	spoolMany(t, w.spool, 600, []string{"slow.test", "fast.test"})
+	code, out, errs := w.flush("--max-conns", "2", "--conns-per-domain", "2", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, tail(errs, 2000))
+	}
+	slow, fast := w.recv["127.0.0.2"], w.recv["127.0.0.3"]
+	if slow.Sessions() != 2 || fast.Sessions() != 1 {
+		t.Errorf("sessions: slow.test %d, fast.test %d; want 2 (a late second one) and 1", slow.Sessions(), fast.Sessions())
+	}
+	if m := w.gauge.Max(); m > 2 {
+		t.Errorf("%d sessions at once, want at most --max-conns 2", m)
+	}
+	got := map[string]int{}
+	for _, r := range []*testnet.Receiver{slow, fast} {
+		for _, m := range r.Messages() {
+			for _, to := range m.To {
+				got[to]++
+			}
+		}
+	}
+	for i := range 600 {
+		rcpt := "u" + strconv.Itoa(i) + "@" + []string{"slow.test", "fast.test"}[i%2]
+		if got[rcpt] != 1 {
+			t.Errorf("%s received %d times, want once", rcpt, got[rcpt])
+		}
+	}
+	if left := append(w.files("new"), w.files("cur")...); len(left) > 0 {
+		t.Errorf("%d messages left in the spool", len(left))
+	}
+	rows := summaryRows(t, out)
+	if r := rows["slow.test"]; r.Delivered != 300 || r.Connections != 2 {
+		t.Errorf("slow.test row %+v, want 300 delivered over 2 connections", r)
+	}
+}
+
 // A receiver that refuses a second concurrent connection from us (421 at
 // the greeting, as many do per client address): the session it accepted
 // carries the whole batch and nothing is deferred.

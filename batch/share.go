@@ -111,6 +111,41 @@ func (d *domainRun) putBack(it *Item) {
 	d.mu.Unlock()
 }
 
+// remainingLocked counts the items not taken yet. d.mu must be held.
+func (d *domainRun) remainingLocked() int {
+	return len(d.back) + len(d.b.Items) - d.next
+}
+
+// loadPerWorker is the number of items left per worker if one more joined
+// (rounded down), or 0 when the batch cannot take another worker: it has
+// perDomain workers, or none still running (its last worker has settled
+// what was left), or fewer than splitMin items each would be left.
+func (d *domainRun) loadPerWorker(perDomain int) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.live == 0 || d.workers >= perDomain {
+		return 0
+	}
+	load := d.remainingLocked() / (d.live + 1)
+	if load < splitMin {
+		return 0
+	}
+	return load
+}
+
+// join counts one more worker for the batch, if it can still take one (see
+// loadPerWorker; checked again, as workers may have left since).
+func (d *domainRun) join(perDomain int) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.live == 0 || d.workers >= perDomain || d.remainingLocked()/(d.live+1) < splitMin {
+		return false
+	}
+	d.workers++
+	d.live++
+	return true
+}
+
 // drainLocked takes every item left. d.mu must be held.
 func (d *domainRun) drainLocked() []*Item {
 	rest := append(d.back, d.b.Items[d.next:]...)
