@@ -133,6 +133,10 @@ func Dial(ctx context.Context, hosts []Host, o Options) (*Session, error) {
 				o.Logger.Debug("smtp TLS failed, retrying without TLS", "host", h.Name, "addr", ip, "err", err)
 				s, err = dialAddr(ctx, h.Name, ip, port, plan{mode: TLSNone, auth: pl.auth}, o, why)
 			}
+			if err != nil && err.heloRetry && ctx.Err() == nil {
+				o.Logger.Debug("smtp EHLO refused and connection closed, retrying with HELO", "host", h.Name, "addr", ip, "err", err)
+				s, err = dialAddr(ctx, h.Name, ip, port, plan{mode: TLSNone, helo: true}, o, "")
+			}
 			if err == nil {
 				return s, nil
 			}

@@ -18,6 +18,7 @@ const (
 	cmdConnect  = "connect"
 	cmdGreeting = "greeting"
 	cmdEHLO     = "EHLO"
+	cmdHELO     = "HELO"
 	cmdSTARTTLS = "STARTTLS"
 	cmdTLS      = "TLS"
 	cmdAuth     = "AUTH"
@@ -40,7 +41,7 @@ type Error struct {
 	Permanent bool
 	Code      int    // SMTP reply code (RFC 5321 §4.2); 0 for I/O errors, timeouts and local decisions
 	Status    string // enhanced status code (RFC 3463), e.g. "5.1.1"; X.0.0 when the reply had none
-	Command   string // "connect", "greeting", "EHLO", "STARTTLS", "TLS", "AUTH", "MAIL FROM", "RCPT TO", "DATA", "end of data", "RSET", "QUIT" or "local"
+	Command   string // "connect", "greeting", "EHLO", "HELO", "STARTTLS", "TLS", "AUTH", "MAIL FROM", "RCPT TO", "DATA", "end of data", "RSET", "QUIT" or "local"
 	Msg       string // server reply text (lines joined with "; ") or the local reason in plain words
 	Err       error  // the cause, for errors.Is / errors.As; may be nil
 	// Config marks a local configuration problem rather than a problem of
@@ -53,6 +54,10 @@ type Error struct {
 	// plainRetry: TLS failed during or after the handshake under TLSMay,
 	// so the same address is tried again without STARTTLS (C14).
 	plainRetry bool
+	// heloRetry: EHLO got 500 or 502 and the server closed the connection
+	// before HELO could follow, so the same address is tried again on a
+	// new connection that starts with HELO (C06, RFC 5321 §4.1.4).
+	heloRetry bool
 }
 
 // Reply returns the reply in SMTP form, "550 5.1.1 No such user", or for an

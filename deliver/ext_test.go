@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -32,6 +33,61 @@ func TestSendHELOFallback(t *testing.T) {
 	want := []string{"EHLO relay.a.test", "HELO relay.a.test", "MAIL FROM:<alice@a.test>", "RCPT TO:<bob@b.test>", "DATA", "QUIT"}
 	if got := f.commands(); !slices.Equal(got, want) {
 		t.Errorf("transcript %q, want %q", got, want)
+	}
+}
+
+// C06 variant: the server refuses EHLO with 500 and closes the connection
+// before HELO can follow. The same address is dialled again, starting with
+// HELO, and the message goes out without extensions, under the policies
+// that allow cleartext; a policy that needs TLS defers instead.
+func TestSendHELOAfterClose(t *testing.T) {
+	tests := []struct {
+		mode     TLSMode
+		want     []string
+		sessions int
+	}{
+		{TLSNone, []string{"EHLO relay.a.test", "HELO relay.a.test", "MAIL FROM:<alice@a.test>", "RCPT TO:<bob@b.test>", "DATA", "QUIT"}, 2},
+		{TLSMay, []string{"EHLO relay.a.test", "HELO relay.a.test", "MAIL FROM:<alice@a.test>", "RCPT TO:<bob@b.test>", "DATA", "QUIT"}, 2},
+		{TLSEncrypt, []string{"EHLO relay.a.test"}, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.mode.String(), func(t *testing.T) {
+			port := freePort(t, "127.0.0.2")
+			f := &fake{reply: func(cmd string) string {
+				if strings.HasPrefix(cmd, "EHLO") {
+					return "500 5.5.1 Command unrecognized\r\n<close>"
+				}
+				return ""
+			}}
+			sc := startFake(t, "127.0.0.2", port, f)
+			o := opts(port)
+			o.TLS.Mode = tc.mode
+			s, err := Dial(context.Background(), []Host{host("legacy.b.test", "127.0.0.2")}, o)
+			if tc.mode == TLSEncrypt {
+				var e *Error
+				if !errors.As(err, &e) || e.Permanent {
+					t.Fatalf("Dial: %v, want a temporary error", err)
+				}
+			} else {
+				if err != nil {
+					t.Fatalf("Dial: %v", err)
+				}
+				rs, err := s.Send(context.Background(), message("alice@a.test", []string{"bob@b.test"}, text("Subject: c06\n\nplain\n"), 20))
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantOutcomes(t, rs, map[string]string{"bob@b.test": "sent"})
+				rs, _ = s.Send(context.Background(), message("alice@a.test", []string{"bob@b.test"}, text("Subject: c25\n\ncaf\xc3\xa9\n"), 20))
+				wantOutcomes(t, rs, map[string]string{"bob@b.test": "perm 5.6.3"})
+				s.Close()
+			}
+			if got := f.commands(); !slices.Equal(got, tc.want) {
+				t.Errorf("transcript %q, want %q", got, tc.want)
+			}
+			if n := sc.Sessions(); n != tc.sessions {
+				t.Errorf("%d connections, want %d", n, tc.sessions)
+			}
+		})
 	}
 }
 

@@ -94,8 +94,11 @@ func TestSendDropMidData(t *testing.T) {
 		}}
 		startFake(t, "127.0.0.2", port, f)
 		s := m.dial(t, opts(port), host("mx.b.test", "127.0.0.2"))
-		src := &source{body: pattern(5 << 20)}
-		rs, err := s.Send(context.Background(), message("alice@a.test", []string{"bob@b.test", "carol@b.test"}, src, 5<<20))
+		// 64 MiB: more than loopback's socket buffers can hold (a few MiB
+		// each way), so the close is seen while the body is still being
+		// written, before the final dot could be.
+		src := &source{body: pattern(64 << 20)}
+		rs, err := s.Send(context.Background(), message("alice@a.test", []string{"bob@b.test", "carol@b.test"}, src, 64<<20))
 		le := lostError(t, err)
 		if !le.Safe {
 			t.Error("Safe = false, but the final dot was never sent")

@@ -46,6 +46,9 @@ func open(ctx context.Context, raw net.Conn, relay, host string, pl plan, o Opti
 	if e != nil {
 		return nil, e
 	}
+	if pl.helo {
+		return openHELO(cw, relay, o, st)
+	}
 	if !pl.implicit && pl.mode != TLSNone {
 		if cw, e = starttls(ctx, cw, host, pl, o, &st); e != nil {
 			return nil, e
@@ -68,7 +71,12 @@ func open(ctx context.Context, raw net.Conn, relay, host string, pl plan, o Opti
 	cw.capture = nil
 	if err != nil {
 		cl.Close()
-		e, _ := classify(cmdEHLO, err)
+		e, lost := classify(cmdEHLO, err)
+		if lost && e.Code == 0 && st.Version == "" && !pl.mode.required() && ehloRefused(ehloReply) {
+			// C06 variant: EHLO got 500/502, then the connection closed
+			// before go-smtp's HELO: start again with HELO.
+			e.heloRetry = true
+		}
 		if st.Version != "" && !pl.implicit && pl.mode == TLSMay {
 			// TLS came up but the session over it failed: C14 counts
 			// this as a TLS failure too ("during or after the handshake").
@@ -91,6 +99,35 @@ func open(ctx context.Context, raw net.Conn, relay, host string, pl plan, o Opti
 		s.sizeLimit = sizeLimit(ehloReply)
 	}
 	s.br = cw.br
+	s.newWriter()
+	return s, nil
+}
+
+// ehloRefused reports whether the reply to EHLO, in what go-smtp read
+// during Hello (the synthetic greeting line first), is 500 or 502 (RFC
+// 5321 §4.1.4: the server does not know EHLO).
+func ehloRefused(read []byte) bool {
+	_, reply, ok := bytes.Cut(read, []byte("\n"))
+	return ok && (bytes.HasPrefix(reply, []byte("500")) || bytes.HasPrefix(reply, []byte("502")))
+}
+
+// openHELO starts a session with HELO instead of EHLO, for a server that
+// closed the connection after refusing EHLO (C06 variant). Such a session
+// has no extension (RFC 5321 §4.1.4 via §3.2): no PIPELINING, SIZE,
+// 8BITMIME, SMTPUTF8, STARTTLS or AUTH; 8-bit and UTF-8 messages fail in
+// Send as on any session without them. deliver runs every command itself;
+// go-smtp's client only closes the connection.
+func openHELO(cw *conn, relay string, o Options, st TLSState) (*Session, *Error) {
+	helo := "HELO " + o.Helo
+	code, lines, err := cw.command(helo, o.CommandTimeout)
+	trace(o, helo, lines)
+	if err != nil {
+		return nil, ioError(cmdHELO, err)
+	}
+	if code/100 != 2 {
+		return nil, replyError(cmdHELO, greetingReply(code, lines))
+	}
+	s := &Session{c: smtp.NewClient(cw), conn: cw, o: o, relay: relay, tls: st, br: cw.br}
 	s.newWriter()
 	return s, nil
 }

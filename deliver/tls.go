@@ -124,6 +124,9 @@ type plan struct {
 	implicit bool
 	dane     []TLSA
 	auth     *Auth
+	// helo: start with HELO, no EHLO (C06 variant: a server that closed
+	// the connection after refusing EHLO). No extension, TLS or AUTH.
+	helo bool
 }
 
 // planFor settles TLSDANE into a concrete plan for host:port by looking up
