@@ -89,6 +89,7 @@ func runGlobals(args []string, g Globals) (code int) {
 	parser, err := kong.New(&cli,
 		kong.DefaultEnvars("MXFLUSH"),
 		kong.Resolvers(fileRes),
+		durationMapper(),
 		kong.Name("mxflush"),
 		kong.Description("Relay queued outgoing mail in batches, one SMTP session per recipient domain."),
 		kong.Writers(stdout, stderr),

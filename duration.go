@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kong"
+)
+
+// parseDuration reads a duration the way operators write queue lifetimes:
+// Go's syntax ("90s", "1h30m") plus days and weeks, "5d", "1w", "1d12h"
+// (a day is 24 hours, as Postfix's maximal_queue_lifetime counts them).
+// Errors name the value and the units allowed.
+func parseDuration(s string) (time.Duration, error) {
+	if !strings.ContainsAny(s, "dw") {
+		return time.ParseDuration(s)
+	}
+	rest, total := s, time.Duration(0)
+	if rest == "" || rest[0] == '-' || rest[0] == '+' {
+		return 0, fmt.Errorf("time: invalid duration %q (a signed value cannot use d or w)", s)
+	}
+	for rest != "" {
+		i := strings.IndexFunc(rest, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+		if i <= 0 {
+			return 0, fmt.Errorf("time: invalid duration %q (units: ns, us, ms, s, m, h, d, w)", s)
+		}
+		num := rest[:i]
+		j := i + strings.IndexFunc(rest[i:], func(r rune) bool { return (r >= '0' && r <= '9') || r == '.' })
+		if j < i {
+			j = len(rest)
+		}
+		unit := rest[i:j]
+		rest = rest[j:]
+		var d time.Duration
+		switch unit {
+		case "d", "w":
+			f, err := strconv.ParseFloat(num, 64)
+			if err != nil {
+				return 0, fmt.Errorf("time: invalid duration %q", s)
+			}
+			day := 24 * time.Hour
+			if unit == "w" {
+				day *= 7
+			}
+			d = time.Duration(f * float64(day))
+		default:
+			var err error
+			if d, err = time.ParseDuration(num + unit); err != nil {
+				return 0, fmt.Errorf("time: invalid duration %q (units: ns, us, ms, s, m, h, d, w)", s)
+			}
+		}
+		total += d
+	}
+	return total, nil
+}
+
+// durationMapper is kong's time.Duration mapper with parseDuration for
+// text (flags, MXFLUSH_* variables, string values of the config file);
+// numbers in the config file are nanoseconds, as with kong's own.
+func durationMapper() kong.Option {
+	return kong.TypeMapper(reflect.TypeFor[time.Duration](), kong.MapperFunc(
+		func(ctx *kong.DecodeContext, target reflect.Value) error {
+			t, err := ctx.Scan.PopValue("duration")
+			if err != nil {
+				return err
+			}
+			var d time.Duration
+			switch v := t.Value.(type) {
+			case string:
+				if d, err = parseDuration(v); err != nil {
+					return fmt.Errorf("expected a duration such as 90s, 30m, 4h or 5d but got %q", v)
+				}
+			case int, int64, float64:
+				d = reflect.ValueOf(v).Convert(reflect.TypeFor[time.Duration]()).Interface().(time.Duration)
+			default:
+				return fmt.Errorf("expected a duration such as 90s, 30m, 4h or 5d but got %v", v)
+			}
+			target.Set(reflect.ValueOf(d))
+			return nil
+		}))
+}
