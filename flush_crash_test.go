@@ -116,3 +116,47 @@ func TestCrashSafety(t *testing.T) {
 		t.Errorf("journal after the final run: %d bytes, %v", len(j), err)
 	}
 }
+
+// A message split by 452 (RFC 5321 §4.5.3.1.10) is journalled transaction
+// by transaction: while its second transaction is in flight, the crash
+// journal already lists the recipients the first one delivered, so a kill
+// at that moment sends only the second transaction's recipients again,
+// not the whole message.
+func TestFlushJournalEachTransaction(t *testing.T) {
+	inSecond, release := make(chan struct{}), make(chan struct{})
+	s := &scripted{hook: func(session int, cmd string, st *scriptedState) (string, bool) {
+		if cmd == "RCPT" && len(st.Rcpts) >= 2 {
+			return "452 4.5.3 Too many recipients", false
+		}
+		if session == 1 && cmd == "DATA" && st.Delivered == 1 {
+			close(inSecond)
+			<-release
+			return "", true
+		}
+		return "", false
+	}}
+	w := scriptWorld(t, s)
+	w.enqueue("alice@example.test", msg("split"), "r1@a.test", "r2@a.test", "r3@a.test", "r4@a.test")
+	done := make(chan int)
+	go func() {
+		code, _, _ := w.flush()
+		done <- code
+	}()
+	select {
+	case <-inSecond:
+	case <-time.After(5 * time.Second):
+		close(release)
+		t.Fatal("the second transaction never reached DATA")
+	}
+	j, err := os.ReadFile(filepath.Join(w.spool, "journal"))
+	close(release)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rcpt := range []string{"r1@a.test", "r2@a.test"} {
+		if !strings.Contains(string(j), "\t"+rcpt+"\n") {
+			t.Errorf("during the second transaction the journal lacks %s, delivered by the first:\n%s", rcpt, j)
+		}
+	}
+}

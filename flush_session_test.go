@@ -90,6 +90,20 @@ func TestFlushSessionFaults(t *testing.T) {
 			code: 0, sessions: 1, delivered: 3,
 		},
 		{
+			// A 452 split, then the connection drops at the second
+			// transaction's DATA: only the recipients left without a result
+			// are sent again on the new session; the first transaction's
+			// already have the message.
+			name: "452 split, dropped in the second transaction", msgs: 1, rcpts: 5,
+			hook: func(session int, cmd string, s *scriptedState) (string, bool) {
+				if cmd == "RCPT" && len(s.Rcpts) >= 2 {
+					return "452 4.5.3 Too many recipients", false
+				}
+				return "", session == 1 && cmd == "DATA" && s.Delivered == 1
+			},
+			code: 0, sessions: 2, delivered: 3,
+		},
+		{
 			// C03: a multi-line greeting ending in 521: no EHLO, recipients fail.
 			name: "521 greeting (C03)", msgs: 1, rcpts: 1,
 			hook: func(session int, cmd string, s *scriptedState) (string, bool) {

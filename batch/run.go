@@ -290,6 +290,15 @@ func (r *runner) applyOrReport(st *msgState) {
 // a 4.4.7 failure) and applies the message when this was its last batch.
 // It runs on the worker right after Send returns, before the next message.
 func (r *runner) finish(it *Item, res map[string]outcome) {
+	r.settle(it, res)
+	if it.state.done() {
+		r.applyOrReport(it.state)
+	}
+}
+
+// settle is finish without the end of the batch: it journals and records
+// the outcomes of it's recipients only (see keepFinal).
+func (r *runner) settle(it *Item, res map[string]outcome) {
 	var sent []string
 	for i, rcpt := range it.Rcpts {
 		if res[rcpt].status == Sent {
@@ -305,9 +314,6 @@ func (r *runner) finish(it *Item, res map[string]outcome) {
 			o = r.expireRcpt(it, i, o)
 		}
 		it.state.record(it.orig[i], o)
-	}
-	if it.state.done() {
-		r.applyOrReport(it.state)
 	}
 }
 

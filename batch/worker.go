@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/mxflush/mxflush/deliver"
@@ -127,14 +128,19 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 			sess = nil
 			var lost *deliver.LostError
 			if errors.As(err, &lost) && lost.Safe && !it.resent {
-				// The final dot was never sent, so nothing was delivered:
-				// send it again, once, on a fresh session (C08, C09).
+				// The final dot was never sent, so nothing was delivered
+				// in this transaction: send it again, once, on a fresh
+				// session (C08, C09), to the recipients without a final
+				// result only (see keepFinal).
 				// When the dot was sent and only its reply was lost, the
 				// receiver may have the message (RFC 5321 §4.1.1.4): it is
 				// deferred, so a slow receiver gets at most one copy per
 				// run, never several.
-				it.resent = true
-				continue
+				if again := r.keepFinal(it, res, lost, st.Relay, tls, &st); again != nil {
+					again.resent = true
+					it = again
+					continue
+				}
 			}
 		}
 		r.record(it, res, st.Relay, tls, &st)
@@ -142,7 +148,43 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 	}
 }
 
-// message adapts an item to deliver's view: envelope and an opener, never a path.
+// keepFinal is for an item whose session was lost before the final dot of
+// its current transaction (LostError.Safe), to be sent again. The
+// recipients that already have a final result (refused, or delivered in an
+// earlier transaction of the message after a 452, RFC 5321 §4.5.3.1.10)
+// are recorded now: sent again, a delivered one would get a second copy.
+// It returns the item to send again (it itself when no result is final,
+// else a copy with only the unresolved recipients), or nil when every
+// result is final and the caller records them all.
+func (r *runner) keepFinal(it *Item, res []deliver.Result, lost *deliver.LostError, relay string, tls deliver.TLSState, st *DomainStats) *Item {
+	if len(res) != len(it.Rcpts) { // not in the order of it.Rcpts: send it all again
+		return it
+	}
+	done := &Item{state: it.state, key: it.key}
+	again := &Item{state: it.state, key: it.key}
+	var final []deliver.Result
+	for i, rs := range res {
+		if lost.Unresolved(rs) {
+			again.Rcpts, again.orig = append(again.Rcpts, it.Rcpts[i]), append(again.orig, it.orig[i])
+			continue
+		}
+		done.Rcpts, done.orig = append(done.Rcpts, it.Rcpts[i]), append(done.orig, it.orig[i])
+		final = append(final, rs)
+	}
+	switch {
+	case len(final) == 0:
+		return it
+	case len(again.Rcpts) == 0:
+		return nil
+	}
+	r.settle(done, r.outcomes(done, final, relay, tls, st))
+	return again
+}
+
+// message adapts an item to deliver's view: envelope and an opener, never a
+// path. The recipients a transaction delivered before another one of the
+// same message (a 452 split) are journalled at once, as every transaction's
+// are (see finish).
 func (r *runner) message(it *Item) deliver.Message {
 	m := it.state.m
 	return deliver.Message{
@@ -150,11 +192,29 @@ func (r *runner) message(it *Item) deliver.Message {
 		To:   it.Rcpts,
 		Size: m.Size,
 		Open: func() (io.ReadCloser, error) { return r.spool.Open(m) },
+		Accepted: func(rcpts []string) {
+			var orig []string
+			for _, rcpt := range rcpts {
+				if i := slices.Index(it.Rcpts, rcpt); i >= 0 {
+					orig = append(orig, it.orig[i])
+				}
+			}
+			if err := r.journal.Append(m.ID, orig...); err != nil {
+				r.journalFailed(err)
+			}
+		},
 	}
 }
 
-// record turns deliver's per-recipient results into outcomes, events and counts.
+// record turns deliver's per-recipient results into outcomes, events and
+// counts, and finishes the item.
 func (r *runner) record(it *Item, res []deliver.Result, relay string, tls deliver.TLSState, st *DomainStats) {
+	r.finish(it, r.outcomes(it, res, relay, tls, st))
+}
+
+// outcomes turns deliver's per-recipient results into outcomes, events and
+// counts.
+func (r *runner) outcomes(it *Item, res []deliver.Result, relay string, tls deliver.TLSState, st *DomainStats) map[string]outcome {
 	out := make(map[string]outcome, len(it.Rcpts))
 	for _, rs := range res {
 		o := outcome{status: Sent, reply: rs.Reply, relay: relay}
@@ -180,7 +240,7 @@ func (r *runner) record(it *Item, res []deliver.Result, relay string, tls delive
 				DSN: "4.3.0", Reply: o.reply, Delay: r.now().Sub(it.state.m.Arrival)})
 		}
 	}
-	r.finish(it, out)
+	return out
 }
 
 // failAll gives every recipient of items the outcome of a domain-wide error.

@@ -102,6 +102,16 @@ func (e *LostError) Error() string {
 
 func (e *LostError) Unwrap() error { return e.Err }
 
+// Unresolved reports whether r, one of the results of the Send that
+// returned e, is a recipient that had no final result when the session was
+// lost: its Err is e.Err itself. The others are final (refused, or
+// delivered in an earlier transaction of the message after a 452, RFC 5321
+// §4.5.3.1.10) and must not be sent again.
+func (e *LostError) Unresolved(r Result) bool {
+	de, ok := r.Err.(*Error)
+	return ok && de == e.Err
+}
+
 // localError is a decision taken here, before or instead of a command.
 func localError(permanent bool, status, msg string, cause error) *Error {
 	return &Error{Permanent: permanent, Status: status, Command: cmdLocal, Msg: msg, Err: cause}

@@ -204,3 +204,48 @@ func TestSendSmtpSink(t *testing.T) {
 		})
 	}
 }
+
+// A pipelined group answered out of order, as smtp-sink does when it
+// delays one reply (-W) and answers the commands behind it first: the 503
+// meant for DATA is read as a RCPT's (or MAIL's) reply, and DATA gets a
+// 250. The 250 shows the replies are out of step, so no refusal read from
+// the group may fail a recipient: the session is lost, safe to send again,
+// and every recipient is unresolved (temporary), none bounced.
+func TestSendOutOfOrderReplies(t *testing.T) {
+	tests := []struct {
+		name    string
+		replies map[string]string // by command line
+	}{
+		{"RCPT reply overtaken", map[string]string{
+			"RCPT TO:<b@b.test>": "503 5.5.1 Error: need RCPT command",
+			"DATA":               "250 2.1.5 Ok",
+		}},
+		{"MAIL reply overtaken", map[string]string{
+			"MAIL FROM:<alice@a.test> BODY=8BITMIME SIZE=2": "503 5.5.1 Error: need MAIL command",
+			"RCPT TO:<a@b.test>":                            "503 5.5.1 Error: need RCPT command",
+			"RCPT TO:<b@b.test>":                            "503 5.5.1 Error: need RCPT command",
+			"DATA":                                          "250 2.1.0 Ok",
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			port := freePort(t, "127.0.0.2")
+			f := &fake{reply: func(cmd string) string { return tc.replies[cmd] }}
+			startFake(t, "127.0.0.2", port, f)
+			s := dial(t, opts(port), host("mx.b.test", "127.0.0.2"))
+			rs, err := s.Send(context.Background(), message("alice@a.test", []string{"a@b.test", "b@b.test"}, text("x\n"), 2))
+			le := lostError(t, err)
+			if !le.Safe {
+				t.Errorf("lost session not safe to resend: %v", le)
+			}
+			for _, r := range rs {
+				if !le.Unresolved(r) {
+					t.Errorf("%s: %v (%s), want unresolved, the session's error", r.Rcpt, r.Err, outcome(r))
+				}
+			}
+			if b := f.bodies(); len(b) != 0 {
+				t.Errorf("bodies %q, want none", b)
+			}
+		})
+	}
+}

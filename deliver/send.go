@@ -21,6 +21,13 @@ type Message struct {
 	// reader of a look-ahead message (see SendThen), which stays open until
 	// that message's own Send.
 	Open func() (io.ReadCloser, error)
+	// Accepted, when not nil, is called with the recipients (as in To) that
+	// a transaction delivered when the message needs another transaction
+	// after it (a 452 split, RFC 5321 §4.5.3.1.10), as soon as its end of
+	// data is accepted and before the next one starts, so that the caller
+	// can record them (a crash journal) before more is sent. The last
+	// transaction's recipients are only in Send's results.
+	Accepted func(rcpts []string)
 }
 
 // Result is the outcome for one recipient.
@@ -59,8 +66,8 @@ type Result struct {
 //   - RCPT per recipient: 2yz accepted, 4yz deferred, 5yz failed. A 452
 //     (RFC 5321 §4.5.3.1.10) sends the recipients it refused in a new
 //     transaction (MAIL again) after the accepted ones got the message; a
-//     452 with no recipient accepted defers them. Without PIPELINING the
-//     first 452 stops the RCPTs.
+//     452 with no recipient accepted defers its recipient. Without
+//     PIPELINING the first 452 after an accepted RCPT stops the RCPTs.
 //   - No RCPT accepted: no message content, RSET.
 //   - DATA 4yz/5yz and the reply to the final dot apply to every accepted
 //     recipient of the transaction. The body is streamed from Open through

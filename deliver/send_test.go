@@ -247,8 +247,9 @@ func TestSendRcptLimitTranscript(t *testing.T) {
 	}
 }
 
-// A 452 on the first RCPT of a transaction defers everyone left. Without
-// PIPELINING no other RCPT is sent; with it, the fake answers the DATA of
+// A 452 to every RCPT defers everyone, each on its own reply (see
+// TestSendRcpt452OneRecipient for why one 452 does not stop the RCPTs).
+// Without PIPELINING no DATA is sent; with it, the fake answers the DATA of
 // the group with 354 although no recipient was accepted, and RFC 2920 §3.1
 // wants a lone dot then: an empty message for nobody, never the body.
 func TestSendRcpt452First(t *testing.T) {
@@ -259,7 +260,7 @@ func TestSendRcpt452First(t *testing.T) {
 		want   []string
 		bodies []string
 	}{
-		{"sequential", sequentialEHLO, []string{"EHLO relay.a.test", mail, "RCPT TO:<a@b.test>", "RSET", "QUIT"}, nil},
+		{"sequential", sequentialEHLO, []string{"EHLO relay.a.test", mail, "RCPT TO:<a@b.test>", "RCPT TO:<b@b.test>", "RSET", "QUIT"}, nil},
 		{"pipelining", defaultEHLO, []string{"EHLO relay.a.test", mail, "RCPT TO:<a@b.test>", "RCPT TO:<b@b.test>", "DATA", "QUIT"}, []string{""}},
 	}
 	for _, tc := range tests {
@@ -286,6 +287,37 @@ func TestSendRcpt452First(t *testing.T) {
 				t.Errorf("bodies %q, want %q", got, tc.bodies)
 			}
 		})
+	}
+}
+
+// A 452 to the first RCPT of a transaction that is about that recipient
+// (a full mailbox, RFC 3463 X.2.2) defers it alone: the recipients after it
+// still get the message. Deferring them all would do the same on every
+// later try, since the next transaction starts with it again, until the
+// message expires and every one of them bounces.
+func TestSendRcpt452OneRecipient(t *testing.T) {
+	for _, ehlo := range []string{sequentialEHLO, defaultEHLO} {
+		port := freePort(t, "127.0.0.2")
+		f := &fake{ehlo: []string{ehlo}, reply: func(cmd string) string {
+			if cmd == "RCPT TO:<full@b.test>" {
+				return "452 4.2.2 Mailbox full"
+			}
+			return ""
+		}}
+		startFake(t, "127.0.0.2", port, f)
+		s := dial(t, opts(port), host("mx.b.test", "127.0.0.2"))
+		rs, err := s.Send(context.Background(), message("alice@a.test", []string{"full@b.test", "bob@b.test", "carol@b.test"}, text("x\n"), 2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantOutcomes(t, rs, map[string]string{"full@b.test": "temp 452", "bob@b.test": "sent", "carol@b.test": "sent"})
+		s.Close()
+		// With PIPELINING full@b.test is tried once more in a transaction
+		// of its own (its 452 may have been "too many recipients"), which
+		// ends in an empty message for nobody (RFC 2920 §3.1).
+		if got := slices.DeleteFunc(f.bodies(), func(b string) bool { return b == "" }); len(got) != 1 {
+			t.Errorf("%d messages sent, want 1 (to bob and carol)", len(got))
+		}
 	}
 }
 

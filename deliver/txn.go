@@ -98,7 +98,8 @@ type envelopeResult struct {
 
 // envelopeSequential sends MAIL, each RCPT and DATA one at a time, each
 // after the reply to the one before. A refused MAIL ends the transaction;
-// a 452 stops the RCPTs (the rest go in a new transaction); DATA is sent
+// a 452 after an accepted RCPT stops the RCPTs (the rest go in a new
+// transaction), one before any defers that recipient alone; DATA is sent
 // only when some recipient was accepted.
 func (s *Session) envelopeSequential(mail string, to []string, pending []int, res *results) (r envelopeResult) {
 	e, lost := s.command(cmdMail, 2, mail)
@@ -119,14 +120,13 @@ func (s *Session) envelopeSequential(mail string, to []string, pending []int, re
 			r.accepted = append(r.accepted, i)
 			continue
 		}
-		if e.Code == 452 { // too many recipients: the rest go in a new transaction
-			if len(r.accepted) == 0 {
-				res.setAll(pending[k:], e)
-			} else {
-				r.next = pending[k:]
-			}
+		if e.Code == 452 && len(r.accepted) > 0 { // too many recipients: the rest go in a new transaction
+			r.next = pending[k:]
 			break
 		}
+		// A 452 with none accepted is about this recipient (a full
+		// mailbox): deferring all the rest would starve them, since the
+		// next transaction starts with it again.
 		res.set(i, authRequired(e), "")
 	}
 	if len(r.accepted) == 0 {
@@ -151,12 +151,18 @@ func (s *Session) envelopeSequential(mail string, to []string, pending []int, re
 // recipient whatever the RCPT replies say; each 452 recipient goes in a new
 // transaction if another was accepted, else it is deferred; the DATA reply
 // is read even when no recipient was accepted, because a server may accept
-// DATA anyway. sent: the first group went out already, behind the previous
-// message's final dot (see writeFirstGroup).
+// DATA anyway. The refusals count only once every reply of the group was
+// read: a reply of the wrong class (a 250 to DATA) shows a server that
+// answered out of order (smtp-sink lets the replies after a delayed one
+// overtake it), so a 5yz read before it may belong to another command; a
+// lost session leaves the whole group to be sent again. sent: the first
+// group went out already, behind the previous message's final dot (see
+// lookahead).
 func (s *Session) envelopePipelined(mail string, to []string, pending []int, res *results, sent bool) (r envelopeResult) {
 	var mailErr *Error
 	var tooMany []int
 	tooManyErr := map[int]*Error{}
+	refused := map[int]*Error{} // set in res once the DATA reply is read
 	for k := 0; k < len(pending); {
 		group := pending[k:min(k+maxGroup, len(pending))]
 		if k > 0 || !sent {
@@ -187,14 +193,14 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 			case lost != nil:
 				return envelopeResult{lost: lost}
 			case mailErr != nil:
-				res.set(i, mailErr, "")
+				refused[i] = mailErr
 			case e == nil:
 				r.accepted = append(r.accepted, i)
 			case e.Code == 452:
 				tooMany = append(tooMany, i)
 				tooManyErr[i] = e
 			default:
-				res.set(i, authRequired(e), "")
+				refused[i] = authRequired(e)
 			}
 		}
 		k += len(group)
@@ -202,6 +208,11 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 	e, lost := s.reply(cmdData, 3)
 	if lost != nil {
 		return envelopeResult{lost: lost}
+	}
+	for _, i := range pending {
+		if e := refused[i]; e != nil {
+			res.set(i, e, "")
+		}
 	}
 	r.mailOK, r.data = mailErr == nil, e == nil
 	if len(r.accepted) > 0 {
@@ -294,6 +305,13 @@ func (s *Session) body(ctx context.Context, p *prepared, accepted []int, next fu
 	reply := strconv.Itoa(code) + " " + oneLine(strings.Join(replyTexts(lines), "\n"))
 	for _, i := range accepted {
 		p.res.set(i, nil, reply)
+	}
+	if len(p.pending) > 0 && p.m.Accepted != nil {
+		done := make([]string, len(accepted))
+		for k, i := range accepted {
+			done[k] = p.m.To[i]
+		}
+		p.m.Accepted(done)
 	}
 	s.o.Logger.Debug("smtp message accepted", "relay", s.relay, "rcpts", len(accepted), "reply", reply)
 	s.ahead = ahead
