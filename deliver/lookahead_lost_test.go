@@ -197,3 +197,69 @@ func TestSendThenLookaheadNotSent(t *testing.T) {
 		})
 	}
 }
+
+// A server that lets the replies behind a delayed one overtake it (as
+// smtp-sink -W does at the final dot) answers m1's dot with what is really
+// m2's MAIL reply. The look-ahead's replies are read before m1's result
+// counts: a 354 to its RCPT shows them out of step, so m1 is deferred
+// (its dot went out: not safe to resend), never recorded as delivered on
+// a reply that was not its own, and m2 was never sent.
+func TestSendThenOutOfOrderAtDot(t *testing.T) {
+	port := freePort(t, "127.0.0.2")
+	f := &fake{reply: func(cmd string) string {
+		switch {
+		case cmd == ".":
+			return "250 2.1.0 Ok" // MAIL's reply, overtaking the dot's
+		case strings.HasPrefix(cmd, "MAIL") && strings.Contains(cmd, "SIZE=3"):
+			return "250 2.1.5 Ok"
+		case cmd == "RCPT TO:<m2@b.test>":
+			return "354 End data with <CR><LF>.<CR><LF>"
+		}
+		return ""
+	}}
+	startFake(t, "127.0.0.2", port, f)
+	s := dial(t, opts(port), host("mx.b.test", "127.0.0.2"))
+	m2 := text("m2\n")
+	next := func() (Message, bool) { return message("alice@a.test", []string{"m2@b.test"}, m2, 3), true }
+	rs, err := s.SendThen(context.Background(), message("alice@a.test", []string{"m1@b.test"}, text("m1\n"), 2), next)
+	le := lostError(t, err)
+	if le.Safe {
+		t.Errorf("Safe = true, but m1's final dot was sent")
+	}
+	if rs[0].Err == nil {
+		t.Errorf("m1 recorded as delivered on %q, a reply that was not its own", rs[0].Reply)
+	}
+	s.Close()
+	m2.check(t)
+	if b := f.bodies(); len(b) != 1 {
+		t.Errorf("bodies %q, want m1's only", b)
+	}
+}
+
+// m1's end of data is accepted, then the server says 421 to the
+// look-ahead's MAIL and closes: m1 is delivered (its reply came in step),
+// and the session is lost safely for m2, whose final dot was never sent.
+func TestSendThen421AfterDot(t *testing.T) {
+	port := freePort(t, "127.0.0.2")
+	f := &fake{reply: func(cmd string) string {
+		if strings.HasPrefix(cmd, "MAIL") && strings.Contains(cmd, "SIZE=3") {
+			return "421 4.3.2 shutting down\r\n<close>"
+		}
+		return ""
+	}}
+	startFake(t, "127.0.0.2", port, f)
+	s := dial(t, opts(port), host("mx.b.test", "127.0.0.2"))
+	m2 := text("m2\n")
+	next := func() (Message, bool) { return message("alice@a.test", []string{"m2@b.test"}, m2, 3), true }
+	rs, err := s.SendThen(context.Background(), message("alice@a.test", []string{"m1@b.test"}, text("m1\n"), 2), next)
+	le := lostError(t, err)
+	if !le.Safe {
+		t.Errorf("Safe = false, but the look-ahead's final dot was never sent")
+	}
+	wantOutcomes(t, rs, map[string]string{"m1@b.test": "sent"})
+	s.Close()
+	m2.check(t)
+	if b := f.bodies(); len(b) != 1 {
+		t.Errorf("bodies %q, want m1's only", b)
+	}
+}

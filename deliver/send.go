@@ -155,6 +155,7 @@ type prepared struct {
 	to      []string // wire form of m.To
 	rc      io.ReadCloser
 	sent    bool
+	env     *envelopeResult // the replies to a look-ahead's group, read behind the previous final dot's
 }
 
 // same reports whether m is the message p was prepared from.

@@ -63,9 +63,12 @@ func (s *Session) transaction(ctx context.Context, p *prepared, next func() (Mes
 	defer p.closeReader()
 	defer s.conn.SetDeadline(time.Time{})
 	var env envelopeResult
-	if s.pipelining {
+	switch {
+	case p.env != nil: // a look-ahead whose replies were read already
+		env, p.env = *p.env, nil
+	case s.pipelining:
 		env = s.envelopePipelined(p.mail, p.to, pending, p.res, sent)
-	} else {
+	default:
 		env = s.envelopeSequential(p.mail, p.to, pending, p.res)
 	}
 	p.pending = env.next
@@ -293,14 +296,29 @@ func (s *Session) body(ctx context.Context, p *prepared, accepted []int, next fu
 		// The final dot got out unless writing it failed.
 		return s.lose(ctx, ioError(cmdEOD, err), s.conn.writeErr != nil)
 	}
+	var aheadLost *Error
+	if ahead != nil && ahead.sent {
+		// The look-ahead's replies come right behind the dot's (the
+		// server answers them before it waits for the body): read them
+		// now, so that m's result counts only when the replies are known
+		// to be in step. RFC 2920 §3.1 wants them in order, but a server
+		// that let one overtake another (smtp-sink -W does) would have
+		// m's verdict read from the next message's MAIL reply.
+		env := s.envelopePipelined(ahead.mail, ahead.to, ahead.pending, ahead.res, true)
+		if e := env.lost; e != nil && e.Code != 0 && e.Code != 421 {
+			ahead.release()
+			return s.lose(ctx, &Error{Status: "4.5.0", Command: cmdEOD, Err: e,
+				Msg: "replies out of order (RFC 2920 §3.1), so the reply to the end of data is not known: " + e.Reply()}, false)
+		}
+		ahead.env, aheadLost = &env, env.lost
+	}
 	if e, lost := judge(cmdEOD, 2, code, lines); e != nil {
 		if lost {
 			ahead.release()
 			return s.lose(ctx, e, false)
 		}
 		p.res.setAll(accepted, e)
-		s.ahead = ahead
-		return nil
+		return s.keepAhead(ctx, ahead, aheadLost)
 	}
 	reply := strconv.Itoa(code) + " " + oneLine(strings.Join(replyTexts(lines), "\n"))
 	for _, i := range accepted {
@@ -314,6 +332,18 @@ func (s *Session) body(ctx context.Context, p *prepared, accepted []int, next fu
 		p.m.Accepted(done)
 	}
 	s.o.Logger.Debug("smtp message accepted", "relay", s.relay, "rcpts", len(accepted), "reply", reply)
+	return s.keepAhead(ctx, ahead, aheadLost)
+}
+
+// keepAhead keeps the look-ahead for its own Send, or, when its replies
+// lost the session (a 421 or a dropped connection after the final dot's
+// reply, which stands), loses the session: the look-ahead's final dot was
+// never sent, so it is safe to send elsewhere.
+func (s *Session) keepAhead(ctx context.Context, ahead *prepared, lost *Error) *LostError {
+	if lost != nil {
+		ahead.release()
+		return s.lose(ctx, lost, true)
+	}
 	s.ahead = ahead
 	return nil
 }
