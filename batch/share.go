@@ -61,6 +61,7 @@ type domainRun struct {
 	active  int     // workers holding a session or opening one
 	live    int     // workers not finished (started or not)
 	lastErr error   // why the last item was handed back
+	barren  int     // sessions lost in a row without a delivery (see sessionLost)
 	st      DomainStats
 	first   time.Time // earliest worker start
 	last    time.Time // latest worker end
@@ -101,6 +102,27 @@ func (d *domainRun) take() *Item {
 		return d.b.Items[d.next-1]
 	}
 	return nil
+}
+
+// barrenLimit is how many sessions of a domain in a row may be lost (a
+// 421, a dropped connection, a timeout) without delivering anything before
+// the rest of its batch is deferred: a receiver that throttles by
+// answering every MAIL with 421 would otherwise get two connections per
+// message, the opposite of backing off.
+const barrenLimit = 3
+
+// sessionLost records that a session of the domain was lost, after some
+// delivery on it or none, and reports whether barrenLimit sessions in a row
+// have now been lost without one.
+func (d *domainRun) sessionLost(delivered bool) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if delivered {
+		d.barren = 0
+		return false
+	}
+	d.barren++
+	return d.barren >= barrenLimit
 }
 
 // putBack returns an item taken as a look-ahead that its session did not

@@ -64,6 +64,7 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 	dopts := r.cfg.dialOptions(d.b.Domain) // TLS policy and credentials of the next hop
 	var tls deliver.TLSState               // the current session's
 	var it *Item
+	sessDelivered := false // the current session delivered to some recipient
 	for {
 		if r.stopped() {
 			// No new transaction (nor session) after a stop: what this
@@ -119,6 +120,7 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 			return r.message(ahead), true
 		}
 		res, err := sess.SendThen(ctx, r.message(it), next)
+		sessDelivered = sessDelivered || anyDelivered(res)
 		if err != nil && ahead != nil {
 			d.putBack(ahead) // not sent: whichever worker takes it next sends it
 			ahead = nil
@@ -126,6 +128,19 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 		if err != nil {
 			sess.Close()
 			sess = nil
+			if d.sessionLost(sessDelivered) {
+				// The receiver keeps dropping us without taking
+				// anything: defer the rest of the batch now rather than
+				// open two connections per message.
+				r.record(it, res, st.Relay, tls, &st)
+				if rest := d.drain(); len(rest) > 0 {
+					e := fmt.Errorf("%d SMTP sessions in a row were lost without a delivery, the rest of the batch waits for the next run: %w", barrenLimit, err)
+					st.Error = e.Error()
+					r.failAll(rest, e, st.Relay, &st)
+				}
+				return
+			}
+			sessDelivered = false
 			var lost *deliver.LostError
 			if errors.As(err, &lost) && lost.Safe && !it.resent {
 				// The final dot was never sent, so nothing was delivered
@@ -146,6 +161,16 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 		r.record(it, res, st.Relay, tls, &st)
 		it = ahead
 	}
+}
+
+// anyDelivered reports whether some result is a delivery.
+func anyDelivered(res []deliver.Result) bool {
+	for _, r := range res {
+		if r.Err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // keepFinal is for an item whose session was lost before the final dot of
