@@ -163,9 +163,8 @@ func (s *Session) envelopeSequential(mail string, to []string, pending []int, re
 // lookahead).
 func (s *Session) envelopePipelined(mail string, to []string, pending []int, res *results, sent bool) (r envelopeResult) {
 	var mailErr *Error
-	var tooMany []int
-	tooManyErr := map[int]*Error{}
-	refused := map[int]*Error{} // set in res once the DATA reply is read
+	var tooMany []int                  // the 452s (too many recipients)
+	refused := make(map[int]*Error, 4) // every refusal, 452s too: set in res once the DATA reply is read
 	for k := 0; k < len(pending); {
 		group := pending[k:min(k+maxGroup, len(pending))]
 		if k > 0 || !sent {
@@ -201,7 +200,7 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 				r.accepted = append(r.accepted, i)
 			case e.Code == 452:
 				tooMany = append(tooMany, i)
-				tooManyErr[i] = e
+				refused[i] = e
 			default:
 				refused[i] = authRequired(e)
 			}
@@ -212,21 +211,21 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 	if lost != nil {
 		return envelopeResult{lost: lost}
 	}
-	for _, i := range pending {
-		if e := refused[i]; e != nil {
-			res.set(i, e, "")
-		}
-	}
 	r.mailOK, r.data = mailErr == nil, e == nil
 	if len(r.accepted) > 0 {
+		// The 452s go in the next transaction, behind the accepted ones.
 		r.next = tooMany
+		for _, i := range tooMany {
+			delete(refused, i)
+		}
 		if e != nil {
 			res.setAll(r.accepted, e)
 			r.accepted = nil
 		}
-	} else {
-		for _, i := range tooMany {
-			res.set(i, tooManyErr[i], "")
+	}
+	for _, i := range pending {
+		if e := refused[i]; e != nil {
+			res.set(i, e, "")
 		}
 	}
 	return r
