@@ -41,6 +41,7 @@ func (r *runner) startJournal(sum *Summary) (skip map[string]bool, err error) {
 		return skip, nil
 	}
 	r.journal = j
+	r.removal = startRemover(r.spool, r.removeFailed)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- j.GroupCommit(ctx, journalInterval) }()
@@ -62,17 +63,20 @@ func (r *runner) endJournal(skip map[string]bool) {
 		return
 	}
 	defer r.journal.Close()
+	r.removal.stop()
 	if err := r.stopCommit(); err != nil {
 		r.journalFailed(err)
+	}
+	// The unsynced removals (see apply) are made durable even when the
+	// journal is kept, so that fewer of them can come back after a power loss.
+	if err := r.spool.SyncQueues(); err != nil {
+		r.problem(Problem{ID: "journal", Reason: "spool directories cannot be synced; the crash journal is kept for the next run: " + err.Error(), IOError: true})
+		return
 	}
 	r.mu.Lock()
 	keep := r.unapplied > 0 || r.journalBad || len(skip) > 0
 	r.mu.Unlock()
 	if keep {
-		return
-	}
-	if err := r.spool.SyncQueues(); err != nil { // the unsynced removals first (see apply)
-		r.problem(Problem{ID: "journal", Reason: "spool directories cannot be synced; the crash journal is kept for the next run: " + err.Error(), IOError: true})
 		return
 	}
 	if err := r.journal.Reset(); err != nil {

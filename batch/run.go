@@ -101,6 +101,7 @@ type runner struct {
 	journal *spool.Journal  // crash journal of delivered recipients; nil when it could not be opened
 	// stopCommit ends the journal's group commit and returns its error.
 	stopCommit func() error
+	removal    *remover // deletes delivered messages' files while the journal works; nil without it
 
 	mu         sync.Mutex
 	problems   []Problem

@@ -166,13 +166,15 @@ func (r *runner) apply(s *msgState) error {
 	switch {
 	case len(env.To) == 0 && len(env.Failed) == 0:
 		// With a working crash journal the delivery is already on record,
-		// so the directory fsync waits for endJournal (SyncQueues, before
-		// the journal is emptied): one fsync per run, not per message.
+		// so the file goes on the remover pool (the session moves on to its
+		// next message) and the directory fsync waits for endJournal
+		// (SyncQueues, before the journal is emptied): one fsync per run,
+		// not per message.
 		r.mu.Lock()
 		journalled := r.journal != nil && !r.journalBad
 		r.mu.Unlock()
 		if journalled {
-			err = r.spool.RemoveUnsynced(m)
+			r.removal.remove(m)
 		} else {
 			err = r.spool.Remove(m)
 		}
