@@ -8,13 +8,19 @@ import (
 )
 
 // loopback measures, for each message count, mxflush over each domain count
-// and smtp-source with and without connection reuse, all to the same
-// smtp-sink with the same message size and concurrency, and prints one
-// table.
+// (with the spool on disk, and again on tmpfs when -tmpfs names one) and
+// smtp-source with and without connection reuse, all to the same smtp-sink
+// with the same message size and concurrency, plus the disk floor (see
+// unlinkFloor), and prints one table.
 func (w *world) loopback(ctx context.Context) error {
 	c := w.cfg
 	fmt.Printf("### Loopback: %d sessions at once (mxflush --max-conns %d --conns-per-domain %d, smtp-source -s %d), %d-octet bodies, one smtp-sink\n\n",
 		c.conc, c.conc, c.conc, c.conc, c.size)
+	fmt.Printf("Spool on disk: %s, %s.", w.cfg.dir, fsInfo(w.cfg.dir))
+	if c.memSpool != "" {
+		fmt.Printf(" Spool in memory: %s, %s.", c.memSpool, fsInfo(c.memSpool))
+	}
+	fmt.Print("\n\n")
 	fmt.Println("| messages | contender | domains | msgs/s | × limit | connections | peak open files | peak RSS MB | CPU s | wall s |")
 	fmt.Println("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, n := range c.ns {
@@ -24,20 +30,29 @@ func (w *world) loopback(ctx context.Context) error {
 			cs = append(cs, contender{name: fmt.Sprintf("mxflush flush, %d domains", k), k: k,
 				run: func(ctx context.Context) (result, error) { return w.flush(ctx, w.dns, n, k, c.conc) }})
 		}
+		if c.memSpool != "" {
+			for _, k := range c.ks {
+				cs = append(cs, contender{name: fmt.Sprintf("mxflush flush, %d domains, spool on tmpfs", k), k: k,
+					run: func(ctx context.Context) (result, error) { return w.flushIn(ctx, c.memSpool, w.dns, n, k, c.conc) }})
+			}
+		}
+		limit := len(cs) + 1
 		cs = append(cs,
 			contender{name: "mxflush flush --dry-run (scan, plan, MX lookups: no delivery)", k: 1, dry: true,
 				run: func(ctx context.Context) (result, error) { return w.dryRun(ctx, n, 1) }},
 			contender{name: fmt.Sprintf("smtp-source -d -s %d (limit)", c.conc),
 				run: func(ctx context.Context) (result, error) { return w.source(ctx, n, true) }},
 			contender{name: fmt.Sprintf("smtp-source -s %d (new connection per message)", c.conc),
-				run: func(ctx context.Context) (result, error) { return w.source(ctx, n, false) }})
+				run: func(ctx context.Context) (result, error) { return w.source(ctx, n, false) }},
+			contender{name: fmt.Sprintf("disk floor: unlink %d spool files on %d threads, no SMTP", n, floorThreads),
+				run: func(ctx context.Context) (result, error) { return w.unlinkFloor(ctx, n) }})
 		res, err := measure(ctx, c, cs)
 		if err != nil {
 			return err
 		}
-		limit := medianRate(res[len(c.ks)+1], n)
+		lim := medianRate(res[limit], n)
 		for i, ct := range cs {
-			printRow(n, ct, res[i], limit)
+			printRow(n, ct, res[i], lim)
 		}
 	}
 	fmt.Println()

@@ -38,6 +38,8 @@ type config struct {
 	pipeN    int           // messages per pipelining run
 
 	only                               string // run only contenders whose name contains this
+	tmpfs                              string // a tmpfs directory for the spool-on-tmpfs rows; "" for none
+	memSpool                           string // the spool of those rows, inside tmpfs; "" for no such rows
 	dir, mxflush, sinkPath, sourcePath string
 	keep                               bool
 }
@@ -73,6 +75,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.dir, "dir", "", "work directory (default: a new temporary directory, removed at the end)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the work directory")
 	fs.StringVar(&c.only, "only", "", "measure only the contenders whose name contains this text (for profiling; ratios need the limit row)")
+	fs.StringVar(&c.tmpfs, "tmpfs", "/dev/shm", "a directory on tmpfs for extra loopback rows with the spool in memory (empty, or not a tmpfs: no such rows)")
 	fs.StringVar(&c.mxflush, "mxflush", "", "mxflush binary (default: go build from the module root)")
 	fs.StringVar(&c.sinkPath, "smtp-sink", "smtp-sink", "smtp-sink binary")
 	fs.StringVar(&c.sourcePath, "smtp-source", "smtp-source", "smtp-source binary")
@@ -136,6 +139,14 @@ func run(ctx context.Context, cfg config) error {
 		if !cfg.keep {
 			defer os.RemoveAll(d)
 		}
+	}
+	if cfg.tmpfs != "" && isTmpfs(cfg.tmpfs) {
+		d, err := os.MkdirTemp(cfg.tmpfs, "mxbench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		cfg.memSpool = filepath.Join(d, "spool")
 	}
 	if cfg.mxflush == "" {
 		cfg.mxflush = filepath.Join(cfg.dir, "mxflush")

@@ -107,9 +107,14 @@ func (w *world) counted(n int, f func() (result, error)) (result, error) {
 }
 
 // flush runs `mxflush flush` on a fresh spool of n messages over k domains
-// with the given DNS server, --max-conns conc and --conns-per-domain cpd.
+// in the work directory with the given DNS server, --max-conns conc and
+// --conns-per-domain cpd.
 func (w *world) flush(ctx context.Context, dns *testnet.DNS, n, k, cpd int) (result, error) {
-	dir := filepath.Join(w.cfg.dir, "spool")
+	return w.flushIn(ctx, filepath.Join(w.cfg.dir, "spool"), dns, n, k, cpd)
+}
+
+// flushIn is flush with the spool at dir.
+func (w *world) flushIn(ctx context.Context, dir string, dns *testnet.DNS, n, k, cpd int) (result, error) {
 	if err := writeSpool(dir, n, k, w.cfg.size); err != nil {
 		return result{}, err
 	}
