@@ -62,9 +62,12 @@ type domainRun struct {
 	live    int     // workers not finished (started or not)
 	lastErr error   // why the last item was handed back
 	barren  int     // sessions lost in a row without a delivery (see sessionLost)
-	st      DomainStats
-	first   time.Time // earliest worker start
-	last    time.Time // latest worker end
+	// unordered: a session answered a pipelined group out of order
+	// (deliver.Error.OutOfOrder); the next sessions do without PIPELINING.
+	unordered bool
+	st        DomainStats
+	first     time.Time // earliest worker start
+	last      time.Time // latest worker end
 }
 
 func newDomainRun(b *Batch, workers int) *domainRun {

@@ -90,6 +90,9 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 				d.hold()
 				counted = true
 			}
+			d.mu.Lock()
+			dopts.NoPipelining = d.unordered
+			d.mu.Unlock()
 			s, err := deliver.Dial(ctx, hosts, dopts)
 			if err != nil {
 				st.noteConfig(err)
@@ -128,6 +131,14 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 		if err != nil {
 			sess.Close()
 			sess = nil
+			var lost *deliver.LostError
+			if errors.As(err, &lost) && lost.Err.OutOfOrder {
+				// RFC 2920 §3.1 is broken by this server: one command
+				// at a time from now on, for every worker of the batch.
+				d.mu.Lock()
+				d.unordered = true
+				d.mu.Unlock()
+			}
 			if d.sessionLost(sessDelivered) {
 				// The receiver keeps dropping us without taking
 				// anything: defer the rest of the batch now rather than
@@ -141,8 +152,7 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 				return
 			}
 			sessDelivered = false
-			var lost *deliver.LostError
-			if errors.As(err, &lost) && lost.Safe && !it.resent {
+			if lost != nil && lost.Safe && !it.resent {
 				// The final dot was never sent, so nothing was delivered
 				// in this transaction: send it again, once, on a fresh
 				// session (C08, C09), to the recipients without a final

@@ -31,6 +31,10 @@ type Options struct {
 	DataTimeout     time.Duration // each write of the message body: default 3m (§4.5.3.2.5)
 	FinalTimeout    time.Duration // reply to the final dot: default 10m (§4.5.3.2.6)
 	TLS             TLSPolicy     // the zero value is opportunistic STARTTLS (TLSMay)
+	// NoPipelining sends one command at a time even to a server that
+	// offers PIPELINING (RFC 2920): for a server that answered a pipelined
+	// group out of order earlier in the run (see Error.OutOfOrder).
+	NoPipelining bool
 	// Auth returns the SMTP AUTH credentials (RFC 4954) for a host (its
 	// name without brackets) and port, or nil for none. nil: no AUTH.
 	Auth func(host string, port int) *Auth

@@ -50,6 +50,12 @@ type Error struct {
 	// messages wait for a fixed configuration) and the run should exit 78
 	// (EX_CONFIG).
 	Config bool
+	// OutOfOrder marks a session lost because the server answered a
+	// pipelined group out of order (RFC 2920 §3.1 wants the replies in
+	// the order of the commands): a reply of the wrong class, such as 354
+	// to RCPT or 250 to DATA. The caller should speak to that server
+	// without PIPELINING (Options.NoPipelining). Always temporary.
+	OutOfOrder bool
 
 	// plainRetry: TLS failed during or after the handshake under TLSMay,
 	// so the same address is tried again without STARTTLS (C14).

@@ -226,6 +226,9 @@ func TestSendThenOutOfOrderAtDot(t *testing.T) {
 	if le.Safe {
 		t.Errorf("Safe = true, but m1's final dot was sent")
 	}
+	if !le.Err.OutOfOrder || !strings.Contains(le.Err.Msg, ": 354 ") {
+		t.Errorf("lost session error %+v, want OutOfOrder naming the 354 read for RCPT", le.Err)
+	}
 	if rs[0].Err == nil {
 		t.Errorf("m1 recorded as delivered on %q, a reply that was not its own", rs[0].Reply)
 	}

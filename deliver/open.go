@@ -95,6 +95,7 @@ func open(ctx context.Context, raw net.Conn, relay, host string, pl plan, o Opti
 	s.utf8, _ = cl.Extension("SMTPUTF8")
 	s.eightBit, _ = cl.Extension("8BITMIME")
 	s.pipelining, _ = cl.Extension("PIPELINING")
+	s.pipelining = s.pipelining && !o.NoPipelining
 	if s.size, _ = cl.Extension("SIZE"); s.size {
 		s.sizeLimit = sizeLimit(ehloReply)
 	}

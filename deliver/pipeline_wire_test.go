@@ -238,6 +238,9 @@ func TestSendOutOfOrderReplies(t *testing.T) {
 			if !le.Safe {
 				t.Errorf("lost session not safe to resend: %v", le)
 			}
+			if !le.Err.OutOfOrder || le.Err.Permanent {
+				t.Errorf("lost session error %+v, want a temporary one marked OutOfOrder", le.Err)
+			}
 			for _, r := range rs {
 				if !le.Unresolved(r) {
 					t.Errorf("%s: %v (%s), want unresolved, the session's error", r.Rcpt, r.Err, outcome(r))

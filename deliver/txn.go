@@ -162,6 +162,15 @@ func (s *Session) envelopeSequential(mail string, to []string, pending []int, re
 // group went out already, behind the previous message's final dot (see
 // lookahead).
 func (s *Session) envelopePipelined(mail string, to []string, pending []int, res *results, sent bool) (r envelopeResult) {
+	reply := func(cmd string, want int) (e, lost *Error) {
+		e, lost = s.reply(cmd, want)
+		if lost != nil && (lost.Code/100 == 2 || lost.Code/100 == 3) {
+			// A 354 to RCPT, a 250 to DATA: see Error.OutOfOrder.
+			lost = &Error{Status: "4.5.0", Command: cmd, Err: lost, OutOfOrder: true,
+				Msg: "replies out of order (RFC 2920 §3.1): " + lost.Reply()}
+		}
+		return e, lost
+	}
 	var mailErr *Error
 	var tooMany []int                  // the 452s (too many recipients)
 	refused := make(map[int]*Error, 4) // every refusal, 452s too: set in res once the DATA reply is read
@@ -181,7 +190,7 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 			}
 		}
 		if k == 0 {
-			e, lost := s.reply(cmdMail, 2)
+			e, lost := reply(cmdMail, 2)
 			if lost != nil {
 				return envelopeResult{lost: lost}
 			}
@@ -190,7 +199,7 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 			}
 		}
 		for _, i := range group {
-			e, lost := s.reply(cmdRcpt, 2)
+			e, lost := reply(cmdRcpt, 2)
 			switch {
 			case lost != nil:
 				return envelopeResult{lost: lost}
@@ -207,7 +216,7 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 		}
 		k += len(group)
 	}
-	e, lost := s.reply(cmdData, 3)
+	e, lost := reply(cmdData, 3)
 	if lost != nil {
 		return envelopeResult{lost: lost}
 	}
@@ -304,10 +313,14 @@ func (s *Session) body(ctx context.Context, p *prepared, accepted []int, next fu
 		// that let one overtake another (smtp-sink -W does) would have
 		// m's verdict read from the next message's MAIL reply.
 		env := s.envelopePipelined(ahead.mail, ahead.to, ahead.pending, ahead.res, true)
-		if e := env.lost; e != nil && e.Code != 0 && e.Code != 421 {
+		if e := env.lost; e != nil && (e.OutOfOrder || e.Code != 0 && e.Code != 421) {
 			ahead.release()
-			return s.lose(ctx, &Error{Status: "4.5.0", Command: cmdEOD, Err: e,
-				Msg: "replies out of order (RFC 2920 §3.1), so the reply to the end of data is not known: " + e.Reply()}, false)
+			reply := e.Reply()
+			if inner, ok := e.Err.(*Error); ok && e.OutOfOrder {
+				reply = inner.Reply() // the reply of the wrong class
+			}
+			return s.lose(ctx, &Error{Status: "4.5.0", Command: cmdEOD, Err: e, OutOfOrder: true,
+				Msg: "replies out of order (RFC 2920 §3.1), so the reply to the end of data is not known: " + reply}, false)
 		}
 		ahead.env, aheadLost = &env, env.lost
 	}
