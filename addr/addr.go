@@ -139,7 +139,7 @@ func Domain(mbox string) (string, error) {
 	if ascii == "" || len(ascii) > MaxDomain {
 		return "", bad(mbox, "domain is not a valid host name (RFC 5321 §4.1.2)")
 	}
-	for _, label := range strings.Split(ascii, ".") {
+	for label := range strings.SplitSeq(ascii, ".") { // no slice: this runs for every recipient of a scan
 		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") ||
 			strings.ContainsFunc(label, func(r rune) bool { return !isLDH(r) }) {
 			return "", bad(mbox, fmt.Sprintf("domain is not a valid host name: label %q (RFC 5321 §4.1.2, RFC 1035 §2.3.1)", label))
