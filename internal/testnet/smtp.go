@@ -260,6 +260,10 @@ type recConn struct {
 	awaitRep bool   // DATA sent, its reply not yet written
 	awaitTLS bool   // STARTTLS sent, its reply not yet written
 	hidden   bool   // under TLS: what is read is ciphertext, not recorded
+	// leave takes the session off the Gauge, once: when QUIT is read
+	// (before the 221 goes out, so that a client which waits for it can
+	// never see its next session counted with this one), or at Logout.
+	leave func()
 }
 
 const maxRecLine = 4096
@@ -326,6 +330,9 @@ func (c *recConn) scan(b []byte) {
 		if strings.EqualFold(cmd, "STARTTLS") {
 			c.awaitTLS = true
 		}
+		if strings.EqualFold(cmd, "QUIT") && c.leave != nil {
+			c.leave()
+		}
 	}
 }
 
@@ -359,20 +366,25 @@ func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	b.r.hellos = append(b.r.hellos, h)
 	b.r.mu.Unlock()
 	b.r.o.Active.add(1)
-	return &session{r: b.r, id: id, helo: c.Hostname(), tls: h.TLS}, nil
+	leave := sync.OnceFunc(func() { b.r.o.Active.add(-1) })
+	if rc, ok := nc.(*recConn); ok {
+		rc.leave = leave
+	}
+	return &session{r: b.r, id: id, helo: c.Hostname(), tls: h.TLS, leave: leave}, nil
 }
 
 // session is one SMTP session: it collects the envelope and records the
 // message at end of data.
 type session struct {
-	r    *Receiver
-	id   int
-	helo string
-	tls  bool
-	auth bool // AUTH succeeded
-	from string
-	to   []string
-	opts smtp.MailOptions
+	r     *Receiver
+	id    int
+	helo  string
+	tls   bool
+	auth  bool   // AUTH succeeded
+	leave func() // takes the session off the Gauge, once (see recConn.leave)
+	from  string
+	to    []string
+	opts  smtp.MailOptions
 }
 
 func (s *session) Reset() {
@@ -380,7 +392,7 @@ func (s *session) Reset() {
 }
 
 func (s *session) Logout() error {
-	s.r.o.Active.add(-1)
+	s.leave()
 	return nil
 }
 
