@@ -155,7 +155,7 @@ func (s selection) apply(g *Globals, action string, asJSON bool, act func(*spool
 	}
 	var msgs []*spool.Message
 	if filtered {
-		if msgs, err = listQueues(g, sp, s.queues, s.domain); err != nil {
+		if msgs, err = listQueues(g, sp, s.queues, s.domain, false); err != nil {
 			return err
 		}
 	}
@@ -226,8 +226,12 @@ func lockSpool(sp *spool.Spool) (func() error, error) {
 
 // listQueues lists queues (files that cannot be parsed are named on stderr
 // and skipped) and keeps the messages with a recipient in domain ("" keeps
-// all): a pending one, or in failed/ a failed one.
-func listQueues(g *Globals, sp *spool.Spool, queues []string, domain string) ([]*spool.Message, error) {
+// all): a pending one, or in failed/ a failed one. With anyFailed (the
+// queue listing), a failed recipient in domain counts in every queue; an
+// action never selects a message for a recipient that has already failed,
+// or `delete --domain` would drop the pending recipients of other domains
+// that share a message with it.
+func listQueues(g *Globals, sp *spool.Spool, queues []string, domain string, anyFailed bool) ([]*spool.Message, error) {
 	var out []*spool.Message
 	for _, q := range queues {
 		list, probs, err := sp.List(q)
@@ -238,7 +242,7 @@ func listQueues(g *Globals, sp *spool.Spool, queues []string, domain string) ([]
 			fmt.Fprintf(g.stderr, "mxflush: %s: %s\n", p.Path, p.Reason)
 		}
 		for _, m := range list {
-			if domain == "" || inDomain(m, domain) {
+			if domain == "" || inDomain(m, domain, anyFailed || m.Queue == spool.QueueFailed) {
 				out = append(out, m)
 			}
 		}
@@ -246,17 +250,19 @@ func listQueues(g *Globals, sp *spool.Spool, queues []string, domain string) ([]
 	return out, nil
 }
 
-// inDomain reports whether m has a pending or failed recipient whose
-// routing domain is d (compared in A-label form, any case, trailing dot
-// ignored).
-func inDomain(m *spool.Message, d string) bool {
+// inDomain reports whether m has a pending recipient (or, with failed, a
+// failed one) whose routing domain is d (compared in A-label form, any
+// case, trailing dot ignored).
+func inDomain(m *spool.Message, d string, failed bool) bool {
 	want, err := addr.Domain("x@" + d)
 	if err != nil {
 		want = strings.ToLower(strings.TrimSuffix(d, "."))
 	}
 	rcpts := append([]string{}, m.To...)
 	for _, f := range m.Failed {
-		rcpts = append(rcpts, f.Rcpt)
+		if failed {
+			rcpts = append(rcpts, f.Rcpt)
+		}
 	}
 	for _, r := range rcpts {
 		if got, err := addr.Domain(r); err == nil && got == want {

@@ -235,6 +235,30 @@ func TestDelete(t *testing.T) {
 	}
 }
 
+// delete --domain D selects by pending recipients: a deferred message
+// whose only D recipient has already failed keeps its pending recipient in
+// another domain, and is not deleted. In failed/ a failed recipient counts.
+func TestDeleteDomainSparesOtherPendingRecipients(t *testing.T) {
+	sp := fixtureSpool(t)
+	code, out, errs := runAt("", "delete", "--spool", sp, "--domain", "b.test")
+	if code != 0 || !strings.Contains(out, "delete: 1 message(s)") || !strings.Contains(out, idNew) {
+		t.Fatalf("exit %d, out %q, err %q; want only %s deleted (carol@b.test pending), not %s (gone@b.test failed, dave@a.test pending)", code, out, errs, idNew, idCur)
+	}
+	if _, err := openSpool(t, sp).Load(spool.QueueCur, idCur); err != nil {
+		t.Errorf("%s with dave@a.test pending was deleted: %v", idCur, err)
+	}
+	code, out, _ = runAt("", "delete", "--spool", sp, "--failed", "--domain", "b.test")
+	if code != 0 || !strings.Contains(out, idFailed) {
+		t.Errorf("exit %d, out %q; want %s deleted from failed/ (frank@b.test failed)", code, out, idFailed)
+	}
+	for q, want := range map[string]int{"new": 0, "cur": 1, "failed": 0, "hold": 1} {
+		ents, _ := os.ReadDir(filepath.Join(sp, q))
+		if len(ents) != want {
+			t.Errorf("%s/ has %d files, want %d", q, len(ents), want)
+		}
+	}
+}
+
 // hold/ is never sent: a held message stays put through a flush --all, and
 // after release the next flush delivers it. Round trip on a real spool
 // against a loopback receiver.

@@ -59,7 +59,7 @@ func (c *QueueCmd) Run(g *Globals) error {
 			queues = append(queues, spool.QueueFailed)
 		}
 	}
-	msgs, err := listQueues(g, sp, queues, c.Domain)
+	msgs, err := listQueues(g, sp, queues, c.Domain, true)
 	if err != nil {
 		return err
 	}
