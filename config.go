@@ -72,7 +72,9 @@ func (fc *fileConfig) check(model *kong.Application) error {
 	var walk func(n *kong.Node)
 	walk = func(n *kong.Node) {
 		for _, f := range n.Flags {
-			known[strings.ReplaceAll(f.Name, "-", "_")] = true
+			if len(f.Envs) > 0 { // a flag without one is for the command line only
+				known[strings.ReplaceAll(f.Name, "-", "_")] = true
+			}
 		}
 		for _, c := range n.Children {
 			walk(c)
@@ -114,6 +116,9 @@ func (fc *fileConfig) resolver() (kong.Resolver, error) {
 		return nil, err
 	}
 	return kong.ResolverFunc(func(ctx *kong.Context, parent *kong.Path, flag *kong.Flag) (any, error) {
+		if len(flag.Envs) == 0 { // env:"-": command line only (the queue commands' selections)
+			return nil, nil
+		}
 		for _, env := range flag.Envs {
 			if _, ok := os.LookupEnv(env); ok {
 				return nil, nil

@@ -87,3 +87,33 @@ func TestConfigBadFileExits78(t *testing.T) {
 		t.Errorf("missing --config: exit %d, stderr %q", code, errs)
 	}
 }
+
+// The queue commands' selections come from the command line only: an
+// MXFLUSH_ALL meant for flush does not make `release` take all of hold/,
+// and a config key that only a selection flag has ("failed") is refused
+// as unknown rather than making a bare `delete` empty failed/.
+func TestSelectionFlagsIgnoreEnvAndConfig(t *testing.T) {
+	t.Setenv("MXFLUSH_CONFIG", "")
+	sp := fixtureSpool(t)
+	t.Setenv("MXFLUSH_ALL", "1")
+	t.Setenv("MXFLUSH_DOMAIN", "c.test")
+	code, out, errs := configRun(t, "", "release", "--spool", sp)
+	if code != 64 || !strings.Contains(errs, "give message IDs") {
+		t.Errorf("release with MXFLUSH_ALL=1 and no selection: exit %d, out %q, err %q; want 64 asking for a selection", code, out, errs)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(sp, "hold")); len(ents) != 1 {
+		t.Errorf("hold/ has %d files after the refused release, want 1", len(ents))
+	}
+	code, _, errs = configRun(t, `{"failed": true}`, "delete", "--spool", sp)
+	if code != 78 || !strings.Contains(errs, "unknown key(s) failed") {
+		t.Errorf("delete with a config key failed: exit %d, err %q; want 78 naming the unknown key", code, errs)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(sp, "failed")); len(ents) != 1 {
+		t.Errorf("failed/ has %d files, want 1", len(ents))
+	}
+	// flush still takes MXFLUSH_ALL.
+	code, out, errs = configRun(t, "", "config", "--spool", sp)
+	if v, from := row(t, out, "all"); code != 0 || v != "true" || !strings.HasPrefix(from, "env MXFLUSH_ALL") {
+		t.Errorf("config: exit %d, --all = %s from %q (err %q); want true from MXFLUSH_ALL", code, v, from, errs)
+	}
+}

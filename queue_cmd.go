@@ -14,9 +14,9 @@ import (
 // QueueCmd is `mxflush queue`: the waiting messages, like mailq.
 type QueueCmd struct {
 	JSON   bool   `name:"json" help:"Print one JSON object per message, one per line."`
-	Domain string `help:"Only messages with a recipient (pending, or failed with --failed) in this domain." placeholder:"D"`
-	Failed bool   `help:"List failed/ (permanently failed messages) instead of new/ and cur/."`
-	Held   bool   `help:"List hold/ (held messages) instead of new/ and cur/; with --failed, both."`
+	Domain string `help:"Only messages with a recipient (pending, or failed with --failed) in this domain." placeholder:"D" env:"-"`
+	Failed bool   `help:"List failed/ (permanently failed messages) instead of new/ and cur/." env:"-"`
+	Held   bool   `help:"List hold/ (held messages) instead of new/ and cur/; with --failed, both." env:"-"`
 }
 
 // queueEntry is the JSON shape of one waiting message; field names are stable.
