@@ -132,14 +132,18 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 			sess.Close()
 			sess = nil
 			var lost *deliver.LostError
-			if errors.As(err, &lost) && lost.Err.OutOfOrder {
+			unordered := errors.As(err, &lost) && lost.Err.OutOfOrder
+			if unordered {
 				// RFC 2920 §3.1 is broken by this server: one command
 				// at a time from now on, for every worker of the batch.
+				// Such a loss is no throttle: it does not count towards
+				// barrenLimit (the sessions opened with PIPELINING
+				// before the first one saw it may all be lost at once).
 				d.mu.Lock()
 				d.unordered = true
 				d.mu.Unlock()
 			}
-			if d.sessionLost(sessDelivered) {
+			if !unordered && d.sessionLost(sessDelivered) {
 				// The receiver keeps dropping us without taking
 				// anything: defer the rest of the batch now rather than
 				// open two connections per message.

@@ -220,6 +220,14 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 	if lost != nil {
 		return envelopeResult{lost: lost}
 	}
+	if mailErr != nil && e == nil {
+		// A server in step answers DATA after a refused MAIL with 503 or
+		// 554 (RFC 2920 §3.1); a 354 shows that the replies overtook one
+		// another, e.g. the dot's 550 read for the look-ahead's MAIL and
+		// its MAIL's 250 for the dot: no refusal of the group can count.
+		return envelopeResult{lost: &Error{Status: "4.5.0", Command: cmdData, Err: mailErr, OutOfOrder: true,
+			Msg: "replies out of order (RFC 2920 §3.1): DATA accepted after MAIL was refused with " + mailErr.Reply()}}
+	}
 	r.mailOK, r.data = mailErr == nil, e == nil
 	if len(r.accepted) > 0 {
 		// The 452s go in the next transaction, behind the accepted ones.

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mxflush/mxflush/internal/testnet"
+)
+
+// misorder is a receiver that offers PIPELINING and answers in order,
+// except where it is told to misorder:
+//
+//   - groupOOO: a pipelined MAIL, RCPT, DATA group that starts a
+//     transaction gets MAIL's reply, then DATA's 354, then the RCPTs'
+//     (as flush_unordered_test.go's unordered does), and nothing is
+//     delivered. With barrier > 0 those replies wait until barrier such
+//     groups arrived (at most 3 s), and sessions after the first barrier
+//     ones wait at the greeting until the first ones are closed (at most
+//     3 s): every first session is lost before any later one can deliver.
+//   - lateDot > 0: in session 1, the lateDot-th end of data that has a
+//     look-ahead group behind it is accepted, but its 250 is written after
+//     the group's replies (250 MAIL, 250 RCPT..., 354), as smtp-sink -W .:N
+//     does; the session then waits for the client to hang up.
+//
+// Commands sent one at a time always get their replies in order.
+type misorder struct {
+	groupOOO bool
+	barrier  int
+	lateDot  int
+
+	mu        sync.Mutex
+	sessions  int
+	groups    int           // pipelined groups answered out of order
+	release   chan struct{} // closed once barrier groups arrived
+	closed    int           // first-generation sessions ended
+	firstGone chan struct{} // closed once barrier first sessions ended
+	delivered []string      // the recipient of each message accepted
+	piped     []int         // sessions in which a pipelined group arrived
+}
+
+func (m *misorder) init() {
+	m.release, m.firstGone = make(chan struct{}), make(chan struct{})
+}
+
+func (m *misorder) deliveredCount() map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := map[string]int{}
+	for _, r := range m.delivered {
+		n[r]++
+	}
+	return n
+}
+
+func (m *misorder) handle(c net.Conn) {
+	m.mu.Lock()
+	m.sessions++
+	session := m.sessions
+	m.mu.Unlock()
+	first := m.barrier > 0 && session <= m.barrier
+	if m.barrier > 0 && !first {
+		select {
+		case <-m.firstGone:
+		case <-time.After(3 * time.Second):
+		}
+	}
+	defer func() {
+		if !first {
+			return
+		}
+		m.mu.Lock()
+		m.closed++
+		if m.closed == m.barrier {
+			close(m.firstGone)
+		}
+		m.mu.Unlock()
+	}()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(c)
+	say := func(s string) bool { _, err := fmt.Fprintf(c, "%s\r\n", s); return err == nil }
+	readGroup := func() (rcpts []string, ok bool) { // the RCPTs up to DATA
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				return nil, false
+			}
+			l = strings.TrimSpace(l)
+			if strings.EqualFold(l, "DATA") {
+				return rcpts, true
+			}
+			if strings.HasPrefix(strings.ToUpper(l), "RCPT TO:") {
+				rcpts = append(rcpts, strings.Trim(l[len("RCPT TO:"):], "<>"))
+			}
+		}
+	}
+	if !say("220 misorder.test ESMTP") {
+		return
+	}
+	var rcpts []string
+	dots := 0
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		cmd := strings.ToUpper(strings.TrimSpace(line))
+		switch {
+		case strings.HasPrefix(cmd, "EHLO"):
+			say("250-misorder.test\r\n250-PIPELINING\r\n250 8BITMIME")
+		case strings.HasPrefix(cmd, "MAIL") && r.Buffered() > 0:
+			m.mu.Lock()
+			m.piped = append(m.piped, session)
+			m.mu.Unlock()
+			if !m.groupOOO {
+				rcpts = nil
+				say("250 2.1.0 Ok")
+				continue
+			}
+			n, ok := readGroup()
+			if !ok {
+				return
+			}
+			m.mu.Lock()
+			m.groups++
+			if m.groups == m.barrier {
+				close(m.release)
+			}
+			m.mu.Unlock()
+			if m.barrier > 0 {
+				select {
+				case <-m.release:
+				case <-time.After(3 * time.Second):
+				}
+			}
+			say("250 2.1.0 Ok")
+			say("354 End data with <CR><LF>.<CR><LF>")
+			for range n {
+				say("250 2.1.5 Ok")
+			}
+			io.Copy(io.Discard, r) // until the client drops the session
+			return
+		case strings.HasPrefix(cmd, "MAIL"):
+			rcpts = nil
+			say("250 2.1.0 Ok")
+		case strings.HasPrefix(cmd, "RCPT"):
+			rcpts = append(rcpts, strings.Trim(strings.TrimSpace(line)[len("RCPT TO:"):], "<>"))
+			say("250 2.1.5 Ok")
+		case cmd == "DATA":
+			say("354 End data with <CR><LF>.<CR><LF>")
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == ".\r\n" {
+					break
+				}
+			}
+			m.mu.Lock()
+			m.delivered = append(m.delivered, rcpts...)
+			n := len(m.delivered)
+			m.mu.Unlock()
+			dots++
+			if session == 1 && dots == m.lateDot {
+				// The look-ahead group behind the dot: its replies
+				// overtake the dot's.
+				line, err := r.ReadString('\n')
+				if err != nil || !strings.HasPrefix(strings.ToUpper(line), "MAIL") {
+					return
+				}
+				ahead, ok := readGroup()
+				if !ok {
+					return
+				}
+				say("250 2.1.0 Ok")
+				for range ahead {
+					say("250 2.1.5 Ok")
+				}
+				say("354 End data with <CR><LF>.<CR><LF>")
+				say("250 2.0.0 Ok: queued as " + strconv.Itoa(n))
+				io.Copy(io.Discard, r) // until the client drops the session
+				return
+			}
+			say("250 2.0.0 Ok: queued as " + strconv.Itoa(n))
+		case cmd == "RSET":
+			rcpts = nil
+			say("250 2.0.0 Ok")
+		case cmd == "QUIT":
+			say("221 2.0.0 Bye")
+			return
+		default:
+			say("502 5.5.2 Error: command not recognized")
+		}
+	}
+}
+
+// misorderWorld is a world whose a.test MX is m.
+func misorderWorld(t *testing.T, m *misorder) *world {
+	t.Helper()
+	m.init()
+	w := newWorld(t, []string{"127.0.0.3"}, nil, "a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2")
+	sc, err := testnet.StartScript("127.0.0.2:"+strconv.Itoa(w.port), m.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	return w
+}
+
+// Regression: with --conns-per-domain 4 (the default) and 400 messages,
+// four sessions open at once, each with PIPELINING; a server that answers
+// pipelined groups out of order loses all four before the domain is marked
+// unordered and any session without PIPELINING can deliver. Those four
+// losses are not a throttling receiver (barrenLimit): each was safe to
+// resend and the fallback fixes them, so every message must be delivered
+// once, in this run, and nothing deferred. Today the third loss defers
+// the rest of the batch ("3 SMTP sessions in a row were lost without a
+// delivery"): 370 to 398 of the 400 wait for the next run (in repeated
+// runs), where the same happens, since the mark does not outlive a run.
+func TestOutOfOrderConcurrentSessionsDeliverAll(t *testing.T) {
+	const n = 400
+	m := &misorder{groupOOO: true, barrier: 4}
+	w := misorderWorld(t, m)
+	spoolMany(t, w.spool, n, []string{"a.test"})
+	code, out, errs := w.flush("--conns-per-domain", "4", "--max-conns", "4")
+	if code != 0 {
+		t.Errorf("exit %d, want 0\n%s\n%s", code, out, tail(errs, 600))
+	}
+	got := m.deliveredCount()
+	missing := 0
+	for i := range n {
+		rcpt := fmt.Sprintf("u%d@a.test", i)
+		switch got[rcpt] {
+		case 1:
+		case 0:
+			missing++
+		default:
+			t.Errorf("%s delivered %d times, want once", rcpt, got[rcpt])
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d of %d messages not delivered in the run (want 0)", missing, n)
+	}
+	if left := len(w.files("new")) + len(w.files("cur")); left != 0 {
+		t.Errorf("%d messages still queued, want 0", left)
+	}
+}
+
+// A server that answers in order for a while, then once lets the replies
+// of the look-ahead group (MAIL, RCPT, DATA behind the final dot) overtake
+// the reply to the final dot, as smtp-sink -W .:N does: the message whose
+// dot it was is deferred (the dot went out, so it is never resent in the
+// run: at most one copy), the look-ahead message is put back and delivered
+// by the next session, which speaks without PIPELINING, and every other
+// message is delivered once.
+func TestOutOfOrderAtLookaheadDefersOnlyThatMessage(t *testing.T) {
+	const n, late = 10, 3
+	m := &misorder{lateDot: late}
+	w := misorderWorld(t, m)
+	spoolMany(t, w.spool, n, []string{"a.test"})
+	code, out, errs := w.flush("--conns-per-domain", "1")
+	if code != 75 {
+		t.Errorf("exit %d, want 75 (one message deferred)\n%s\n%s", code, out, tail(errs, 600))
+	}
+	got := m.deliveredCount()
+	for i := range n {
+		if rcpt := fmt.Sprintf("u%d@a.test", i); got[rcpt] != 1 {
+			t.Errorf("%s reached the server %d times in the run, want once", rcpt, got[rcpt])
+		}
+	}
+	m.mu.Lock()
+	sessions, piped := m.sessions, m.piped
+	m.mu.Unlock()
+	if sessions != 2 {
+		t.Errorf("%d sessions, want 2 (the pipelined one, lost at the misordered dot; then one without PIPELINING)", sessions)
+	}
+	for _, s := range piped {
+		if s != 1 {
+			t.Errorf("session %d pipelined after the server answered out of order", s)
+		}
+	}
+	// The message of the misordered dot (the third sent) is the only one
+	// left: in cur/, its recipient pending, one attempt counted.
+	cur := w.files("cur")
+	if len(cur) != 1 || len(w.files("new")) != 0 {
+		t.Fatalf("cur/ %v, new/ %v: want only the message of the misordered dot, deferred", cur, w.files("new"))
+	}
+	msg := w.load("cur", cur[0])
+	if len(msg.To) != 1 || msg.Attempts != 1 {
+		t.Errorf("deferred message %s: to %v, attempts %d; want its one recipient and 1 attempt", cur[0], msg.To, msg.Attempts)
+	}
+	if j, err := os.ReadFile(filepath.Join(w.spool, "journal")); err != nil || len(j) != 0 {
+		t.Errorf("journal after the run: %q, %v; want empty", j, err)
+	}
+}
