@@ -15,7 +15,7 @@ import (
 
 // EnqueueCmd is `mxflush enqueue`: one message from stdin into new/.
 type EnqueueCmd struct {
-	From    *string  `short:"f" help:"Envelope sender; '' or '<>' is the null sender (default: the message's Sender or From)." placeholder:"SENDER"`
+	From    *string  `short:"f" help:"Envelope sender; an empty one (-f \"\") or <> is the null sender (default: the message's Sender or From)." placeholder:"SENDER"`
 	Headers bool     `short:"t" help:"Take recipients from To, Cc and Bcc (added to any given), and remove Bcc."`
 	Rcpts   []string `arg:"" optional:"" name:"rcpt" help:"Envelope recipients."`
 }
