@@ -1,67 +1,38 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mxflush/mxflush/internal/testnet"
 )
 
-// startSinkAt runs Postfix's smtp-sink on addr with extra options, dumping
-// every transaction to files under the returned directory (-D), for at most
-// 30 s; it skips the test when smtp-sink is not installed (.ci/run installs
-// it).
+// startSinkAt runs Postfix's smtp-sink on addr with extra options (see
+// testnet.StartSink), dumping every transaction into the returned
+// directory; it skips the test when smtp-sink is not installed (.ci/run
+// installs it).
 func startSinkAt(t *testing.T, addr string, extra ...string) string {
 	t.Helper()
-	path, err := exec.LookPath("smtp-sink")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/smtp-sink"); serr != nil {
-			t.Skip("smtp-sink (Debian package postfix) is not installed")
-		}
-		path = "/usr/sbin/smtp-sink"
+	path := testnet.SinkPath()
+	if path == "" {
+		t.Skip("smtp-sink (Debian package postfix) is not installed")
 	}
 	dir := t.TempDir()
-	var args []string
-	if os.Geteuid() == 0 {
-		// smtp-sink refuses to run as root and writes its dump as nobody.
-		args = append(args, "-u", "nobody")
-		if os.Chmod(filepath.Dir(dir), 0o711) != nil || os.Chmod(dir, 0o777) != nil {
-			t.Fatal("cannot open the dump directory to nobody")
-		}
-	}
-	args = append(append(args, extra...), "-D", filepath.Join(dir, "dump"), addr, "16")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	cmd := exec.CommandContext(ctx, path, args...)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("smtp-sink: %v", err)
+	sink, err := testnet.StartSink(path, addr, dir, extra...)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cancel()
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("smtp-sink %q said: %s", args, stderr.String())
+		if out := sink.Close(); t.Failed() {
+			t.Log(out)
 		}
 	})
-	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return dir
-		}
-		if time.Since(start) > 5*time.Second {
-			t.Fatalf("smtp-sink on %s did not accept connections within 5 s", addr)
-		}
-	}
+	return dir
 }
 
 // sinkRcpts counts the recipients in smtp-sink's dump (X-Rcpt-Args lines),

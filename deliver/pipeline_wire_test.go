@@ -4,14 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mxflush/mxflush/internal/testnet"
 )
 
 // The protocol trace (Options.Debug) shows each command and each reply
@@ -87,63 +87,27 @@ func TestSendCommandTimeoutPerReply(t *testing.T) {
 	})
 }
 
-// smtpSink finds Postfix's smtp-sink on PATH or in /usr/sbin.
-func smtpSink(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("smtp-sink"); err == nil {
-		return p
-	}
-	if _, err := os.Stat("/usr/sbin/smtp-sink"); err == nil {
-		return "/usr/sbin/smtp-sink"
-	}
-	t.Skip("smtp-sink (Debian package postfix) is not installed")
-	return ""
-}
-
-// startSink runs smtp-sink on 127.0.0.2:port for at most 30 s, dumping
-// every transaction to a file in the returned directory (-D; smtp-sink adds
-// a random suffix to its name), and waits until it accepts connections.
-// extra are more options (-p hides PIPELINING).
+// startSink runs Postfix's smtp-sink on 127.0.0.2:port (see
+// testnet.StartSink), dumping every transaction into the returned
+// directory; it skips the test when smtp-sink is not installed (.ci/run
+// installs it). extra are more options (-p hides PIPELINING).
 func startSink(t *testing.T, port int, extra ...string) (dumpDir string) {
 	t.Helper()
-	path := smtpSink(t)
-	dir := t.TempDir()
-	var args []string
-	if os.Geteuid() == 0 {
-		// smtp-sink refuses to run as root and writes the dump as nobody,
-		// in t.TempDir's directory and its parent, both 0700.
-		args = append(args, "-u", "nobody")
-		if os.Chmod(filepath.Dir(dir), 0o711) != nil || os.Chmod(dir, 0o777) != nil {
-			t.Fatal("cannot open the dump directory to nobody")
-		}
+	path := testnet.SinkPath()
+	if path == "" {
+		t.Skip("smtp-sink (Debian package postfix) is not installed")
 	}
-	addr := addrOf("127.0.0.2", port)
-	args = append(append(args, extra...), "-D", filepath.Join(dir, "dump"), addr, "16")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	cmd := exec.CommandContext(ctx, path, args...)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("smtp-sink: %v", err)
+	dir := t.TempDir()
+	sink, err := testnet.StartSink(path, addrOf("127.0.0.2", port), dir, extra...)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cancel()
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("smtp-sink %q said: %s", args, stderr.String())
+		if out := sink.Close(); t.Failed() {
+			t.Log(out)
 		}
 	})
-	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return dir
-		}
-		if time.Since(start) > 5*time.Second {
-			t.Fatalf("smtp-sink on %s did not accept connections within 5 s", addr)
-		}
-	}
+	return dir
 }
 
 // Against Postfix's smtp-sink, an independent server, with and without
