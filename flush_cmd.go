@@ -124,7 +124,7 @@ func (c *FlushCmd) Run(g *Globals) (err error) {
 		ConnsPerDomain: c.ConnsPerDomain,
 		Stop:           stopCtx,
 	}
-	tuneGC()
+	tuneGC(countQueued(sp.Dir()))
 	stopProgress := obs.out.progress()
 	sum, err := batch.Run(ctx, sp, cfg)
 	stopProgress() // the progress line is gone before the summary

@@ -2,21 +2,62 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"runtime/debug"
 )
 
-// flushGCPercent is the garbage collector's target for a flush: the heap
-// may grow 25% over what is live, not Go's default 100%.
-const flushGCPercent = 25
+// Garbage collector settings of a flush. A flush keeps every envelope in
+// its plan for the whole run (about 600 octets each) while delivery makes
+// short-lived garbage (a few KiB per message). For most queues Go's
+// default target (the heap may grow 100% over what is live) is right, with
+// a soft memory limit as a safety net: 10,000 messages took 11% less CPU
+// than at 25% (1.03 s against 1.16 s, medians of 6). A plan of 100,000
+// envelopes is about 70 MB live, which such a limit would have the
+// collector chase; from bigPlan queued files on, the target is 25% and
+// there is no limit: 96 MB of RSS for 100,000 queued messages, against 141
+// MB at 100%.
+const (
+	smallGCPercent = 100
+	bigGCPercent   = 25
+	gcMemoryLimit  = 85 << 20 // bytes; soft (runtime/debug.SetMemoryLimit)
+	bigPlan        = 50000    // files in new/ and cur/
+)
 
-// tuneGC sets flushGCPercent unless GOGC is set in the environment. A flush
-// keeps every due envelope in its plan for the whole run (about 600 octets
-// each) while delivery makes short-lived garbage (a few KiB per message),
-// so with the default target the peak is twice the plan: measured on
-// 100,000 queued messages, 141 MB of RSS at 100% against 96 MB at 25%, for
-// a few percent more CPU.
-func tuneGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(flushGCPercent)
+// tuneGC applies those settings for a spool whose new/ and cur/ hold
+// queued files (counted before the scan, see countQueued), except where
+// GOGC or GOMEMLIMIT in the environment says otherwise.
+func tuneGC(queued int) {
+	percent, limit := smallGCPercent, int64(gcMemoryLimit)
+	if queued >= bigPlan {
+		percent, limit = bigGCPercent, -1 // -1: SetMemoryLimit leaves the limit as it is (none)
 	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(percent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" && limit > 0 {
+		debug.SetMemoryLimit(limit)
+	}
+}
+
+// countQueued counts the entries of spool's new/ and cur/ without keeping
+// their names (a few milliseconds for 100,000). It is an estimate for
+// tuneGC: a directory that cannot be read counts as far as it was read
+// (the scan reports the error).
+func countQueued(spool string) int {
+	n := 0
+	for _, q := range []string{"new", "cur"} {
+		f, err := os.Open(filepath.Join(spool, q))
+		if err != nil {
+			continue
+		}
+		for {
+			names, err := f.Readdirnames(4096)
+			n += len(names)
+			if err != nil { // io.EOF at the end
+				break
+			}
+		}
+		f.Close()
+	}
+	return n
 }

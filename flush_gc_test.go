@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"testing"
+)
+
+// A small queue gets Go's default GC target with the soft memory limit; a
+// big one (bigPlan files in new/ and cur/) the tight target and no limit,
+// so that 100,000 queued messages stay under 100 MB without the collector
+// chasing a limit below the live plan. GOGC and GOMEMLIMIT win.
+func TestTuneGC(t *testing.T) {
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	os.Unsetenv("GOGC")
+	os.Unsetenv("GOMEMLIMIT")
+	oldPercent := debug.SetGCPercent(100)
+	oldLimit := debug.SetMemoryLimit(math.MaxInt64)
+	t.Cleanup(func() { debug.SetGCPercent(oldPercent); debug.SetMemoryLimit(oldLimit) })
+
+	spool := t.TempDir()
+	for _, q := range []string{"new", "cur"} {
+		if err := os.Mkdir(filepath.Join(spool, q), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if err := os.WriteFile(filepath.Join(spool, q, fmt.Sprint(i)), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := countQueued(spool); n != 6 {
+		t.Errorf("countQueued = %d, want 6", n)
+	}
+
+	tuneGC(6)
+	if p, l := debug.SetGCPercent(-1), debug.SetMemoryLimit(-1); p != smallGCPercent || l != gcMemoryLimit {
+		t.Errorf("small queue: GC percent %d, limit %d; want %d and %d", p, l, smallGCPercent, gcMemoryLimit)
+	}
+	debug.SetMemoryLimit(math.MaxInt64)
+	tuneGC(bigPlan)
+	if p, l := debug.SetGCPercent(-1), debug.SetMemoryLimit(-1); p != bigGCPercent || l != math.MaxInt64 {
+		t.Errorf("big queue: GC percent %d, limit %d; want %d and no limit", p, l, bigGCPercent)
+	}
+	t.Setenv("GOGC", "300")
+	debug.SetGCPercent(300)
+	tuneGC(6)
+	if p := debug.SetGCPercent(-1); p != 300 {
+		t.Errorf("with GOGC=300: GC percent %d, want it left at 300", p)
+	}
+}
