@@ -122,6 +122,7 @@ func (c *FlushCmd) Run(g *Globals) (err error) {
 		},
 		OnResult:       obs.out.result, // --log-format; clears the progress line first
 		ConnsPerDomain: c.ConnsPerDomain,
+		SlowRemovals:   moreProcs,
 		Stop:           stopCtx,
 	}
 	tuneGC(countQueued(sp.Dir()))

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 )
 
@@ -60,4 +61,18 @@ func countQueued(spool string) int {
 		f.Close()
 	}
 	return n
+}
+
+// moreProcs is batch.Config.SlowRemovals: when removing delivered files
+// blocks in the kernel, each of the blocked removers holds one of Go's Ps
+// while it waits, so the scheduler gets one more P per remover (unless
+// GOMAXPROCS is set). Measured on 10,000 messages with a spool whose
+// unlinks wait for a TRIM, medians of 10 to 12 runs: 1.85 s with 2 Ps (and
+// a slow mode near 3 s in a third of the runs), 2.3 s with 4, 1.7-1.9 s
+// with 8, 1.65 s with 18 and no slow run.
+func moreProcs(removers int) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return
+	}
+	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + removers)
 }

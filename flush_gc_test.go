@@ -5,7 +5,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
+	"strconv"
 	"testing"
 )
 
@@ -51,5 +53,23 @@ func TestTuneGC(t *testing.T) {
 	tuneGC(6)
 	if p := debug.SetGCPercent(-1); p != 300 {
 		t.Errorf("with GOGC=300: GC percent %d, want it left at 300", p)
+	}
+}
+
+// moreProcs adds one P per blocked remover, unless GOMAXPROCS is set.
+func TestMoreProcs(t *testing.T) {
+	old := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	t.Setenv("GOMAXPROCS", "")
+	os.Unsetenv("GOMAXPROCS")
+	moreProcs(16)
+	if n := runtime.GOMAXPROCS(0); n != old+16 {
+		t.Errorf("GOMAXPROCS %d after moreProcs(16), want %d", n, old+16)
+	}
+	runtime.GOMAXPROCS(old)
+	t.Setenv("GOMAXPROCS", strconv.Itoa(old))
+	moreProcs(16)
+	if n := runtime.GOMAXPROCS(0); n != old {
+		t.Errorf("GOMAXPROCS %d with GOMAXPROCS set in the environment, want it left at %d", n, old)
 	}
 }

@@ -41,7 +41,7 @@ func (r *runner) startJournal(sum *Summary) (skip map[string]bool, err error) {
 		return skip, nil
 	}
 	r.journal = j
-	r.removal = startRemover(r.spool, r.removeFailed)
+	r.removal = startRemover(r.spool, r.removeFailed, r.cfg.SlowRemovals)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- j.GroupCommit(ctx, journalInterval) }()

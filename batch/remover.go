@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/mxflush/mxflush/spool"
 )
@@ -33,25 +34,72 @@ type remover struct {
 	ch   chan *spool.Message
 	wg   sync.WaitGroup
 	fail func(m *spool.Message, err error) // called from a remover goroutine
+	slow slowWatch
 }
 
 // startRemover starts the pool; fail is told of every file that could not
 // be removed (the message is then delivered again unless the journal,
-// which must be kept, is replayed first).
-func startRemover(sp *spool.Spool, fail func(*spool.Message, error)) *remover {
-	rm := &remover{sp: sp, ch: make(chan *spool.Message, removalQueue), fail: fail}
+// which must be kept, is replayed first). onSlow (may be nil) is
+// Config.SlowRemovals.
+func startRemover(sp *spool.Spool, fail func(*spool.Message, error), onSlow func(removers int)) *remover {
+	rm := &remover{sp: sp, ch: make(chan *spool.Message, removalQueue), fail: fail, slow: slowWatch{onSlow: onSlow}}
 	rm.wg.Add(removers)
 	for range removers {
 		go func() {
 			defer rm.wg.Done()
 			for m := range rm.ch {
+				start := time.Now()
 				if err := sp.RemoveUnsynced(m); err != nil {
 					rm.fail(m, err)
 				}
+				rm.slow.observe(time.Since(start))
 			}
 		}()
 	}
 	return rm
+}
+
+// Blocked removals. A removal slower than slowRemoval waited in the kernel
+// (for a TRIM under -o discard, about 280 µs here, or a network file
+// system); on tmpfs or a journalled ext4 one takes a few µs. When half of
+// the first slowSample removals are that slow, the removers spend the run
+// blocked, and each blocked one holds one of Go's Ps (GOMAXPROCS of them)
+// until the scheduler takes it back, and the SMTP sessions wait for one
+// (see moreProcs in package main for the figures).
+const (
+	slowRemoval = 200 * time.Microsecond
+	slowSample  = 64
+)
+
+// slowWatch calls onSlow once, from a remover, when removals block (see
+// slowRemoval); after slowSample removals it stops looking.
+type slowWatch struct {
+	onSlow func(removers int)
+
+	mu         sync.Mutex
+	seen, slow int
+	decided    bool
+}
+
+func (w *slowWatch) observe(d time.Duration) {
+	if w.onSlow == nil {
+		return
+	}
+	w.mu.Lock()
+	if w.decided {
+		w.mu.Unlock()
+		return
+	}
+	w.seen++
+	if d >= slowRemoval {
+		w.slow++
+	}
+	fire := 2*w.slow >= slowSample
+	w.decided = fire || w.seen >= slowSample
+	w.mu.Unlock()
+	if fire {
+		w.onSlow(removers)
+	}
 }
 
 // remove queues m's file for deletion; it blocks only while removalQueue

@@ -4,9 +4,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mxflush/mxflush/spool"
 )
@@ -41,7 +43,7 @@ func TestRemoverRemovesAllAndReportsFailures(t *testing.T) {
 		mu.Lock()
 		failed[m.ID] = err
 		mu.Unlock()
-	})
+	}, nil)
 	for _, m := range msgs {
 		rm.remove(m)
 	}
@@ -57,4 +59,58 @@ func TestRemoverRemovesAllAndReportsFailures(t *testing.T) {
 	if len(left) != 0 {
 		t.Errorf("%d files left in new/ after stop, want 0 (first %s)", len(left), left[0].Name())
 	}
+}
+
+// slowWatch fires once, with the pool size, when half of the first
+// slowSample removals blocked; fast removals early on settle it for the run.
+func TestSlowWatch(t *testing.T) {
+	fast, slow := 10*time.Microsecond, time.Millisecond
+	repeat := func(d time.Duration, n int) []time.Duration {
+		out := make([]time.Duration, n)
+		for i := range out {
+			out[i] = d
+		}
+		return out
+	}
+	tests := []struct {
+		name   string
+		seq    []time.Duration
+		fireAt int // index of the observation that fires; -1: none
+	}{
+		{"all fast", repeat(fast, 200), -1},
+		{"all slow", repeat(slow, 200), slowSample/2 - 1},
+		{"slow after the sample", append(repeat(fast, slowSample), repeat(slow, 100)...), -1},
+		{"half slow, interleaved", func() []time.Duration {
+			var s []time.Duration
+			for range slowSample {
+				s = append(s, fast, slow)
+			}
+			return s
+		}(), slowSample - 1},
+		{"under half slow", append(repeat(slow, slowSample/2-1), repeat(fast, 100)...), -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var fired []int
+			i := 0
+			w := slowWatch{onSlow: func(n int) {
+				if n != removers {
+					t.Errorf("onSlow(%d), want the pool size %d", n, removers)
+				}
+				fired = append(fired, i)
+			}}
+			for ; i < len(tc.seq); i++ {
+				w.observe(tc.seq[i])
+			}
+			want := []int{tc.fireAt}
+			if tc.fireAt < 0 {
+				want = nil
+			}
+			if !slices.Equal(fired, want) {
+				t.Errorf("fired at %v, want %v", fired, want)
+			}
+		})
+	}
+	var w slowWatch // no callback: nothing to do, no panic
+	w.observe(slow)
 }

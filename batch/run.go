@@ -66,6 +66,13 @@ type Config struct {
 	// once (< 1 means 1): one per 100 messages, up to this and MaxConns.
 	ConnsPerDomain int
 
+	// SlowRemovals, when not nil, is called once, from a goroutine of the
+	// run, when removing delivered messages' files blocks in the kernel
+	// (see slowRemoval), with the number of removers that may be blocked at
+	// once: flush gives the Go scheduler that many more Ps, so that the
+	// blocked removers do not hold up the SMTP sessions.
+	SlowRemovals func(removers int)
+
 	// Stop, when done, stops the run gracefully: no new domain, session or
 	// transaction is started, the transactions in flight finish (their I/O
 	// is aborted only by Run's ctx), and every recipient not reached is left
