@@ -12,9 +12,10 @@ import (
 )
 
 // A small queue gets Go's default GC target with the soft memory limit; a
-// big one (bigPlan files in new/ and cur/) the tight target and no limit,
-// so that 100,000 queued messages stay under 100 MB without the collector
-// chasing a limit below the live plan. GOGC and GOMEMLIMIT win.
+// big one (bigPlan files in new/ and cur/) the tight target and a limit
+// that grows with the queue, so that 100,000 queued messages stay under
+// 100 MB without the collector chasing a limit below the live plan. GOGC
+// and GOMEMLIMIT win.
 func TestTuneGC(t *testing.T) {
 	t.Setenv("GOGC", "")
 	t.Setenv("GOMEMLIMIT", "")
@@ -43,10 +44,13 @@ func TestTuneGC(t *testing.T) {
 	if p, l := debug.SetGCPercent(-1), debug.SetMemoryLimit(-1); p != smallGCPercent || l != gcMemoryLimit {
 		t.Errorf("small queue: GC percent %d, limit %d; want %d and %d", p, l, smallGCPercent, gcMemoryLimit)
 	}
-	debug.SetMemoryLimit(math.MaxInt64)
 	tuneGC(bigPlan)
-	if p, l := debug.SetGCPercent(-1), debug.SetMemoryLimit(-1); p != bigGCPercent || l != math.MaxInt64 {
-		t.Errorf("big queue: GC percent %d, limit %d; want %d and no limit", p, l, bigGCPercent)
+	if p, l := debug.SetGCPercent(-1), debug.SetMemoryLimit(-1); p != bigGCPercent || l != gcMemoryLimit {
+		t.Errorf("big queue: GC percent %d, limit %d; want %d and %d", p, l, bigGCPercent, gcMemoryLimit)
+	}
+	tuneGC(1000000) // a limit under the live plan would have the collector chase it
+	if l := debug.SetMemoryLimit(-1); l != 1000000*limitPerFile {
+		t.Errorf("queue of 1,000,000: limit %d, want %d", l, 1000000*limitPerFile)
 	}
 	t.Setenv("GOGC", "300")
 	debug.SetGCPercent(300)
