@@ -11,16 +11,12 @@ import (
 	"testing"
 )
 
-// A small queue gets Go's default GC target with the soft memory limit; a
-// big one (bigPlan files in new/ and cur/) the tight target and a limit
-// that grows with the queue, so that 100,000 queued messages stay under
-// 100 MB without the collector chasing a limit below the live plan. GOGC
-// and GOMEMLIMIT win.
+// A small queue gets Go's default GC target, a big one (bigPlan files in
+// new/ and cur/) the tight one, so that 100,000 queued messages stay under
+// 100 MB; no memory limit is set. GOGC wins.
 func TestTuneGC(t *testing.T) {
 	t.Setenv("GOGC", "")
-	t.Setenv("GOMEMLIMIT", "")
 	os.Unsetenv("GOGC")
-	os.Unsetenv("GOMEMLIMIT")
 	oldPercent := debug.SetGCPercent(100)
 	oldLimit := debug.SetMemoryLimit(math.MaxInt64)
 	t.Cleanup(func() { debug.SetGCPercent(oldPercent); debug.SetMemoryLimit(oldLimit) })
@@ -39,23 +35,19 @@ func TestTuneGC(t *testing.T) {
 	if n := countQueued(spool); n != 6 {
 		t.Errorf("countQueued = %d, want 6", n)
 	}
-
-	tuneGC(6)
-	if p, l := debug.SetGCPercent(-1), debug.SetMemoryLimit(-1); p != smallGCPercent || l != gcMemoryLimit {
-		t.Errorf("small queue: GC percent %d, limit %d; want %d and %d", p, l, smallGCPercent, gcMemoryLimit)
+	for _, tc := range []struct{ queued, want int }{{6, smallGCPercent}, {bigPlan, bigGCPercent}, {bigPlan - 1, smallGCPercent}} {
+		tuneGC(tc.queued)
+		if p := debug.SetGCPercent(100); p != tc.want {
+			t.Errorf("%d queued: GC percent %d, want %d", tc.queued, p, tc.want)
+		}
 	}
-	tuneGC(bigPlan)
-	if p, l := debug.SetGCPercent(-1), debug.SetMemoryLimit(-1); p != bigGCPercent || l != gcMemoryLimit {
-		t.Errorf("big queue: GC percent %d, limit %d; want %d and %d", p, l, bigGCPercent, gcMemoryLimit)
-	}
-	tuneGC(1000000) // a limit under the live plan would have the collector chase it
-	if l := debug.SetMemoryLimit(-1); l != 1000000*limitPerFile {
-		t.Errorf("queue of 1,000,000: limit %d, want %d", l, 1000000*limitPerFile)
+	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+		t.Errorf("memory limit %d, want none", l)
 	}
 	t.Setenv("GOGC", "300")
 	debug.SetGCPercent(300)
-	tuneGC(6)
-	if p := debug.SetGCPercent(-1); p != 300 {
+	tuneGC(bigPlan)
+	if p := debug.SetGCPercent(100); p != 300 {
 		t.Errorf("with GOGC=300: GC percent %d, want it left at 300", p)
 	}
 }
