@@ -17,23 +17,24 @@ import (
 const exNoInput = 66
 
 // The selection flags of the queue commands (--domain, --all, --failed,
-// --held) come from the command line only (env:"-": no MXFLUSH_ variable,
-// no config key), so that a setting meant for flush, such as MXFLUSH_ALL,
-// never makes `release` or `delete` act on a whole queue.
+// --held) and their --json come from the command line only (env:"-": no
+// MXFLUSH_ variable, no config key), so that a setting meant for flush,
+// such as MXFLUSH_ALL, never makes `release` or `delete` act on a whole
+// queue, nor MXFLUSH_JSON a script's `mxflush queue` print JSON.
 
 // RetryCmd is `mxflush retry`: make messages due now.
 type RetryCmd struct {
 	IDs    []string `arg:"" optional:"" name:"id" help:"Message IDs (spool file names)."`
 	Domain string   `help:"Every queued message with a pending recipient in this domain." placeholder:"D" env:"-"`
 	All    bool     `help:"Every message in new/ and cur/." env:"-"`
-	JSON   bool     `name:"json" help:"Print one JSON object per message, one per line."`
+	JSON   bool     `name:"json" help:"Print one JSON object per message, one per line." env:"-"`
 }
 
 // HoldCmd is `mxflush hold`: move messages to hold/.
 type HoldCmd struct {
 	IDs    []string `arg:"" optional:"" name:"id" help:"Message IDs (spool file names)."`
 	Domain string   `help:"Every queued message with a pending recipient in this domain." placeholder:"D" env:"-"`
-	JSON   bool     `name:"json" help:"Print one JSON object per message, one per line."`
+	JSON   bool     `name:"json" help:"Print one JSON object per message, one per line." env:"-"`
 }
 
 // ReleaseCmd is `mxflush release`: move held messages back to the queue.
@@ -41,22 +42,22 @@ type ReleaseCmd struct {
 	IDs    []string `arg:"" optional:"" name:"id" help:"Message IDs (spool file names)."`
 	Domain string   `help:"Every held message with a pending recipient in this domain." placeholder:"D" env:"-"`
 	All    bool     `help:"Every message in hold/." env:"-"`
-	JSON   bool     `name:"json" help:"Print one JSON object per message, one per line."`
+	JSON   bool     `name:"json" help:"Print one JSON object per message, one per line." env:"-"`
 }
 
 // DeleteCmd is `mxflush delete`: remove messages.
 type DeleteCmd struct {
 	IDs    []string `arg:"" optional:"" name:"id" help:"Message IDs (spool file names)."`
-	Domain string   `help:"Every message in new/, cur/ and hold/ (failed/ with --failed) with a recipient in this domain." placeholder:"D" env:"-"`
+	Domain string   `help:"Every message in new/, cur/ and hold/ with a pending recipient in this domain (with --failed: every message in failed/ with a failed recipient in it)." placeholder:"D" env:"-"`
 	Failed bool     `help:"Every message in failed/ (with --domain: those with a failed recipient in D)." env:"-"`
-	JSON   bool     `name:"json" help:"Print one JSON object per message, one per line."`
+	JSON   bool     `name:"json" help:"Print one JSON object per message, one per line." env:"-"`
 }
 
 // RequeueCmd is `mxflush requeue`: failed messages back to new/.
 type RequeueCmd struct {
 	IDs    []string `arg:"" optional:"" name:"id" help:"Message IDs in failed/."`
 	Failed bool     `help:"Every message in failed/." env:"-"`
-	JSON   bool     `name:"json" help:"Print one JSON object per message, one per line."`
+	JSON   bool     `name:"json" help:"Print one JSON object per message, one per line." env:"-"`
 }
 
 var waiting = []string{spool.QueueNew, spool.QueueCur}

@@ -70,10 +70,14 @@ func loadConfig(path string, explicit bool) (*fileConfig, error) {
 func (fc *fileConfig) check(model *kong.Application) error {
 	known := map[string]bool{}
 	var walk func(n *kong.Node)
+	cmdline := map[string]bool{} // flags for the command line only (env:"-")
 	walk = func(n *kong.Node) {
 		for _, f := range n.Flags {
-			if len(f.Envs) > 0 { // a flag without one is for the command line only
-				known[strings.ReplaceAll(f.Name, "-", "_")] = true
+			key := strings.ReplaceAll(f.Name, "-", "_")
+			if len(f.Envs) > 0 {
+				known[key] = true
+			} else {
+				cmdline[key] = true
 			}
 		}
 		for _, c := range n.Children {
@@ -92,6 +96,9 @@ func (fc *fileConfig) check(model *kong.Application) error {
 	}
 	sort.Strings(bad)
 	for _, k := range bad {
+		if cmdline[k] {
+			return exitf(report.ExConfig, "config file %s: key %q: --%s of the queue commands is taken from the command line only, never from the config file", fc.path, k, strings.ReplaceAll(k, "_", "-"))
+		}
 		if strings.Contains(strings.ToLower(k), "password") {
 			return exitf(report.ExConfig, "config file %s: key %q: a password is never read from the config file; use --auth-file or %s", fc.path, k, route.EnvAuthPassword)
 		}

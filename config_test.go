@@ -105,11 +105,16 @@ func TestSelectionFlagsIgnoreEnvAndConfig(t *testing.T) {
 		t.Errorf("hold/ has %d files after the refused release, want 1", len(ents))
 	}
 	code, _, errs = configRun(t, `{"failed": true}`, "delete", "--spool", sp)
-	if code != 78 || !strings.Contains(errs, "unknown key(s) failed") {
+	if code != 78 || !strings.Contains(errs, `key "failed": --failed of the queue commands is taken from the command line only`) {
 		t.Errorf("delete with a config key failed: exit %d, err %q; want 78 naming the unknown key", code, errs)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(sp, "failed")); len(ents) != 1 {
 		t.Errorf("failed/ has %d files, want 1", len(ents))
+	}
+	t.Setenv("MXFLUSH_JSON", "1") // meant for flush's summary
+	code, out, errs = configRun(t, "", "queue", "--spool", sp)
+	if code != 0 || strings.HasPrefix(out, "{") {
+		t.Errorf("queue with MXFLUSH_JSON=1: exit %d, out %q, err %q; want the text listing", code, out, errs)
 	}
 	// flush still takes MXFLUSH_ALL.
 	code, out, errs = configRun(t, "", "config", "--spool", sp)

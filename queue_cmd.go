@@ -13,8 +13,8 @@ import (
 
 // QueueCmd is `mxflush queue`: the waiting messages, like mailq.
 type QueueCmd struct {
-	JSON   bool   `name:"json" help:"Print one JSON object per message, one per line."`
-	Domain string `help:"Only messages with a recipient (pending, or failed with --failed) in this domain." placeholder:"D" env:"-"`
+	JSON   bool   `name:"json" help:"Print one JSON object per message, one per line." env:"-"`
+	Domain string `help:"Only messages with a recipient (pending or failed) in this domain." placeholder:"D" env:"-"`
 	Failed bool   `help:"List failed/ (permanently failed messages) instead of new/ and cur/." env:"-"`
 	Held   bool   `help:"List hold/ (held messages) instead of new/ and cur/; with --failed, both." env:"-"`
 }

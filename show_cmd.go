@@ -18,7 +18,7 @@ import (
 type ShowCmd struct {
 	ID   string `arg:"" name:"id" help:"Message ID (spool file name)."`
 	Body bool   `help:"Print the whole message, body too, not only its header section."`
-	JSON bool   `name:"json" help:"Print one JSON object."`
+	JSON bool   `name:"json" help:"Print one JSON object." env:"-"`
 }
 
 // showEntry is the JSON shape of `show`: the queue entry plus the message's
