@@ -138,12 +138,13 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 				// at a time from now on, for every worker of the batch.
 				// Such a loss is no throttle: it does not count towards
 				// barrenLimit (the sessions opened with PIPELINING
-				// before the first one saw it may all be lost at once).
+				// before the first one saw it may all be lost at once),
+				// though one that delivered still resets the count.
 				d.mu.Lock()
 				d.unordered = true
 				d.mu.Unlock()
 			}
-			if !unordered && d.sessionLost(sessDelivered) {
+			if (!unordered || sessDelivered) && d.sessionLost(sessDelivered) {
 				// The receiver keeps dropping us without taking
 				// anything: defer the rest of the batch now rather than
 				// open two connections per message.

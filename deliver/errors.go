@@ -53,8 +53,9 @@ type Error struct {
 	// OutOfOrder marks a session lost because the server answered a
 	// pipelined group out of order (RFC 2920 §3.1 wants the replies in
 	// the order of the commands): a reply of the wrong class, such as 354
-	// to RCPT or 250 to DATA. The caller should speak to that server
-	// without PIPELINING (Options.NoPipelining). Always temporary.
+	// to RCPT or 250 to DATA, or a 354 to DATA after a refused MAIL. The
+	// caller should speak to that server without PIPELINING
+	// (Options.NoPipelining). Always temporary.
 	OutOfOrder bool
 
 	// plainRetry: TLS failed during or after the handshake under TLSMay,

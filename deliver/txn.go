@@ -325,7 +325,7 @@ func (s *Session) body(ctx context.Context, p *prepared, accepted []int, next fu
 			ahead.release()
 			reply := e.Reply()
 			if inner, ok := e.Err.(*Error); ok && e.OutOfOrder {
-				reply = inner.Reply() // the reply of the wrong class
+				reply = inner.Reply() // the reply of the wrong class, or the MAIL refusal before a 354
 			}
 			return s.lose(ctx, &Error{Status: "4.5.0", Command: cmdEOD, Err: e, OutOfOrder: true,
 				Msg: "replies out of order (RFC 2920 §3.1), so the reply to the end of data is not known: " + reply}, false)

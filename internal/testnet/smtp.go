@@ -61,8 +61,9 @@ type AuthAttempt struct {
 	TLS     bool
 }
 
-// Gauge counts concurrent SMTP sessions (from EHLO/HELO to the end of the
-// connection) across the receivers that share it, and keeps the maximum.
+// Gauge counts concurrent SMTP sessions (from EHLO/HELO to QUIT, or to the
+// end of the connection when there is no QUIT or it came under TLS) across
+// the receivers that share it, and keeps the maximum.
 // The zero value is ready; it is safe for concurrent use.
 type Gauge struct {
 	mu       sync.Mutex
