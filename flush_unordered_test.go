@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -121,5 +122,38 @@ func TestOutOfOrderAtLookaheadDefersOnlyThatMessage(t *testing.T) {
 	}
 	if j, err := os.ReadFile(filepath.Join(w.spool, "journal")); err != nil || len(j) != 0 {
 		t.Errorf("journal after the run: %q, %v; want empty", j, err)
+	}
+}
+
+// Sessions lost to a throttling receiver (421) count towards barrenLimit
+// only in a row without a delivery: a session that delivered and was then
+// lost out of order ends the row, so two throttled sessions before it and
+// one after do not defer the rest of the batch. (When losses out of order
+// were left out of the count altogether, that session did not end the
+// row, and the third 421 deferred everything left.)
+func TestOutOfOrderAfterDeliveriesEndsThrottleRow(t *testing.T) {
+	const n, late = 12, 3
+	m := &misorder{lateDot: late, lateSession: 3, throttle: map[int]bool{1: true, 2: true, 4: true}}
+	w := misorderWorld(t, m)
+	spoolMany(t, w.spool, n, []string{"a.test"})
+	code, out, errs := w.flush("--conns-per-domain", "1", "--json")
+	if code != 75 {
+		t.Errorf("exit %d, want 75 (two messages deferred)\n%s\n%s", code, out, tail(errs, 600))
+	}
+	// Deferred: u0, refused by both throttled sessions (a message is sent
+	// again once per run), and the message of the misordered dot.
+	if row := summaryRows(t, out)["a.test"]; strings.Contains(row.Error, "in a row") || row.Delivered != n-2 || row.Deferred != 2 {
+		t.Errorf("a.test row %+v, want %d delivered, 2 deferred, no barren-limit error", row, n-2)
+	}
+	got := m.deliveredCount()
+	for i := 1; i < n; i++ {
+		if rcpt := fmt.Sprintf("u%d@a.test", i); got[rcpt] != 1 {
+			t.Errorf("%s reached the server %d times, want once", rcpt, got[rcpt])
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.sessions != 5 {
+		t.Errorf("%d sessions, want 5 (421, 421, lost out of order after %d deliveries, 421, the rest)", m.sessions, late)
 	}
 }

@@ -24,16 +24,21 @@ import (
 //     groups arrived (at most 3 s), and sessions after the first barrier
 //     ones wait at the greeting until the first ones are closed (at most
 //     3 s): every first session is lost before any later one can deliver.
-//   - lateDot > 0: in session 1, the lateDot-th end of data that has a
-//     look-ahead group behind it is accepted, but its 250 is written after
-//     the group's replies (250 MAIL, 250 RCPT..., 354), as smtp-sink -W .:N
-//     does; the session then waits for the client to hang up.
+//   - lateDot > 0: in session lateSession (1 when 0), the lateDot-th end
+//     of data that has a look-ahead group behind it is accepted, but its
+//     250 is written after the group's replies (250 MAIL, 250 RCPT...,
+//     354), as smtp-sink -W .:N does; the session then waits for the
+//     client to hang up.
+//   - throttle[n]: session n answers its first MAIL with 421 and closes,
+//     as a receiver that limits its clients does.
 //
 // Commands sent one at a time always get their replies in order.
 type misorder struct {
-	groupOOO bool
-	barrier  int
-	lateDot  int
+	groupOOO    bool
+	barrier     int
+	lateDot     int
+	lateSession int
+	throttle    map[int]bool
 
 	mu        sync.Mutex
 	sessions  int
@@ -114,6 +119,9 @@ func (m *misorder) handle(c net.Conn) {
 		switch {
 		case strings.HasPrefix(cmd, "EHLO"):
 			say("250-misorder.test\r\n250-PIPELINING\r\n250 8BITMIME")
+		case strings.HasPrefix(cmd, "MAIL") && m.throttle[session]:
+			say("421 4.7.0 misorder.test too many connections, try again later")
+			return
 		case strings.HasPrefix(cmd, "MAIL") && r.Buffered() > 0:
 			m.mu.Lock()
 			m.piped = append(m.piped, session)
@@ -168,7 +176,7 @@ func (m *misorder) handle(c net.Conn) {
 			n := len(m.delivered)
 			m.mu.Unlock()
 			dots++
-			if session == 1 && dots == m.lateDot {
+			if session == max(m.lateSession, 1) && dots == m.lateDot {
 				// The look-ahead group behind the dot: its replies
 				// overtake the dot's.
 				line, err := r.ReadString('\n')
