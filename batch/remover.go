@@ -30,7 +30,6 @@ const (
 // (a crash first leaves it for the next run's replay to remove), and the
 // directories are fsynced once, by endJournal, after stop.
 type remover struct {
-	sp   *spool.Spool
 	ch   chan *spool.Message
 	wg   sync.WaitGroup
 	fail func(m *spool.Message, err error) // called from a remover goroutine
@@ -42,7 +41,7 @@ type remover struct {
 // which must be kept, is replayed first). onSlow (may be nil) is
 // Config.SlowRemovals.
 func startRemover(sp *spool.Spool, fail func(*spool.Message, error), onSlow func(removers int)) *remover {
-	rm := &remover{sp: sp, ch: make(chan *spool.Message, removalQueue), fail: fail, slow: slowWatch{onSlow: onSlow}}
+	rm := &remover{ch: make(chan *spool.Message, removalQueue), fail: fail, slow: slowWatch{onSlow: onSlow}}
 	rm.wg.Add(removers)
 	for range removers {
 		go func() {
