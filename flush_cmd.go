@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -122,10 +123,10 @@ func (c *FlushCmd) Run(g *Globals) (err error) {
 		},
 		OnResult:       obs.out.result, // --log-format; clears the progress line first
 		ConnsPerDomain: c.ConnsPerDomain,
-		SlowRemovals:   moreProcs,
+		SlowRemovals:   moreProcs(runtime.GOMAXPROCS(0)),
 		Stop:           stopCtx,
 	}
-	tuneGC(countQueued(sp.Dir()))
+	defer tuneGC(countQueued(sp.Dir()))()
 	stopProgress := obs.out.progress()
 	sum, err := batch.Run(ctx, sp, cfg)
 	stopProgress() // the progress line is gone before the summary

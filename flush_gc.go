@@ -25,16 +25,25 @@ const (
 
 // tuneGC sets the GC target for a spool whose new/ and cur/ hold queued
 // files (counted before the scan, see countQueued), unless GOGC is set in
-// the environment.
-func tuneGC(queued int) {
+// the environment. It returns a func that puts the target and GOMAXPROCS
+// (see moreProcs) back as they were, for callers that run more than one
+// flush in a process (the tests).
+func tuneGC(queued int) (restore func()) {
+	percent, procs := debug.SetGCPercent(-1), runtime.GOMAXPROCS(0)
+	debug.SetGCPercent(percent) // -1 above only read it
+	restore = func() {
+		debug.SetGCPercent(percent)
+		runtime.GOMAXPROCS(procs)
+	}
 	if os.Getenv("GOGC") != "" {
-		return
+		return restore
 	}
 	if queued >= bigPlan {
 		debug.SetGCPercent(bigGCPercent)
 	} else {
 		debug.SetGCPercent(smallGCPercent)
 	}
+	return restore
 }
 
 // countQueued counts the entries of spool's new/ and cur/ without keeping
@@ -60,16 +69,18 @@ func countQueued(spool string) int {
 	return n
 }
 
-// moreProcs is batch.Config.SlowRemovals: when removing delivered files
-// blocks in the kernel, each of the blocked removers holds one of Go's Ps
-// while it waits, so the scheduler gets one more P per remover (unless
-// GOMAXPROCS is set). Measured on 10,000 messages with a spool whose
+// moreProcs returns batch.Config.SlowRemovals: when removing delivered
+// files blocks in the kernel, each of the blocked removers holds one of
+// Go's Ps while it waits, so the scheduler gets one more P per remover
+// over base, the GOMAXPROCS the run started with (unless GOMAXPROCS is set
+// in the environment). Measured on 10,000 messages with a spool whose
 // unlinks wait for a TRIM, medians of 10 to 12 runs: 1.85 s with 2 Ps (and
 // a slow mode near 3 s in a third of the runs), 2.3 s with 4, 1.7-1.9 s
 // with 8, 1.65 s with 18 and no slow run.
-func moreProcs(removers int) {
-	if os.Getenv("GOMAXPROCS") != "" {
-		return
+func moreProcs(base int) func(removers int) {
+	return func(removers int) {
+		if os.Getenv("GOMAXPROCS") == "" {
+			runtime.GOMAXPROCS(base + removers)
+		}
 	}
-	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + removers)
 }

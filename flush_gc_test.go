@@ -36,9 +36,14 @@ func TestTuneGC(t *testing.T) {
 		t.Errorf("countQueued = %d, want 6", n)
 	}
 	for _, tc := range []struct{ queued, want int }{{6, smallGCPercent}, {bigPlan, bigGCPercent}, {bigPlan - 1, smallGCPercent}} {
-		tuneGC(tc.queued)
-		if p := debug.SetGCPercent(100); p != tc.want {
+		debug.SetGCPercent(70)
+		restore := tuneGC(tc.queued)
+		if p := debug.SetGCPercent(-1); p != tc.want {
 			t.Errorf("%d queued: GC percent %d, want %d", tc.queued, p, tc.want)
+		}
+		restore()
+		if p := debug.SetGCPercent(100); p != 70 {
+			t.Errorf("%d queued: GC percent %d after restore, want 70 as before", tc.queued, p)
 		}
 	}
 	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
@@ -52,19 +57,29 @@ func TestTuneGC(t *testing.T) {
 	}
 }
 
-// moreProcs adds one P per blocked remover, unless GOMAXPROCS is set.
+// moreProcs sets one P per blocked remover over the run's base, unless
+// GOMAXPROCS is set; tuneGC's restore puts GOMAXPROCS and the GC target
+// back, so that a second flush in the process starts from the same place.
 func TestMoreProcs(t *testing.T) {
 	old := runtime.GOMAXPROCS(0)
 	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
 	t.Setenv("GOMAXPROCS", "")
 	os.Unsetenv("GOMAXPROCS")
-	moreProcs(16)
-	if n := runtime.GOMAXPROCS(0); n != old+16 {
-		t.Errorf("GOMAXPROCS %d after moreProcs(16), want %d", n, old+16)
+	t.Setenv("GOGC", "")
+	os.Unsetenv("GOGC")
+	for range 2 { // the second run does not add to the first
+		restore := tuneGC(bigPlan)
+		moreProcs(runtime.GOMAXPROCS(0))(16)
+		if n := runtime.GOMAXPROCS(0); n != old+16 {
+			t.Errorf("GOMAXPROCS %d after moreProcs(16), want %d", n, old+16)
+		}
+		restore()
+		if n := runtime.GOMAXPROCS(0); n != old {
+			t.Errorf("GOMAXPROCS %d after restore, want %d", n, old)
+		}
 	}
-	runtime.GOMAXPROCS(old)
 	t.Setenv("GOMAXPROCS", strconv.Itoa(old))
-	moreProcs(16)
+	moreProcs(old)(16)
 	if n := runtime.GOMAXPROCS(0); n != old {
 		t.Errorf("GOMAXPROCS %d with GOMAXPROCS set in the environment, want it left at %d", n, old)
 	}
