@@ -68,18 +68,12 @@ func (g *gate) handle(c net.Conn) {
 			rcpts = nil
 			say("250 2.1.0 Ok")
 		case strings.HasPrefix(cmd, "RCPT"):
-			rcpts = append(rcpts, strings.Trim(strings.TrimSpace(line)[len("RCPT TO:"):], "<>"))
+			rcpts = append(rcpts, rcptArg(line))
 			say("250 2.1.5 Ok")
 		case cmd == "DATA":
 			say("354 End data with <CR><LF>.<CR><LF>")
-			for {
-				l, err := r.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if l == ".\r\n" {
-					break
-				}
+			if _, ok := readContent(r); !ok {
+				return
 			}
 			g.mu.Lock()
 			if g.closed {

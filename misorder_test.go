@@ -101,7 +101,7 @@ func (m *misorder) handle(c net.Conn) {
 				return rcpts, true
 			}
 			if strings.HasPrefix(strings.ToUpper(l), "RCPT TO:") {
-				rcpts = append(rcpts, strings.Trim(l[len("RCPT TO:"):], "<>"))
+				rcpts = append(rcpts, rcptArg(l))
 			}
 		}
 	}
@@ -158,18 +158,12 @@ func (m *misorder) handle(c net.Conn) {
 			rcpts = nil
 			say("250 2.1.0 Ok")
 		case strings.HasPrefix(cmd, "RCPT"):
-			rcpts = append(rcpts, strings.Trim(strings.TrimSpace(line)[len("RCPT TO:"):], "<>"))
+			rcpts = append(rcpts, rcptArg(line))
 			say("250 2.1.5 Ok")
 		case cmd == "DATA":
 			say("354 End data with <CR><LF>.<CR><LF>")
-			for {
-				l, err := r.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if l == ".\r\n" {
-					break
-				}
+			if _, ok := readContent(r); !ok {
+				return
 			}
 			m.mu.Lock()
 			m.delivered = append(m.delivered, rcpts...)

@@ -71,7 +71,7 @@ func (s *scripted) handle(c net.Conn) {
 				return
 			}
 		case strings.HasPrefix(cmd, "RCPT"):
-			to := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(line)[8:], "<"), ">")
+			to := rcptArg(line)
 			def := "250 2.1.5 Ok"
 			if s.hook != nil {
 				if rep, hangup := s.hook(session, "RCPT", st); hangup {
@@ -90,22 +90,15 @@ func (s *scripted) handle(c net.Conn) {
 			if !reply("DATA", "354 go ahead") {
 				return
 			}
-			var data strings.Builder
-			for {
-				l, err := r.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if l == ".\r\n" {
-					break
-				}
-				data.WriteString(l)
+			data, ok := readContent(r)
+			if !ok {
+				return
 			}
 			if !reply("end", "250 2.0.0 queued") {
 				return
 			}
 			s.mu.Lock()
-			s.delivered = append(s.delivered, scriptedMsg{Session: session, To: st.Rcpts, Data: data.String()})
+			s.delivered = append(s.delivered, scriptedMsg{Session: session, To: st.Rcpts, Data: data})
 			s.mu.Unlock()
 			st.Delivered++
 			st.Rcpts = nil
@@ -133,4 +126,26 @@ func (s *scripted) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.sessions
+}
+
+// readContent reads message content after a 354 up to the final dot line,
+// which it leaves out; ok is false when the connection ends first.
+func readContent(r *bufio.Reader) (content string, ok bool) {
+	var b strings.Builder
+	for {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			return "", false
+		}
+		if l == ".\r\n" {
+			return b.String(), true
+		}
+		b.WriteString(l)
+	}
+}
+
+// rcptArg returns the address of a "RCPT TO:<addr>" command line.
+func rcptArg(line string) string {
+	line = strings.TrimSpace(line)
+	return strings.Trim(line[min(len(line), len("RCPT TO:")):], "<>")
 }
