@@ -25,6 +25,11 @@ type Globals struct {
 	stdout, stderr io.Writer
 	now            func() time.Time // the clock of queue listings and admin commands; tests fix it
 
+	// MaxMessageSize bounds a message taken into the spool: by enqueue and
+	// sendmail as it is read, and by flush's pickup of maildrop/ (as
+	// Postfix's message_size_limit).
+	MaxMessageSize byteSize `help:"Largest message enqueue, sendmail and the pickup of maildrop/ take into the spool, in octets or with K, M or G; 0 means no limit." default:"10MiB" placeholder:"SIZE"`
+
 	Config string        `help:"JSON config file of flag values (see README); a missing default file is fine." env:"MXFLUSH_CONFIG" default:"/etc/mxflush/config.json" placeholder:"FILE"`
 	file   *fileConfig   // the config file read, for mxflush config
 	kctx   *kong.Context // the parse, for mxflush config
