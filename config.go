@@ -6,8 +6,10 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/alecthomas/kong"
 
@@ -71,9 +73,13 @@ func (fc *fileConfig) check(model *kong.Application) error {
 	known := map[string]bool{}
 	var walk func(n *kong.Node)
 	cmdline := map[string]bool{} // flags for the command line only (env:"-")
+	var bare []string            // duration keys given as bare numbers
 	walk = func(n *kong.Node) {
 		for _, f := range n.Flags {
 			key := strings.ReplaceAll(f.Name, "-", "_")
+			if _, num := fc.values[key].(float64); num && f.Target.Type() == reflect.TypeFor[time.Duration]() {
+				bare = append(bare, key)
+			}
 			if len(f.Envs) > 0 {
 				known[key] = true
 			} else {
@@ -95,9 +101,16 @@ func (fc *fileConfig) check(model *kong.Application) error {
 		}
 	}
 	sort.Strings(bad)
+	if len(bare) > 0 {
+		sort.Strings(bare)
+		// kong would read a number as nanoseconds: {"max_age": 5} was a
+		// queue lifetime of 5ns, and the next flush bounced every deferred
+		// message.
+		return exitf(report.ExConfig, "config file %s: key %q: a bare number has no unit; write the duration as a string with one, such as \"5d\", \"4h\" or \"90s\"", fc.path, bare[0])
+	}
 	for _, k := range bad {
 		if cmdline[k] {
-			return exitf(report.ExConfig, "config file %s: key %q: --%s of the queue commands is taken from the command line only, never from the config file", fc.path, k, strings.ReplaceAll(k, "_", "-"))
+			return exitf(report.ExConfig, "config file %s: key %q: --%s is taken from the command line only, never from the config file (a selection of the queue commands, or a flag that would make a flush send nothing)", fc.path, k, strings.ReplaceAll(k, "_", "-"))
 		}
 		if strings.Contains(strings.ToLower(k), "password") {
 			return exitf(report.ExConfig, "config file %s: key %q: a password is never read from the config file; use --auth-file or %s", fc.path, k, route.EnvAuthPassword)

@@ -105,7 +105,7 @@ func TestSelectionFlagsIgnoreEnvAndConfig(t *testing.T) {
 		t.Errorf("hold/ has %d files after the refused release, want 1", len(ents))
 	}
 	code, _, errs = configRun(t, `{"failed": true}`, "delete", "--spool", sp)
-	if code != 78 || !strings.Contains(errs, `key "failed": --failed of the queue commands is taken from the command line only`) {
+	if code != 78 || !strings.Contains(errs, `key "failed": --failed is taken from the command line only`) {
 		t.Errorf("delete with a config key failed: exit %d, err %q; want 78 naming the unknown key", code, errs)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(sp, "failed")); len(ents) != 1 {
@@ -120,5 +120,24 @@ func TestSelectionFlagsIgnoreEnvAndConfig(t *testing.T) {
 	code, out, errs = configRun(t, "", "config", "--spool", sp)
 	if v, from := row(t, out, "all"); code != 0 || v != "true" || !strings.HasPrefix(from, "env MXFLUSH_ALL") {
 		t.Errorf("config: exit %d, --all = %s from %q (err %q); want true from MXFLUSH_ALL", code, v, from, errs)
+	}
+}
+
+// A bare number for a duration key is refused, naming the key and showing
+// the form to write: kong would take {"max_age": 5} as 5 nanoseconds, and
+// the next flush would bounce every deferred message for a queue lifetime
+// of 0s.
+func TestConfigDurationBareNumberRefused(t *testing.T) {
+	t.Setenv("MXFLUSH_CONFIG", "")
+	code, out, errs := configRun(t, `{"max_age": 5}`, "config", "--spool", t.TempDir())
+	if code != 78 {
+		t.Fatalf("exit %d, want 78 (EX_CONFIG)\n%s%s", code, out, errs)
+	}
+	if !strings.Contains(errs, `"max_age"`) || !strings.Contains(errs, `"5d"`) {
+		t.Errorf("the error should name the key and show a duration with a unit:\n%s", errs)
+	}
+	// A string with a unit is still fine.
+	if code, out, errs := configRun(t, `{"max_age": "5d"}`, "config", "--spool", t.TempDir()); code != 0 || !strings.Contains(out, "120h") {
+		t.Errorf(`{"max_age": "5d"}: exit %d\n%s%s`, code, out, errs)
 	}
 }

@@ -58,8 +58,10 @@ func parseDuration(s string) (time.Duration, error) {
 }
 
 // durationMapper is kong's time.Duration mapper with parseDuration for
-// text (flags, MXFLUSH_* variables, string values of the config file);
-// numbers in the config file are nanoseconds, as with kong's own.
+// text (flags, MXFLUSH_* variables, string values of the config file). A
+// bare number in the config file is refused: kong's own mapper takes it as
+// nanoseconds, so {"max_age": 5} meant 5ns, and the next flush bounced
+// every deferred message for a queue lifetime of 0s.
 func durationMapper() kong.Option {
 	return kong.TypeMapper(reflect.TypeFor[time.Duration](), kong.MapperFunc(
 		func(ctx *kong.DecodeContext, target reflect.Value) error {
@@ -74,7 +76,7 @@ func durationMapper() kong.Option {
 					return fmt.Errorf("expected a duration such as 90s, 30m, 4h or 5d but got %q", v)
 				}
 			case int, int64, float64:
-				d = reflect.ValueOf(v).Convert(reflect.TypeFor[time.Duration]()).Interface().(time.Duration)
+				return fmt.Errorf("a bare number (%v) has no unit: write the duration as a string with one, such as \"5d\", \"4h\" or \"90s\"", v)
 			default:
 				return fmt.Errorf("expected a duration such as 90s, 30m, 4h or 5d but got %v", v)
 			}

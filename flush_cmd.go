@@ -24,7 +24,7 @@ type FlushCmd struct {
 	Port     int    `help:"TCP port of every MX host." default:"25" placeholder:"P"`
 	DNS      string `name:"dns" help:"DNS server for every query, HOST:PORT (default: the first nameserver in /etc/resolv.conf)." placeholder:"HOST:PORT"`
 	Helo     string `help:"Name to send in EHLO/HELO (default: this host's name)." placeholder:"NAME"`
-	DryRun   bool   `help:"Resolve and print the plan; connect to no SMTP server and change nothing."`
+	DryRun   bool   `env:"-" help:"Resolve and print the plan; connect to no SMTP server and change nothing (command line only: no variable or config key may make a flush send nothing)."`
 	JSON     bool   `name:"json" help:"Print the summary as one JSON object on stdout."`
 	All      bool   `help:"Send every message now, even those whose next attempt is later."`
 

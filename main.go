@@ -52,7 +52,10 @@ type CLI struct {
 
 	Sendmail SendmailCmd `cmd:"" passthrough:"" help:"The sendmail(8) interface: queue the message on stdin (-t -i -f ADDR -F NAME), -bp lists, -q flushes. Also run when invoked as sendmail or mailq."`
 
-	Version kong.VersionFlag `help:"Print the version and exit."`
+	// Command line only: kong.DefaultEnvars would bind MXFLUSH_VERSION, and
+	// any value of it turned every run, a flush included, into a printed
+	// version and exit 0 with nothing sent.
+	Version kong.VersionFlag `env:"-" help:"Print the version and exit."`
 }
 
 // exitError carries an exit code out of a command's Run.
