@@ -3,11 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 	"os"
 	"runtime"
-	"strconv"
 	"time"
 
 	"github.com/mxflush/mxflush/addr"
@@ -22,7 +19,7 @@ import (
 type FlushCmd struct {
 	MaxConns int    `help:"Concurrent SMTP sessions at most; each domain gets one session, or more with --conns-per-domain." default:"8" placeholder:"N"`
 	Port     int    `help:"TCP port of every MX host." default:"25" placeholder:"P"`
-	DNS      string `name:"dns" help:"DNS server for every query, HOST:PORT (default: the first nameserver in /etc/resolv.conf)." placeholder:"HOST:PORT"`
+	DNS      string `name:"dns" help:"DNS server for every query, HOST:PORT; HOST is an IP address or a name in /etc/hosts, never looked up in DNS (default: the first nameserver in /etc/resolv.conf)." placeholder:"HOST:PORT"`
 	Helo     string `help:"Name to send in EHLO/HELO (default: this host's name)." placeholder:"NAME"`
 	DryRun   bool   `env:"-" help:"Resolve and print the plan; connect to no SMTP server and change nothing (command line only: no variable or config key may make a flush send nothing)."`
 	JSON     bool   `name:"json" help:"Print the summary as one JSON object on stdout."`
@@ -157,13 +154,11 @@ func dnsServer(flag string) (string, error) {
 		}
 		return s, nil
 	}
-	// The server must be an IP address: a name would have to be resolved
-	// through the system's resolver, which --dns exists to bypass.
-	host, port, err := net.SplitHostPort(flag)
-	ip, ipErr := netip.ParseAddr(host)
-	n, portErr := strconv.Atoi(port)
-	if err != nil || ipErr != nil || ip.Zone() != "" || portErr != nil || n < 1 || n > 65535 {
-		return "", fmt.Errorf("--dns %q: want IP:PORT with a port from 1 to 65535, for example 127.0.0.1:53 or [::1]:53", flag)
+	// A name is taken from /etc/hosts only: resolving it through the
+	// system's resolver is what --dns exists to bypass.
+	s, err := mx.ServerAddr(flag, "/etc/hosts")
+	if err != nil {
+		return "", fmt.Errorf("--dns %w", err)
 	}
-	return flag, nil
+	return s, nil
 }

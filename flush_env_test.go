@@ -1,8 +1,12 @@
 package main
 
 import (
+	"net"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/mxflush/mxflush/mx"
 )
 
 // No environment variable turns a flush into a no-op: kong binds every flag
@@ -23,5 +27,25 @@ func TestFlushNoEnvironmentVariableMakesItANoOp(t *testing.T) {
 				t.Errorf("%s=1 printed the version instead of a summary:\n%s", env, out)
 			}
 		})
+	}
+}
+
+// --dns takes a host name from /etc/hosts, as its help says (HOST:PORT):
+// `--dns localhost:PORT` was refused with "want IP:PORT".
+func TestFlushDNSHostFromHostsFile(t *testing.T) {
+	ip, err := mx.ServerAddr("localhost:53", "/etc/hosts")
+	if err != nil || ip != "127.0.0.1:53" {
+		t.Skipf("/etc/hosts does not give localhost 127.0.0.1 first (%q, %v)", ip, err)
+	}
+	w := newWorld(t, nil, nil, "a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2")
+	w.enqueue("alice@example.test", msg("hosts"), "bob@a.test")
+	_, port, _ := net.SplitHostPort(w.dns.Addr())
+	code, out, errs := w.run("", "flush", "--spool", w.spool, "--dns", "localhost:"+port, "--port", strconv.Itoa(w.port), "--helo", "relay.test")
+	if code != 0 || w.received() != 1 {
+		t.Errorf("--dns localhost:%s: exit %d, %d received\n%s%s", port, code, w.received(), out, errs)
+	}
+	code, _, errs = w.run("", "flush", "--spool", w.spool, "--dns", "no-such-host.test:53", "--port", strconv.Itoa(w.port))
+	if code != 78 || !strings.Contains(errs, "no-such-host.test") || !strings.Contains(errs, "never looked up in DNS") {
+		t.Errorf("--dns with a name not in /etc/hosts: exit %d, want 78 with a message naming it\n%s", code, errs)
 	}
 }
