@@ -101,6 +101,7 @@ func runGlobals(args []string, g Globals) (code int) {
 		kong.Name("mxflush"),
 		kong.Description("Relay queued outgoing mail in batches, one SMTP session per recipient domain."),
 		kong.Writers(stdout, stderr),
+		kong.ValueFormatter(helpValue),
 		kong.Exit(func(c int) { panic(kongExit(c)) }),
 		kong.Vars{"version": "mxflush " + version},
 		kong.UsageOnError(),
