@@ -119,6 +119,7 @@ func (c *FlushCmd) Run(g *Globals) (err error) {
 			FinalTimeout:    c.FinalTimeout,
 		},
 		OnResult:       obs.out.result, // --log-format; clears the progress line first
+		OnPlan:         obs.out.planned,
 		ConnsPerDomain: c.ConnsPerDomain,
 		SlowRemovals:   moreProcs(runtime.GOMAXPROCS(0)),
 		Stop:           stopCtx,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -20,25 +21,56 @@ const (
 	clearLine     = "\r\x1b[K" // carriage return, then erase to the end of the line (ECMA-48 EL)
 )
 
-// progressCounts are the recipient outcomes seen so far.
+// progressCounts are the recipient outcomes seen so far, and how many
+// recipients the run has planned (its passes so far: the bounce pass adds
+// its own when it is planned).
 type progressCounts struct {
 	Sent, Deferred, Bounced int
+	Total                   int
 }
 
 // renderProgress is the progress line for counts c after elapsed, without
-// clearLine or a newline, for example
+// clearLine or a newline, at most width columns (0: no limit), for example
 //
-//	mxflush: 1200 recipients done (1190 sent, 8 deferred, 2 bounced), 240.0/s, 5s
+//	mxflush: 1,200/3,000 recipients (1,190 sent, 8 deferred, 2 bounced), 226/s, 5s, ETA 8s
 //
-// The rate is recipients per second over the whole run so far.
-func renderProgress(c progressCounts, elapsed time.Duration) string {
+// The rate is recipients per second over the whole run so far, and the
+// ETA is what is left at that rate. A line wider than the terminal would
+// wrap, and erasing it would then leave the wrapped part behind: it is cut
+// to width-1 columns (the last column is left free so the cursor never
+// wraps).
+func renderProgress(c progressCounts, elapsed time.Duration, width int) string {
 	n := c.Sent + c.Deferred + c.Bounced
 	rate := 0.0
 	if elapsed > 0 {
 		rate = float64(n) / elapsed.Seconds()
 	}
-	return fmt.Sprintf("mxflush: %d recipients done (%d sent, %d deferred, %d bounced), %.1f/s, %s",
-		n, c.Sent, c.Deferred, c.Bounced, rate, elapsed.Truncate(time.Second))
+	done := thousands(n)
+	if c.Total > 0 {
+		done += "/" + thousands(c.Total)
+	}
+	line := fmt.Sprintf("mxflush: %s recipients (%s sent, %s deferred, %s bounced), %s/s, %s",
+		done, thousands(c.Sent), thousands(c.Deferred), thousands(c.Bounced), thousands(int(rate+0.5)), elapsed.Truncate(time.Second))
+	if left := c.Total - n; left > 0 && rate > 0 {
+		eta := time.Duration(float64(left) / rate * float64(time.Second))
+		line += ", ETA " + eta.Round(time.Second).String()
+	}
+	if width > 1 && len(line) > width-1 { // the line is ASCII: one octet, one column
+		line = line[:width-1]
+	}
+	return line
+}
+
+// thousands writes n with a comma between groups of three digits.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	if n < 0 {
+		return "-" + thousands(-n)
+	}
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // flushOutput owns flush's stderr while the run goes: it writes each
@@ -92,6 +124,13 @@ func (o *flushOutput) result(e batch.Event) {
 	o.w.Write(append(line, '\n'))
 }
 
+// planned adds a pass's recipients to the progress line's total.
+func (o *flushOutput) planned(recipients int) {
+	o.mu.Lock()
+	o.counts.Total += recipients
+	o.mu.Unlock()
+}
+
 // tick redraws the progress line, once the run is older than progressDelay.
 func (o *flushOutput) tick() {
 	o.mu.Lock()
@@ -100,7 +139,7 @@ func (o *flushOutput) tick() {
 	if elapsed < progressDelay {
 		return
 	}
-	io.WriteString(o.w, clearLine+renderProgress(o.counts, elapsed))
+	io.WriteString(o.w, clearLine+renderProgress(o.counts, elapsed, terminalWidth(o.w)))
 	o.shown = true
 }
 

@@ -15,15 +15,23 @@ func TestRenderProgress(t *testing.T) {
 	tests := []struct {
 		c       progressCounts
 		elapsed time.Duration
+		width   int
 		want    string
 	}{
-		{progressCounts{}, 0, "mxflush: 0 recipients done (0 sent, 0 deferred, 0 bounced), 0.0/s, 0s"},
-		{progressCounts{Sent: 1190, Deferred: 8, Bounced: 2}, 5*time.Second + 300*time.Millisecond,
-			"mxflush: 1200 recipients done (1190 sent, 8 deferred, 2 bounced), 226.4/s, 5s"},
+		{progressCounts{}, 0, 0, "mxflush: 0 recipients (0 sent, 0 deferred, 0 bounced), 0/s, 0s"},
+		{progressCounts{Sent: 1190, Deferred: 8, Bounced: 2, Total: 3000}, 5*time.Second + 300*time.Millisecond, 0,
+			"mxflush: 1,200/3,000 recipients (1,190 sent, 8 deferred, 2 bounced), 226/s, 5s, ETA 8s"},
+		// Done: no ETA.
+		{progressCounts{Sent: 3000, Total: 3000}, 10 * time.Second, 0,
+			"mxflush: 3,000/3,000 recipients (3,000 sent, 0 deferred, 0 bounced), 300/s, 10s"},
+		// A 60-column terminal: cut to 59 columns, so the line never wraps
+		// and one erase clears all of it.
+		{progressCounts{Sent: 1190, Deferred: 8, Bounced: 2, Total: 3000}, 5*time.Second + 300*time.Millisecond, 60,
+			"mxflush: 1,200/3,000 recipients (1,190 sent, 8 deferred, 2 "},
 	}
 	for _, tt := range tests {
-		if got := renderProgress(tt.c, tt.elapsed); got != tt.want {
-			t.Errorf("renderProgress(%+v, %v) = %q, want %q", tt.c, tt.elapsed, got, tt.want)
+		if got := renderProgress(tt.c, tt.elapsed, tt.width); got != tt.want {
+			t.Errorf("renderProgress(%+v, %v, %d) = %q, want %q", tt.c, tt.elapsed, tt.width, got, tt.want)
 		}
 	}
 }
@@ -42,6 +50,7 @@ func TestProgressLineOnTerminal(t *testing.T) {
 	o := newFlushOutput(&b, false, clk.now)
 	o.tty = true
 	sent := batch.Event{ID: "1.M1.h", Rcpt: "bob@a.test", Relay: "none", Status: batch.Sent, DSN: "2.0.0", Reply: "250 ok"}
+	o.planned(2)
 
 	o.result(sent)
 	clk.t = clk.t.Add(500 * time.Millisecond)
@@ -52,7 +61,7 @@ func TestProgressLineOnTerminal(t *testing.T) {
 	b.Reset()
 	clk.t = clk.t.Add(1500 * time.Millisecond)
 	o.tick()
-	if want := clearLine + "mxflush: 1 recipients done (1 sent, 0 deferred, 0 bounced), 0.5/s, 2s"; b.String() != want {
+	if want := clearLine + "mxflush: 1/2 recipients (1 sent, 0 deferred, 0 bounced), 1/s, 2s, ETA 2s"; b.String() != want {
 		t.Fatalf("tick wrote %q, want %q", b.String(), want)
 	}
 	b.Reset()

@@ -61,6 +61,10 @@ type Config struct {
 	NoBounce  bool // record and report permanent failures, but enqueue no DSN (CI use)
 	Now       func() time.Time
 	OnResult  func(Event) // called once per recipient outcome, from worker goroutines; may be nil
+	// OnPlan, when not nil, is called before each pass delivers (the main
+	// pass, then the bounce pass) with the recipients planned in it: the
+	// progress line's total.
+	OnPlan func(recipients int)
 
 	// ConnsPerDomain is how many sessions one domain's batch may use at
 	// once (< 1 means 1): one per 100 messages, up to this and MaxConns.
@@ -210,6 +214,9 @@ func (r *runner) deliver(ctx context.Context, plan *Plan, pass string) []DomainS
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.cfg.MaxConns)
 	total := totalItems(plan.Batches)
+	if r.cfg.OnPlan != nil && !r.cfg.DryRun {
+		r.cfg.OnPlan(totalRcpts(plan.Batches))
+	}
 	for i, b := range plan.Batches {
 		doms[i] = newDomainRun(b, sessionsFor(len(b.Items), total, r.cfg.ConnsPerDomain, r.cfg.MaxConns))
 		for range doms[i].workers {

@@ -40,6 +40,17 @@ func totalItems(batches []*Batch) int {
 	return n
 }
 
+// totalRcpts counts the recipients of batches: one log line each.
+func totalRcpts(batches []*Batch) int {
+	n := 0
+	for _, b := range batches {
+		for _, it := range b.Items {
+			n += len(it.Rcpts)
+		}
+	}
+	return n
+}
+
 // domainRun is one domain's batch, shared by the workers that carry it. The
 // workers take items from one queue, so a faster session carries more, and
 // a worker that cannot open a session while another holds one hands its
