@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"time"
@@ -38,6 +40,9 @@ type FlushCmd struct {
 	DNSTimeout     time.Duration `name:"dns-timeout" help:"Timeout for each DNS query." default:"5s"`
 
 	MaxRuntime time.Duration `help:"Stop opening new SMTP transactions after this long: those in flight finish, the rest stay queued untouched and still due, and the run exits 75; 0 never stops." default:"0s"`
+
+	Bind          string `help:"Source address of every SMTP connection, as Postfix's smtp_bind_address: on a host with several addresses, the one receivers know (its PTR and SPF); only MX addresses of its family are used. A routes rule's bind=ADDR wins for its domains." placeholder:"ADDR"`
+	InetProtocols string `help:"Address families to connect over, as Postfix's inet_protocols: all, ipv4 or ipv6." default:"all" enum:"all,ipv4,ipv6"`
 
 	ConnsPerDomain int `help:"Sessions one domain's batch may use at once: one per 100 messages, up to N (and --max-conns). Kept small by default because receivers limit concurrent connections per client address and answer more with 421 or greylisting." default:"4" placeholder:"N"`
 
@@ -75,6 +80,14 @@ func (c *FlushCmd) Run(g *Globals) (err error) {
 		}
 	} else if _, err := addr.Domain("postmaster@" + helo); err != nil {
 		return exitf(report.ExUsage, "--helo %q: want a domain name or an address literal such as [192.0.2.1] (RFC 5321 §4.1.1.1)", helo)
+	}
+	family, err := deliver.ParseFamily(c.InetProtocols)
+	if err != nil {
+		return exitf(report.ExUsage, "--inet-protocols: %v", err)
+	}
+	bind, err := bindAddr(c.Bind)
+	if err != nil {
+		return exitf(report.ExConfig, "%v", err)
 	}
 	routes, err := c.table(&mx.Resolver{Server: server, Timeout: c.DNSTimeout}, c.Port, c.DNS != "", g.stderr)
 	if err != nil {
@@ -117,6 +130,8 @@ func (c *FlushCmd) Run(g *Globals) (err error) {
 			CommandTimeout:  c.CommandTimeout,
 			DataTimeout:     c.DataTimeout,
 			FinalTimeout:    c.FinalTimeout,
+			Family:          family,
+			Bind:            bind,
 		},
 		OnResult:       obs.out.result, // --log-format; clears the progress line first
 		OnPlan:         obs.out.planned,
@@ -162,4 +177,25 @@ func dnsServer(flag string) (string, error) {
 		return "", fmt.Errorf("--dns %w", err)
 	}
 	return s, nil
+}
+
+// bindAddr checks --bind: an IP address of this host, which binding a UDP
+// socket to it proves (no packet is sent). An address the host does not
+// have would fail every connection with EADDRNOTAVAIL, and each would be
+// deferred: a configuration error is better said once, now.
+func bindAddr(flag string) (netip.Addr, error) {
+	if flag == "" {
+		return netip.Addr{}, nil
+	}
+	a, err := netip.ParseAddr(flag)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("--bind %q: want an IP address of this host", flag)
+	}
+	a = a.Unmap()
+	pc, err := net.ListenPacket("udp", net.JoinHostPort(a.String(), "0"))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("--bind %s: not an address of this host: %w", a, err)
+	}
+	pc.Close()
+	return a, nil
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -47,5 +49,34 @@ func TestFlushDNSHostFromHostsFile(t *testing.T) {
 	code, _, errs = w.run("", "flush", "--spool", w.spool, "--dns", "no-such-host.test:53", "--port", strconv.Itoa(w.port))
 	if code != 78 || !strings.Contains(errs, "no-such-host.test") || !strings.Contains(errs, "never looked up in DNS") {
 		t.Errorf("--dns with a name not in /etc/hosts: exit %d, want 78 with a message naming it\n%s", code, errs)
+	}
+}
+
+// --bind is the source address of every connection (the receiver sees the
+// session from it); a routes rule's bind=ADDR wins for its domains; an
+// address this host does not have is a configuration error said at once
+// (exit 78), not a deferral of every message.
+func TestFlushBind(t *testing.T) {
+	w := newWorld(t, []string{"127.0.0.2", "127.0.0.3"}, nil,
+		"a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2", "b.test. MX 10 mx.b.test.", "mx.b.test. A 127.0.0.3")
+	w.enqueue("alice@example.test", msg("bind a"), "bob@a.test")
+	w.enqueue("alice@example.test", msg("bind b"), "bob@b.test")
+	routes := filepath.Join(t.TempDir(), "routes")
+	if err := os.WriteFile(routes, []byte("b.test smtp: bind=127.0.0.9\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := w.flush("--bind", "127.0.0.8", "--routes", routes)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	for ip, want := range map[string]string{"127.0.0.2": "127.0.0.8", "127.0.0.3": "127.0.0.9"} {
+		h := w.recv[ip].Hellos()
+		if len(h) != 1 || h[0].Client.String() != want {
+			t.Errorf("receiver %s saw sessions %+v, want one from %s", ip, h, want)
+		}
+	}
+	code, _, errs = w.flush("--bind", "192.0.2.1")
+	if code != 78 || !strings.Contains(errs, "not an address of this host") {
+		t.Errorf("--bind 192.0.2.1: exit %d, want 78 saying it is not an address of this host\n%s", code, errs)
 	}
 }

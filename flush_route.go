@@ -52,6 +52,13 @@ func (f *RouteFlags) table(res *mx.Resolver, port int, dnsGiven bool, stderr io.
 		if err != nil {
 			return nil, exitf(report.ExConfig, "--routes: %v", err)
 		}
+		for _, r := range c.Rules {
+			if r.Hop.Bind.IsValid() {
+				if _, err := bindAddr(r.Hop.Bind.String()); err != nil {
+					return nil, exitf(report.ExConfig, "--routes: %s: %v", r.Hop.Source, err)
+				}
+			}
+		}
 	}
 	if f.TLSCA != "" {
 		if c.TLS.Roots, err = roots(f.TLSCA); err != nil {

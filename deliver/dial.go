@@ -38,7 +38,15 @@ type Options struct {
 	// Auth returns the SMTP AUTH credentials (RFC 4954) for a host (its
 	// name without brackets) and port, or nil for none. nil: no AUTH.
 	Auth func(host string, port int) *Auth
-	// Dialer opens TCP connections; nil means a net.Dialer.
+	// Family restricts the addresses connected to, as Postfix's
+	// inet_protocols: FamilyAll (the zero value), FamilyIPv4 or FamilyIPv6.
+	Family Family
+	// Bind, when valid, is the source address of every connection, as
+	// Postfix's smtp_bind_address: on a host with several addresses, the
+	// one receivers know (its PTR and SPF). Only addresses of its family
+	// are connected to. It applies to the default dialer (Dialer nil).
+	Bind netip.Addr
+	// Dialer opens TCP connections; nil means a net.Dialer (from Bind).
 	Dialer interface {
 		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 	}
@@ -61,7 +69,11 @@ func (o Options) withDefaults() Options {
 		o.Port = 25
 	}
 	if o.Dialer == nil {
-		o.Dialer = &net.Dialer{}
+		d := &net.Dialer{}
+		if o.Bind.IsValid() {
+			d.LocalAddr = &net.TCPAddr{IP: o.Bind.AsSlice()}
+		}
+		o.Dialer = d
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -117,6 +129,12 @@ func Dial(ctx context.Context, hosts []Host, o Options) (*Session, error) {
 			last = &Error{Status: "4.4.4", Command: cmdConnect, Msg: h.Name + ": no address"}
 			continue
 		}
+		addrs := o.usable(h.Addrs)
+		if len(addrs) == 0 {
+			temporary = true
+			last = &Error{Status: "4.4.4", Command: cmdConnect, Msg: h.Name + ": no " + o.familyName() + " address"}
+			continue
+		}
 		pl, err := o.TLS.planFor(ctx, certName(h.Name), port)
 		if err != nil {
 			temporary = true
@@ -127,7 +145,7 @@ func Dial(ctx context.Context, hosts []Host, o Options) (*Session, error) {
 		if o.Auth != nil {
 			pl.auth = o.Auth(certName(h.Name), port)
 		}
-		for _, ip := range h.Addrs {
+		for _, ip := range addrs {
 			if err := ctx.Err(); err != nil {
 				return nil, &Error{Status: "4.4.2", Command: cmdConnect, Msg: "canceled: " + err.Error(), Err: err}
 			}

@@ -23,7 +23,7 @@ type Rule struct {
 // ParseRoutes reads a routes file, one rule a line, in the spirit of
 // Postfix's transport(5) table:
 //
-//	PATTERN  NEXTHOP  [tls=MODE]
+//	PATTERN  NEXTHOP  [tls=MODE] [bind=ADDR]
 //
 // PATTERN is a domain ("example.com"), its subdomains (".example.com" or
 // "*.example.com", not the domain itself), or "*" for every other domain.
@@ -32,7 +32,8 @@ type Rule struct {
 // targets separated by commas, tried in order: "[host]" or "[host]:port"
 // (that host's addresses, no MX lookup), "host" or "host:port" (the MX of
 // host, as Postfix does), or an IP address. MODE is none, may, encrypt,
-// verify or dane. "#" starts a comment line; blank lines are skipped.
+// verify or dane. ADDR is the source address of the hop's connections,
+// instead of --bind (as Postfix's smtp_bind_address). "#" starts a comment line; blank lines are skipped.
 //
 // name is used in errors: "routes.txt:3: ...". A pattern given twice is an
 // error.
@@ -64,13 +65,21 @@ func ParseRoutes(r io.Reader, name string) ([]Rule, error) {
 		}
 		for _, opt := range f[2:] {
 			k, v, _ := strings.Cut(opt, "=")
-			if k != "tls" {
-				return nil, fmt.Errorf("%s: unknown option %q (the only option is tls=MODE)", where, opt)
+			switch k {
+			case "tls":
+				if hop.TLS, err = deliver.ParseTLSMode(v); err != nil {
+					return nil, fmt.Errorf("%s: %w", where, err)
+				}
+				hop.TLSSet = true
+			case "bind":
+				a, err := netip.ParseAddr(v)
+				if err != nil || a.Zone() != "" {
+					return nil, fmt.Errorf("%s: bind=%q: want an IP address of this host", where, v)
+				}
+				hop.Bind = a.Unmap()
+			default:
+				return nil, fmt.Errorf("%s: unknown option %q (options: tls=MODE, bind=ADDR)", where, opt)
 			}
-			if hop.TLS, err = deliver.ParseTLSMode(v); err != nil {
-				return nil, fmt.Errorf("%s: %w", where, err)
-			}
-			hop.TLSSet = true
 		}
 		hop.Source = where
 		rules = append(rules, Rule{Pattern: pat, Hop: hop})

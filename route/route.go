@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -34,6 +35,7 @@ type Hop struct {
 	Implicit bool            // "smtps:": TLS from the first octet (RFC 8314 §3.3)
 	TLS      deliver.TLSMode // the policy, when TLSSet
 	TLSSet   bool            // "tls=" was given; else Config.TLS.Mode applies
+	Bind     netip.Addr      // "bind=": source address of the hop's connections; invalid: deliver.Options.Bind
 	Source   string          // where it was configured: "--smarthost", "routes.txt:3"
 
 	key       string // batch key; "" for the domain's own MX
@@ -263,6 +265,9 @@ func (t *Table) Options(key string, base deliver.Options) deliver.Options {
 		return base
 	}
 	base.TLS.Mode, base.TLS.Implicit = h.mode, h.implicit
+	if h.Bind.IsValid() {
+		base.Bind = h.Bind
+	}
 	if len(h.Targets) == 0 || t.c.Creds.Empty() {
 		return base
 	}

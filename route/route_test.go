@@ -3,6 +3,7 @@ package route
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -92,6 +93,22 @@ func TestHop(t *testing.T) {
 	}
 }
 
+// bind=ADDR gives a hop its own source address; other hops keep --bind's.
+func TestHopBind(t *testing.T) {
+	rules, err := ParseRoutes(strings.NewReader("bulk.test smtp: bind=127.0.0.9\n* smtp:\n"), "routes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := table(t, Config{Rules: rules, Port: 25})
+	base := deliver.Options{Helo: "relay.test", Bind: netip.MustParseAddr("127.0.0.8")}
+	if got := tab.Options(tab.Hop("bulk.test"), base).Bind; got != netip.MustParseAddr("127.0.0.9") {
+		t.Errorf("bulk.test: bind %v, want 127.0.0.9 from its rule", got)
+	}
+	if got := tab.Options(tab.Hop("other.test"), base).Bind; got != base.Bind {
+		t.Errorf("other.test: bind %v, want --bind's %v", got, base.Bind)
+	}
+}
+
 func TestParseRoutesErrors(t *testing.T) {
 	tests := []struct{ line, want string }{
 		{"example.com", "want PATTERN NEXTHOP"},
@@ -100,6 +117,7 @@ func TestParseRoutesErrors(t *testing.T) {
 		{"example.com smtp:[relay.example.net]:99999", "port must be"},
 		{"example.com smtp:[relay.example.net] tls=paranoid", "want none, may"},
 		{"example.com smtp:[relay.example.net] auth=yes", "unknown option"},
+		{"example.com smtp:[relay.example.net] bind=relay.example.net", "want an IP address"},
 		{"exa mple.com", "want smtp:"},
 		{"[1.2.3.4] smtp:", "not a domain name"},
 		{"a.test smtp:\na.test smtp:[127.0.0.1]", "already has a rule on line 1"},

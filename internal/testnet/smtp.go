@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -45,10 +46,11 @@ type SMTPOptions struct {
 // Hello is one SMTP session as the server saw it start: the first EHLO or
 // HELO of a connection, and the first after STARTTLS (a new session).
 type Hello struct {
-	Session int    // connection number, as in Received
-	Name    string // the EHLO/HELO argument
-	TLS     bool   // the connection was under TLS
-	Version uint16 // tls.VersionTLS13, ...; 0 without TLS
+	Session int        // connection number, as in Received
+	Name    string     // the EHLO/HELO argument
+	TLS     bool       // the connection was under TLS
+	Version uint16     // tls.VersionTLS13, ...; 0 without TLS
+	Client  netip.Addr // the client's source address
 }
 
 // AuthAttempt is one AUTH exchange that reached a password check. The
@@ -360,6 +362,9 @@ func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		id = rc.id
 	}
 	h := Hello{Session: id, Name: c.Hostname()}
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		h.Client = ta.AddrPort().Addr().Unmap()
+	}
 	if cs, ok := c.TLSConnectionState(); ok {
 		h.TLS, h.Version = true, cs.Version
 	}
