@@ -83,6 +83,13 @@
 //     state is untouched (C41).
 //   - Nothing is ever deleted for being unreadable or invalid: such files are
 //     left in place (unreadable) or moved to bad/ (invalid) and reported.
+//   - Every spool file is opened with O_NOFOLLOW|O_NONBLOCK, and a message
+//     is read only from the file Scan, List or Load read: same device and
+//     inode, size and modification time (checked with the fstat(2) of each
+//     open). A name swapped after the listing, for a symbolic link to a file
+//     the spool's users cannot read, a hard link, or a FIFO that would block
+//     open(2), gives ErrChanged: nothing is sent, nothing is copied into a
+//     state change, and the next Scan moves what is there to bad/.
 //   - Scan keeps at most 8 files open and reads only envelopes; the reader
 //     from Open holds exactly one descriptor until Close (C39).
 //   - Lock is flock(2): it vanishes with the process, so no stale pid is

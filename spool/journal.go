@@ -196,13 +196,19 @@ type Delivered map[string][]string
 // the lines that could not be read: a last line without its LF (a write cut
 // short by a power loss), or damage. A missing journal is empty.
 func (s *Spool) ReadJournal() (d Delivered, skipped int, err error) {
-	f, err := os.Open(filepath.Join(s.dir, journalName))
+	// Not through a symbolic link, and not blocked by a FIFO: see spoolOpenFlags.
+	f, err := os.OpenFile(filepath.Join(s.dir, journalName), os.O_RDONLY|spoolOpenFlags, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Delivered{}, 0, nil
 	} else if err != nil {
 		return nil, 0, fmt.Errorf("spool: journal: %w", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, 0, fmt.Errorf("spool: journal: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return nil, 0, fmt.Errorf("spool: journal %s is %s, not a regular file", f.Name(), typeName(fi.Mode().Type()))
+	}
 	d = Delivered{}
 	seen := map[[2]string]bool{}
 	br := bufio.NewReaderSize(f, 32<<10)

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -208,20 +207,21 @@ func (s *Spool) readOne(j job, br *bufio.Reader, move bool) (*Message, *Problem)
 	}
 	// O_NOFOLLOW and O_NONBLOCK: a symlink or FIFO swapped in after listing
 	// fails or returns at once instead of being followed or blocking Scan.
-	f, err := openRaw(path, syscall.O_NOFOLLOW|syscall.O_NONBLOCK)
+	f, err := openRaw(path, spoolOpenFlags)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	} else if err != nil {
 		return leave(err, "cannot open the file: "+errText(err))
 	}
 	defer f.Close()
-	size, mtime, mode, err := f.stat()
+	st, err := f.stat()
 	if err != nil {
 		return leave(err, "cannot stat the file: "+errText(err))
 	}
-	if !mode.IsRegular() {
-		return leave(nil, "not a regular file ("+typeName(mode)+")")
+	if !st.mode.IsRegular() {
+		return leave(nil, "not a regular file ("+typeName(st.mode)+")")
 	}
+	size, mtime := st.size, st.mtime
 	br.Reset(f)
 	p, err := parse(br, j.queue != QueueFailed)
 	br.Reset(nil)
@@ -245,7 +245,7 @@ func (s *Spool) readOne(j job, br *bufio.Reader, move bool) (*Message, *Problem)
 	}
 	m := &Message{
 		ID: id, Queue: j.queue, Envelope: p.env,
-		ModTime: mtime.UTC(), bodyOff: p.bodyOff, fileSize: size, derived: p.derived, skips: p.skips,
+		ModTime: mtime.UTC(), bodyOff: p.bodyOff, fileSize: size, fileID: st.id, derived: p.derived, skips: p.skips,
 	}
 	if m.Arrival.IsZero() {
 		m.Arrival = mtime.UTC().Truncate(time.Second)

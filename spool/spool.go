@@ -45,6 +45,7 @@ type Message struct {
 
 	bodyOff  int64  // offset of the RFC 5322 message in the file
 	fileSize int64  // file size when read, to notice a changed file
+	fileID   fileID // device and inode when read, to notice a replaced file (see Open)
 	derived  bool   // envelope derived from header fields (no envelope lines)
 	skips    []span // Bcc fields Open leaves out (derived only)
 }

@@ -67,7 +67,7 @@ func (s *Spool) rewrite(m *Message, env Envelope, to string, needTo bool) error 
 	}
 	from := m.Queue
 	m.ID, m.Queue, m.Envelope, m.Size, m.ModTime = id, to, nenv, w.fileSize-w.bodyOff, w.modTime
-	m.bodyOff, m.fileSize, m.derived, m.skips = w.bodyOff, w.fileSize, false, nil
+	m.bodyOff, m.fileSize, m.fileID, m.derived, m.skips = w.bodyOff, w.fileSize, w.id, false, nil
 	if from != to {
 		if rerr := os.Remove(src); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			err = errors.Join(err, fmt.Errorf("spool: %s/%s was written but the old copy could not be removed: %w", to, m.ID, rerr))
@@ -84,6 +84,7 @@ type written struct {
 	bodyOff  int64 // octets of envelope lines
 	fileSize int64
 	modTime  time.Time
+	id       fileID
 }
 
 // writeState writes env (normalized) and body to a temp file in tmp/,
@@ -145,5 +146,5 @@ func fill(f *os.File, env Envelope, body io.Reader, needTo bool) (written, error
 	if err != nil {
 		return written{}, err
 	}
-	return written{bodyOff: int64(len(hdr)), fileSize: fi.Size(), modTime: fi.ModTime().UTC()}, nil
+	return written{bodyOff: int64(len(hdr)), fileSize: fi.Size(), modTime: fi.ModTime().UTC(), id: idOf(fi)}, nil
 }
