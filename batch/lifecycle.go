@@ -68,7 +68,7 @@ func (r *runner) bouncePlan(ctx context.Context) *Plan {
 func (r *runner) expireRcpt(it *Item, i int, o outcome) outcome {
 	m := it.state.m
 	now := r.now()
-	e := expire(o, age(m, now), r.cfg.MaxAge)
+	e := expire(o, r.cfg.age(m, now), r.cfg.MaxAge)
 	dom := it.key // the batch's key, as NewPlan computed it
 	r.mu.Lock()
 	r.expired[dom]++

@@ -105,9 +105,10 @@ func (r *runner) apply(s *msgState) error {
 	env.To = nil
 	env.Replies = map[string]string{}
 	env.Failed = append([]spool.Failure(nil), m.Failed...)
-	if m.Arrival.After(now) {
-		env.Arrival = now // written by a wrong clock (C40 E1): the lifetime counts from now
-	}
+	// The lifetime counts from when the spool first saw the message (see
+	// lifeStart): an arrival written by a wrong clock, or one that is only
+	// an old modification time, is replaced by now with its first state.
+	env.Arrival = r.cfg.lifeStart(m, now)
 	var fresh, pending []rcptResult
 	sent, untouched, stopped := 0, 0, 0
 	for _, rcpt := range m.To {

@@ -28,7 +28,7 @@
 //
 //	X-Envelope-From: <alice@example.test>          exactly one; <> = null sender
 //	X-Envelope-To: <bob@example.test>              one per pending recipient, >= 1
-//	X-Envelope-Arrival: 2026-11-29T12:00:00Z       optional (default: file mtime)
+//	X-Envelope-Arrival: 2026-11-29T12:00:00Z       optional (default: file mtime, Message.ArrivalFromMtime)
 //	X-Envelope-Attempts: 2                         optional (default 0)
 //	X-Envelope-Next-Attempt: 2026-11-29T12:05:00Z  optional (default: due now)
 //	X-Envelope-Warned: 2026-11-29T16:00:00Z        optional: when the one delay warning (DSN) was enqueued

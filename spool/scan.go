@@ -248,7 +248,7 @@ func (s *Spool) readOne(j job, br *bufio.Reader, move bool) (*Message, *Problem)
 		ModTime: mtime.UTC(), bodyOff: p.bodyOff, fileSize: size, fileID: st.id, derived: p.derived, skips: p.skips,
 	}
 	if m.Arrival.IsZero() {
-		m.Arrival = mtime.UTC().Truncate(time.Second)
+		m.Arrival, m.ArrivalFromMtime = mtime.UTC().Truncate(time.Second), true
 	}
 	m.Size = size - p.bodyOff
 	for _, sp := range p.skips {

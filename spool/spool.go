@@ -42,6 +42,10 @@ type Message struct {
 	Envelope
 	Size    int64     // octets of the RFC 5322 message as Open returns it (file size minus envelope lines and, for a derived envelope, Bcc fields)
 	ModTime time.Time // the file's modification time, UTC
+	// ArrivalFromMtime: the file has no X-Envelope-Arrival line and Arrival
+	// is its modification time, which says when the file was written, not
+	// when the spool got it (cp -p, tar and touch set it to anything).
+	ArrivalFromMtime bool
 
 	bodyOff  int64  // offset of the RFC 5322 message in the file
 	fileSize int64  // file size when read, to notice a changed file
