@@ -240,7 +240,7 @@ func (r *runner) message(it *Item) deliver.Message {
 					orig = append(orig, it.orig[i])
 				}
 			}
-			if err := r.journal.Append(m.ID, orig...); err != nil {
+			if err := r.journal.Append(m.ID, m.UID, orig...); err != nil {
 				r.journalFailed(err)
 			}
 		},

@@ -3,6 +3,7 @@ package spool
 import (
 	"bufio"
 	"errors"
+	"hash"
 	"io"
 	"net/mail"
 	"strings"
@@ -25,7 +26,7 @@ type headerField struct {
 // Return-Path, else Sender, else From (the first address of From when it
 // lists several). Bcc fields, with their continuation lines, become skips.
 // Syntax errors are *ParseError; I/O errors are returned as they are.
-func derive(br *bufio.Reader) (parsed, error) {
+func derive(br *bufio.Reader, h hash.Hash) (parsed, error) {
 	var (
 		p       = parsed{derived: true}
 		fields  []headerField
@@ -54,6 +55,7 @@ func derive(br *bufio.Reader) (parsed, error) {
 			return parsed{}, err
 		}
 		buf = line
+		h.Write(line)
 		text := trimEOL(line)
 		if len(text) == 0 { // the empty line that ends the header (RFC 5322 §2.1)
 			end()
@@ -87,6 +89,7 @@ func derive(br *bufio.Reader) (parsed, error) {
 	if err := deriveAddrs(&p.env, fields); err != nil {
 		return parsed{}, err
 	}
+	p.sum = h.Sum(nil)
 	return p, nil
 }
 

@@ -247,6 +247,9 @@ func (s *Spool) readOne(j job, br *bufio.Reader, move bool) (*Message, *Problem)
 		ID: id, Queue: j.queue, Envelope: p.env,
 		ModTime: mtime.UTC(), bodyOff: p.bodyOff, fileSize: size, fileID: st.id, derived: p.derived, skips: p.skips,
 	}
+	if m.UID == "" {
+		m.UID, m.fingerprinted = fingerprint(size, mtime, p.sum), true
+	}
 	if m.Arrival.IsZero() {
 		m.Arrival, m.ArrivalFromMtime = mtime.UTC().Truncate(time.Second), true
 	}

@@ -50,8 +50,11 @@ type Message struct {
 	bodyOff  int64  // offset of the RFC 5322 message in the file
 	fileSize int64  // file size when read, to notice a changed file
 	fileID   fileID // device and inode when read, to notice a replaced file (see Open)
-	derived  bool   // envelope derived from header fields (no envelope lines)
-	skips    []span // Bcc fields Open leaves out (derived only)
+	// fingerprinted: the file has no X-Envelope-Id line, and UID is its
+	// fingerprint (the first state change writes it down).
+	fingerprinted bool
+	derived       bool   // envelope derived from header fields (no envelope lines)
+	skips         []span // Bcc fields Open leaves out (derived only)
 }
 
 // Problem is a spool file that Scan or List could not use. It is reported,
@@ -173,7 +176,8 @@ func syncDir(dir string) error {
 // Enqueue adds a message to new/ and returns its ID. env is checked first:
 // From is "" (null sender) or passes addr.Check, To has at least one
 // recipient and each passes addr.Check; an address error is returned as the
-// *addr.Error itself. Arrival defaults to now. msg must be an RFC 5322
+// *addr.Error itself. Arrival defaults to now, UID to a fresh random ID
+// (written as X-Envelope-Id). msg must be an RFC 5322
 // message: its first line must be a header field or empty (else an error,
 // since it would be misread as part of the envelope). The file is written in
 // tmp/, fsynced, renamed into new/ and new/ is fsynced; on any error nothing
@@ -183,6 +187,9 @@ func syncDir(dir string) error {
 func (s *Spool) Enqueue(env Envelope, msg io.Reader) (id string, err error) {
 	if env.Arrival.IsZero() {
 		env.Arrival = time.Now()
+	}
+	if env.UID == "" {
+		env.UID = newUID()
 	}
 	for _, rcpt := range env.To { // stricter than normalize: refuse, do not keep, a bad recipient
 		if _, err := checkMailbox(rcpt); err != nil {

@@ -15,7 +15,7 @@ import (
 // to a temp file in tmp/, fsyncs it, renames it to cur/ID (over the old file
 // when m is in cur/), fsyncs cur/, and then unlinks new/ID if m was in new/.
 // env.To must hold at least one recipient; env.Arrival zero keeps
-// m.Arrival. On error (ENOSPC, EACCES, a changed file) the old file is
+// m.Arrival, env.UID "" keeps m.UID. On error (ENOSPC, EACCES, a changed file) the old file is
 // intact and no temp file remains (C41) — except when the rename was done
 // and only a later step (fsync of cur/, unlink of new/ID) failed: then the
 // error says so, m already describes cur/ID, and Scan drops the stale new/
@@ -43,6 +43,9 @@ func (s *Spool) rewrite(m *Message, env Envelope, to string, needTo bool) error 
 	}
 	if env.Arrival.IsZero() {
 		env.Arrival = m.Arrival
+	}
+	if env.UID == "" {
+		env.UID = m.UID // the message keeps its identity (a fingerprint is written down now)
 	}
 	nenv, err := normalize(env, needTo)
 	if err != nil {
