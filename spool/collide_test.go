@@ -3,6 +3,7 @@ package spool
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -71,5 +72,57 @@ func TestRemoveUnsynced(t *testing.T) {
 	}
 	if err := s.RemoveUnsynced(msgs[0]); err == nil {
 		t.Error("removing a message twice did not fail")
+	}
+}
+
+// The same alert, same body, under a reused name: the first one to
+// gone@ failed and is kept in failed/; the next one, to oncall@, must be
+// delivered, not removed as a "stale copy" because its body is the same.
+// Whether failed/ was written with a UID (this version) or without (an
+// older one), a copy whose recipient the other lacks is a new message.
+func TestScanReusedNameSameBody(t *testing.T) {
+	const body = "\nSubject: disk full\n\nweb1: / is 100% full\n"
+	for _, tc := range []struct{ name, failed string }{
+		{"failed/ with a UID", "X-Envelope-From: <cron@example.test>\nX-Envelope-Id: 9f86d081884c7d659a2feaa0c55ad015\nX-Envelope-Attempts: 1\nX-Envelope-Failed: bounced <gone@a.test> 550 5.1.1 No such user\n"},
+		{"failed/ from an older version", "X-Envelope-From: <cron@example.test>\nX-Envelope-Attempts: 1\nX-Envelope-Failed: bounced <gone@a.test> 550 5.1.1 No such user\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSpool(t)
+			writeRaw(t, s, "failed", "alert.eml", tc.failed+body)
+			writeRaw(t, s, "new", "alert.eml", "X-Envelope-From: <cron@example.test>\nX-Envelope-To: <oncall@a.test>\n"+body)
+			msgs, probs := mustScan(t, s)
+			if len(probs) != 0 || len(msgs) != 1 || msgs[0].ID == "alert.eml" || !slices.Equal(msgs[0].To, []string{"oncall@a.test"}) {
+				t.Fatalf("scan: %+v, problems %+v; want the alert to oncall@ under a fresh name", msgs, probs)
+			}
+			if _, err := os.Stat(filepath.Join(s.Dir(), "failed", "alert.eml")); err != nil {
+				t.Errorf("failed/alert.eml: %v", err)
+			}
+		})
+	}
+}
+
+// A copy left by a crash between a state change's rename and its unlink is
+// recognised by its UID, whatever the two envelopes say: the later one has
+// fewer recipients (some delivered) and the earlier is a plain file whose
+// fingerprint the state change wrote down.
+func TestScanStaleCopyByUID(t *testing.T) {
+	s := newSpool(t)
+	p := writeRaw(t, s, "new", "report.eml", "From: a@example.test\nTo: b@a.test, c@a.test\nSubject: r\n\nbody\n")
+	msgs, _ := mustScan(t, s)
+	m := msgs[0]
+	saved, _ := os.ReadFile(p)
+	fi, _ := os.Stat(p)
+	if err := s.Defer(m, Envelope{From: m.From, To: []string{"c@a.test"}, Attempts: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// The crash: the unlink of new/report.eml never happened.
+	os.WriteFile(p, saved, 0o600)
+	os.Chtimes(p, fi.ModTime(), fi.ModTime())
+	msgs, probs := mustScan(t, s)
+	if len(probs) != 0 || len(msgs) != 1 || msgs[0].Queue != "cur" || !slices.Equal(msgs[0].To, []string{"c@a.test"}) {
+		t.Errorf("scan: %+v, problems %+v; want only cur/report.eml", msgs, probs)
+	}
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Errorf("stale new/ copy not removed: %v", err)
 	}
 }
