@@ -16,6 +16,9 @@
 // A message file is named with a maildir unique name,
 // "UNIXNANO.PpidRrandom.host" (no "/" or ":"), so any producer can write one
 // without coordination, and keeps that name (its ID) in every directory.
+// A name that is not printable UTF-8 (a control character, such as the
+// newline of "x\nstatus=sent", which would forge a log line) is never read
+// as a message: Scan moves the file to bad/ under a fresh unique name.
 //
 // # File format
 //

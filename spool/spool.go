@@ -277,9 +277,15 @@ func (s *Spool) Quarantine(m *Message, reason string) error {
 
 // quarantine moves queue/id to bad/ and returns its new path.
 func (s *Spool) quarantine(queue, id, reason string) (string, error) {
+	return s.quarantineAs(queue, id, id, reason)
+}
+
+// quarantineAs moves queue/id to bad/base (base.N when taken) and returns
+// its new path.
+func (s *Spool) quarantineAs(queue, id, base, reason string) (string, error) {
 	src := filepath.Join(s.dir, queue, id)
 	bad := filepath.Join(s.dir, dirBad)
-	name := id
+	name := base
 	for n := 1; ; n++ {
 		_, err := os.Lstat(filepath.Join(bad, name))
 		if errors.Is(err, fs.ErrNotExist) {
@@ -287,7 +293,7 @@ func (s *Spool) quarantine(queue, id, reason string) (string, error) {
 		} else if err != nil {
 			return "", fmt.Errorf("spool: quarantine: %w", err)
 		}
-		name = id + "." + strconv.Itoa(n)
+		name = base + "." + strconv.Itoa(n)
 	}
 	dst := filepath.Join(bad, name)
 	if err := writeFileAtomic(filepath.Join(s.dir, dirTmp), dst+".reason", []byte(oneLine(reason)+"\n")); err != nil {
