@@ -147,7 +147,7 @@ func Meaning(code int) string {
 	case ExUnavailable:
 		return "some recipients failed permanently (kept in failed/)"
 	case ExDataErr:
-		return "some spool files were invalid and were moved to bad/"
+		return "some spool files were invalid and were moved to bad/, or were not what the scan read (see the spool problem lines)"
 	case ExIOErr:
 		return "some spool files could not be read or updated"
 	case ExConfig:
