@@ -2,7 +2,6 @@ package spool
 
 import (
 	"bufio"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -57,10 +56,10 @@ func trimEOL(b []byte) []byte {
 // parsed is what reading the start of a file yields.
 type parsed struct {
 	env     Envelope
-	bodyOff int64  // offset of the RFC 5322 message in the file
-	derived bool   // no envelope lines: env comes from the header fields
-	skips   []span // Bcc fields to leave out when reading a derived message
-	sum     []byte // SHA-256 of the lines read (envelope lines, or a derived message's header block), for fingerprint
+	bodyOff int64   // offset of the RFC 5322 message in the file
+	derived bool    // no envelope lines: env comes from the header fields
+	skips   []span  // Bcc fields to leave out when reading a derived message
+	sum     lineSum // of the lines read (envelope lines, or a derived message's header block), for fingerprint
 }
 
 // parse reads the envelope at the start of br. needTo (new/ and cur/)
@@ -70,7 +69,7 @@ type parsed struct {
 func parse(br *bufio.Reader, needTo bool) (parsed, error) {
 	var p parsed
 	var st envState
-	h := sha256.New()
+	h := newLineSum()
 	buf := make([]byte, 0, 256)
 	for lineNo := 1; ; lineNo++ {
 		head, err := br.Peek(len(envPrefix))
@@ -79,7 +78,7 @@ func parse(br *bufio.Reader, needTo bool) (parsed, error) {
 		}
 		if !hasEnvPrefix(head) {
 			if lineNo == 1 {
-				return derive(br, h)
+				return derive(br, &h)
 			}
 			if err := checkFirstLine(br, lineNo); err != nil {
 				return parsed{}, err
@@ -93,7 +92,7 @@ func parse(br *bufio.Reader, needTo bool) (parsed, error) {
 			return parsed{}, err
 		}
 		p.bodyOff += int64(len(line))
-		h.Write(line)
+		h.write(line)
 		if err := st.line(&p.env, string(trimEOL(line)), lineNo); err != nil {
 			return parsed{}, err
 		}
@@ -102,7 +101,7 @@ func parse(br *bufio.Reader, needTo bool) (parsed, error) {
 	if err := st.finish(&p.env, needTo); err != nil {
 		return parsed{}, err
 	}
-	p.sum = h.Sum(nil)
+	p.sum = h
 	return p, nil
 }
 
