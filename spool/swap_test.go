@@ -112,3 +112,44 @@ func swapAfterScan(t *testing.T, swap func(t *testing.T, p string, m *Message)) 
 	swap(t, p, m)
 	return s, m
 }
+
+// The leak as a local user would try it: nobody, who may write new/ (the
+// spool handed to nobody), cannot read root's secret, swaps the scanned
+// file for a symbolic link to it with the size and modification time
+// copied; root's Open, as a flush would do it, refuses the link.
+func TestOpenRefusesSymlinkByAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the swap is made as nobody against a file only root can read")
+	}
+	const content = "X-Envelope-From: <a@example.test>\nX-Envelope-To: <b@example.test>\n\nqueued body\n"
+	secretDir := t.TempDir()
+	secret := filepath.Join(secretDir, "shadow")
+	if err := os.WriteFile(secret, []byte(strings.Replace(content, "queued", "SECRET", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := newSpool(t)
+	p := writeRaw(t, s, "new", "1.P1R1.host", content)
+	msgs, _ := mustScan(t, s)
+	m := msgs[0]
+	os.Chtimes(secret, m.ModTime, m.ModTime)
+	unprivileged(t, s.Dir(), func() {
+		if _, err := os.ReadFile(secret); err == nil {
+			t.Fatal("nobody can read the secret: the test proves nothing")
+		}
+		if err := os.Rename(p, filepath.Join(s.Dir(), "tmp", "moved-away")); err != nil {
+			t.Fatalf("as nobody: %v", err)
+		}
+		if err := os.Symlink(secret, p); err != nil {
+			t.Fatalf("as nobody: %v", err)
+		}
+	})
+	rc, err := s.Open(m)
+	if err == nil {
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		t.Fatalf("root opened the link and read %q", b)
+	}
+	if !errors.Is(err, ErrChanged) {
+		t.Errorf("Open: %v, want ErrChanged", err)
+	}
+}
