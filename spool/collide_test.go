@@ -3,9 +3,11 @@ package spool
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A producer that reuses a name still held in cur/ or failed/ gets its new
@@ -110,19 +112,54 @@ func TestScanStaleCopyByUID(t *testing.T) {
 	p := writeRaw(t, s, "new", "report.eml", "From: a@example.test\nTo: b@a.test, c@a.test\nSubject: r\n\nbody\n")
 	msgs, _ := mustScan(t, s)
 	m := msgs[0]
-	saved, _ := os.ReadFile(p)
-	fi, _ := os.Stat(p)
-	if err := s.Defer(m, Envelope{From: m.From, To: []string{"c@a.test"}, Attempts: 1}); err != nil {
+	// Defer up to its rename into cur/; the crash comes before its unlink
+	// of new/report.eml, which stays exactly as it was.
+	env := m.Envelope
+	env.To, env.Attempts = []string{"c@a.test"}, 1
+	nenv, err := normalize(env, true)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// The crash: the unlink of new/report.eml never happened.
-	os.WriteFile(p, saved, 0o600)
-	os.Chtimes(p, fi.ModTime(), fi.ModTime())
+	body, err := s.Open(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.writeState(QueueCur, m.ID, nenv, body, true)
+	body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	msgs, probs := mustScan(t, s)
 	if len(probs) != 0 || len(msgs) != 1 || msgs[0].Queue != "cur" || !slices.Equal(msgs[0].To, []string{"c@a.test"}) {
 		t.Errorf("scan: %+v, problems %+v; want only cur/report.eml", msgs, probs)
 	}
 	if _, err := os.Stat(p); !os.IsNotExist(err) {
 		t.Errorf("stale new/ copy not removed: %v", err)
+	}
+}
+
+// A cron job copies the same alert template into new/ with cp -p every
+// day: same name, size, modification time and header. Yesterday's copy
+// waits in cur/ (deferred, its fingerprint written down as its UID);
+// today's is another message, not a stale copy, because the kernel gave
+// it a new status change time.
+func TestScanSameTemplateCopiedAgain(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the status change time is in the fingerprint on Linux only")
+	}
+	s := newSpool(t)
+	const content = "From: cron@example.test\nTo: oncall@a.test\nSubject: disk full\n\nweb1\n"
+	stamp := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	p := writeRaw(t, s, "new", "alert.eml", content)
+	os.Chtimes(p, stamp, stamp)
+	msgs, _ := mustScan(t, s)
+	if err := s.Defer(msgs[0], Envelope{From: msgs[0].From, To: msgs[0].To, Attempts: 1}); err != nil {
+		t.Fatal(err)
+	}
+	p = writeRaw(t, s, "new", "alert.eml", content) // cp -p: same bytes, same mtime
+	os.Chtimes(p, stamp, stamp)
+	msgs, probs := mustScan(t, s)
+	if len(probs) != 0 || len(msgs) != 2 {
+		t.Errorf("scan: %d messages, problems %+v; want yesterday's in cur/ and today's under a fresh name", len(msgs), probs)
 	}
 }

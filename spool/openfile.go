@@ -30,6 +30,7 @@ type fileID struct{ dev, ino uint64 }
 type fileStat struct {
 	size  int64
 	mtime time.Time
+	ctime time.Time   // status change time (Linux; zero elsewhere): set by the kernel, never by cp -p, tar or touch
 	mode  fs.FileMode // type bits only; 0 for a regular file
 	id    fileID
 }

@@ -54,8 +54,8 @@ func (f *rawFile) stat() (fileStat, error) {
 	default:
 		mode = fs.ModeDevice
 	}
-	return fileStat{size: st.Size, mtime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec), mode: mode,
-		id: fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}}, nil
+	return fileStat{size: st.Size, mtime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec), ctime: time.Unix(st.Ctim.Sec, st.Ctim.Nsec),
+		mode: mode, id: fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}}, nil
 }
 
 // seek sets the offset of the next Read (from the start of the file).

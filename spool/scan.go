@@ -284,7 +284,7 @@ func (s *Spool) readOne(j job, br *bufio.Reader, move bool) (*Message, *Problem)
 		ModTime: mtime.UTC(), bodyOff: p.bodyOff, fileSize: size, fileID: st.id, derived: p.derived, skips: p.skips,
 	}
 	if m.UID == "" {
-		m.UID, m.fingerprinted = fingerprint(size, mtime, p.sum), true
+		m.UID, m.fingerprinted = fingerprint(size, mtime, st.ctime, p.sum), true
 	}
 	if m.Arrival.IsZero() {
 		m.Arrival, m.ArrivalFromMtime = mtime.UTC().Truncate(time.Second), true
