@@ -48,6 +48,8 @@ func openMessage(p string, m *Message) (*rawFile, error) {
 	f, err := openRaw(p, spoolOpenFlags)
 	if errors.Is(err, syscall.ELOOP) {
 		return nil, fmt.Errorf("spool: %s/%s is now a symbolic link: %w", m.Queue, quoteName(m.ID), ErrChanged)
+	} else if errors.Is(err, syscall.ENXIO) { // open(2) of a socket
+		return nil, fmt.Errorf("spool: %s/%s is now a socket: %w", m.Queue, quoteName(m.ID), ErrChanged)
 	} else if err != nil {
 		return nil, fmt.Errorf("spool: open message: %w", err)
 	}

@@ -3,6 +3,7 @@ package spool
 import (
 	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,6 +45,18 @@ func TestOpenRefusesSwappedFile(t *testing.T) {
 			os.WriteFile(victim, []byte(secret), 0o600)
 			sameLook(t, victim, m)
 			if err := os.Link(victim, p); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"socket": func(t *testing.T, p string, m *Message) {
+			l, err := net.Listen("unix", p)
+			if err != nil {
+				t.Skipf("cannot make a unix socket at %s: %v", p, err)
+			}
+			t.Cleanup(func() { l.Close() })
+		},
+		"directory": func(t *testing.T, p string, m *Message) {
+			if err := os.Mkdir(p, 0o700); err != nil {
 				t.Fatal(err)
 			}
 		},
