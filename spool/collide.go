@@ -46,6 +46,15 @@ func (s *Spool) resolveCollision(q, id, later string) (fresh string, stale bool,
 // fingerprint of a plain file, see Envelope.UID) into the later copy, so
 // when the later copy has an X-Envelope-Id line the answer is whether the
 // UIDs are equal: a producer's new file under a reused name has its own.
+// A plain file's fingerprint can repeat (the same template copied with
+// cp -p every day has the same size, mtime and header), so a plain earlier
+// copy is also checked to be older than the later one: a state change
+// writes the later copy after the earlier one entered its queue, and the
+// kernel sets a file's status change time (ctime, which cp -p, tar and
+// touch cannot set back) when it is created or renamed there. An earlier
+// copy whose ctime is after the later copy's mtime was put there after the
+// state change: a new message. (A chmod of a stale copy also moves its
+// ctime: it is then sent again, a duplicate rather than a loss.)
 //
 // A later copy without one was written by a version before UIDs. Then the
 // copies are the same message only if everything a crash can leave agrees:
@@ -68,7 +77,8 @@ func (s *Spool) sameMessage(q, id, later string) (bool, error) {
 		return false, err
 	}
 	if !mb.fingerprinted {
-		return ma.UID == mb.UID, nil
+		newer := ma.fingerprinted && !ma.ctime.IsZero() && ma.ctime.After(mb.ModTime)
+		return ma.UID == mb.UID && !newer, nil
 	}
 	if ma.From != mb.From || !pendingIn(ma, mb) {
 		return false, nil

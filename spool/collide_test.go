@@ -141,11 +141,12 @@ func TestScanStaleCopyByUID(t *testing.T) {
 // A cron job copies the same alert template into new/ with cp -p every
 // day: same name, size, modification time and header. Yesterday's copy
 // waits in cur/ (deferred, its fingerprint written down as its UID);
-// today's is another message, not a stale copy, because the kernel gave
-// it a new status change time.
+// today's has the same fingerprint, but it is another message, not a
+// stale copy: the kernel gave it a status change time after yesterday's
+// state was written.
 func TestScanSameTemplateCopiedAgain(t *testing.T) {
 	if runtime.GOOS != "linux" {
-		t.Skip("the status change time is in the fingerprint on Linux only")
+		t.Skip("the status change time is read on Linux only")
 	}
 	s := newSpool(t)
 	const content = "From: cron@example.test\nTo: oncall@a.test\nSubject: disk full\n\nweb1\n"

@@ -355,27 +355,23 @@ func newUID() string {
 }
 
 // fingerprint is the UID of a file without an X-Envelope-Id line: a hash
-// of its size, its modification and status change times in nanoseconds
-// and the lines Scan read (lines: a checksum of the envelope lines or of a
-// plain file's header block, see parse), which identifies it without
-// reading it again. The status change time (Linux) is set by the kernel
-// whenever a file is created or renamed, so the same template copied with
-// cp -p every day (same size, mtime and header) still gets a new
-// fingerprint each time; a rename of the file itself (hold and release)
-// changes it too, which can only make a journal line miss (a recipient
-// sent twice), never match another message. Two such files are taken for
-// one message only if all of it is equal: a producer that rewrites a file
-// in place under the same name with the same size and header within one
-// tick of the file system's clock is the residual risk.
-func fingerprint(size int64, mtime, ctime time.Time, lines lineSum) string {
-	var b [40]byte
+// of its size, its modification time in nanoseconds and the lines Scan
+// read (lines: a checksum of the envelope lines or of a plain file's
+// header block, see parse), which identifies it without reading it again.
+// It leaves out the status change time, which a chmod, chown or chattr
+// after a crash would change, making the journal's lines miss their
+// message; sameMessage uses that time where it helps. Two such files have
+// one fingerprint only if all of it is equal: a producer that rewrites a
+// file in place under the same name with the same size and header within
+// one tick of the file system's clock, or copies the same file with cp -p
+// under the same name while a crash journal names the first copy, is the
+// residual risk.
+func fingerprint(size int64, mtime time.Time, lines lineSum) string {
+	var b [32]byte
 	binary.BigEndian.PutUint64(b[0:], uint64(size))
 	binary.BigEndian.PutUint64(b[8:], uint64(mtime.UnixNano()))
-	if !ctime.IsZero() {
-		binary.BigEndian.PutUint64(b[16:], uint64(ctime.UnixNano()))
-	}
-	binary.BigEndian.PutUint64(b[24:], lines.a)
-	binary.BigEndian.PutUint64(b[32:], lines.b)
+	binary.BigEndian.PutUint64(b[16:], lines.a)
+	binary.BigEndian.PutUint64(b[24:], lines.b)
 	sum := sha256.Sum256(b[:])
 	return "fp-" + hex.EncodeToString(sum[:16])
 }

@@ -281,10 +281,10 @@ func (s *Spool) readOne(j job, br *bufio.Reader, move bool) (*Message, *Problem)
 	}
 	m := &Message{
 		ID: id, Queue: j.queue, Envelope: p.env,
-		ModTime: mtime.UTC(), bodyOff: p.bodyOff, fileSize: size, fileID: st.id, derived: p.derived, skips: p.skips,
+		ModTime: mtime.UTC(), bodyOff: p.bodyOff, fileSize: size, fileID: st.id, ctime: st.ctime, derived: p.derived, skips: p.skips,
 	}
 	if m.UID == "" {
-		m.UID, m.fingerprinted = fingerprint(size, mtime, st.ctime, p.sum), true
+		m.UID, m.fingerprinted = fingerprint(size, mtime, p.sum), true
 	}
 	if m.Arrival.IsZero() {
 		m.Arrival, m.ArrivalFromMtime = mtime.UTC().Truncate(time.Second), true

@@ -47,9 +47,10 @@ type Message struct {
 	// when the spool got it (cp -p, tar and touch set it to anything).
 	ArrivalFromMtime bool
 
-	bodyOff  int64  // offset of the RFC 5322 message in the file
-	fileSize int64  // file size when read, to notice a changed file
-	fileID   fileID // device and inode when read, to notice a replaced file (see Open)
+	bodyOff  int64     // offset of the RFC 5322 message in the file
+	fileSize int64     // file size when read, to notice a changed file
+	fileID   fileID    // device and inode when read, to notice a replaced file (see Open)
+	ctime    time.Time // status change time when read (Linux; zero elsewhere), see sameMessage
 	// fingerprinted: the file has no X-Envelope-Id line, and UID is its
 	// fingerprint (the first state change writes it down).
 	fingerprinted bool
