@@ -169,13 +169,13 @@ func (s selection) apply(g *Globals, action string, asJSON bool, act func(*spool
 		m, err := sp.Find(id)
 		switch {
 		case errors.Is(err, spool.ErrNotFound):
-			fmt.Fprintf(g.stderr, "mxflush: %s: no such message in %s\n", id, g.Spool)
+			fmt.Fprintf(g.stderr, "mxflush: %s: no such message in %s\n", report.Escape(id), report.Escape(g.Spool))
 			worse(exNoInput)
 		case err != nil:
-			fmt.Fprintf(g.stderr, "mxflush: %v\n", err)
+			fmt.Fprintf(g.stderr, "mxflush: %s\n", report.Escape(err.Error()))
 			worse(report.ExIOErr)
 		case !slices.Contains(s.allowed, m.Queue):
-			fmt.Fprintf(g.stderr, "mxflush: %s: it is in %s/; %s applies to messages in %s\n", id, m.Queue, action, queueNames(s.allowed))
+			fmt.Fprintf(g.stderr, "mxflush: %s: it is in %s/; %s applies to messages in %s\n", report.Escape(id), m.Queue, action, queueNames(s.allowed))
 			worse(report.ExDataErr)
 		default:
 			msgs = append(msgs, m)
@@ -200,11 +200,11 @@ func (s selection) apply(g *Globals, action string, asJSON bool, act func(*spool
 				return exitf(report.ExIOErr, "%v", err)
 			}
 		case res.Error != "":
-			fmt.Fprintf(g.stderr, "mxflush: %s: %s\n", m.ID, res.Error)
+			fmt.Fprintf(g.stderr, "mxflush: %s: %s\n", report.Escape(m.ID), report.Escape(res.Error))
 		case res.To != "":
-			fmt.Fprintf(g.stdout, "%s: %s (%s/ -> %s/)\n", action, m.ID, res.From, res.To)
+			fmt.Fprintf(g.stdout, "%s: %s (%s/ -> %s/)\n", action, report.Escape(m.ID), res.From, res.To)
 		default:
-			fmt.Fprintf(g.stdout, "%s: %s (was in %s/)\n", action, m.ID, res.From)
+			fmt.Fprintf(g.stdout, "%s: %s (was in %s/)\n", action, report.Escape(m.ID), res.From)
 		}
 	}
 	if !asJSON {
@@ -245,7 +245,7 @@ func listQueues(g *Globals, sp *spool.Spool, queues []string, domain string, any
 			return nil, exitf(report.ExIOErr, "%v", err)
 		}
 		for _, p := range probs {
-			fmt.Fprintf(g.stderr, "mxflush: %s: %s\n", p.Path, p.Reason)
+			fmt.Fprintf(g.stderr, "mxflush: %s: %s\n", report.Escape(p.Path), report.Escape(p.Reason))
 		}
 		for _, m := range list {
 			if domain == "" || inDomain(m, domain, anyFailed || m.Queue == spool.QueueFailed) {

@@ -29,7 +29,7 @@ type FlushCmd struct {
 
 	RetryMin  time.Duration `help:"Wait before the first retry of a deferred message; doubles per attempt up to --retry-max, with ±10% jitter." default:"5m"`
 	RetryMax  time.Duration `help:"Longest wait between retries; a next attempt further away than this (a clock that went back) is due now." default:"4h"`
-	MaxAge    time.Duration `help:"Queue lifetime: a message older than this gets one final try, then its recipients still deferred fail with 4.4.7 and are bounced (durations take s, m, h, d and w: 5d is 120h)." default:"5d"`
+	MaxAge    time.Duration `help:"Queue lifetime, counted from when the spool first saw a message (never expired on its first attempt): a message older than this gets one final try, then its recipients still deferred fail with 4.4.7 and are bounced (durations take s, m, h, d and w: 5d is 120h)." default:"5d"`
 	WarnAfter time.Duration `help:"Send the sender one 'delayed' DSN when a message is still queued after this long; 0 never does." default:"0s"`
 	NoBounce  bool          `help:"Record and report permanent failures, but send no DSN to the sender (for CI)."`
 

@@ -315,3 +315,28 @@ func TestFlushDANE(t *testing.T) {
 		})
 	}
 }
+
+// An auth file line with its fields swapped (USER:PASSWORD first) is a
+// configuration error named by file and line: the password appears
+// nowhere in the output, and nothing is sent.
+func TestFlushAuthFileSwappedFieldsHidePassword(t *testing.T) {
+	const pass = "Sw4pped-s3cret"
+	w := newWorld(t, nil, nil, "a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2")
+	w.enqueue("alice@example.test", msg("swapped"), "bob@a.test")
+	for _, line := range []string{
+		"ci-robot:" + pass + " relay.example.test:587",
+		"[ci-robot:" + pass + "] relay.example.test:587",
+	} {
+		auth := writeTemp(t, "sasl_passwd", "# relays\n"+line+"\n", 0o600)
+		code, out, errs := w.flush("--auth-file", auth)
+		if code != 78 || !strings.Contains(errs, auth+":2:") {
+			t.Errorf("%q: exit %d, stderr %q; want 78 naming %s:2", line, code, errs, auth)
+		}
+		if strings.Contains(out+errs, pass) {
+			t.Errorf("%q: the password is printed:\n%s%s", line, out, errs)
+		}
+	}
+	if w.received() != 0 {
+		t.Errorf("%d messages sent with a broken auth file", w.received())
+	}
+}

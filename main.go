@@ -150,11 +150,11 @@ func exitCode(stderr io.Writer, err error) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil && ee.err.Error() != "" {
-			fmt.Fprintf(stderr, "mxflush: %v\n", ee.err)
+			fmt.Fprintf(stderr, "mxflush: %s\n", report.Escape(ee.err.Error()))
 		}
 		return ee.code
 	}
-	fmt.Fprintf(stderr, "mxflush: %v\n", err)
+	fmt.Fprintf(stderr, "mxflush: %s\n", report.Escape(err.Error()))
 	return report.ExSoftware
 }
 

@@ -87,21 +87,24 @@ func (c *QueueCmd) Run(g *Globals) error {
 	fmt.Fprintln(tw, "ID\tAGE\tSIZE\tSENDER\tATTEMPTS\tRECIPIENT (LAST REPLY)")
 	for _, m := range msgs {
 		e := entry(m, now)
-		sender := e.Sender
+		sender := report.Escape(e.Sender)
 		if sender == "" {
 			sender = "<>"
 		}
+		// Names and texts from the spool are escaped: a file name with a
+		// newline must not print a line of its own.
 		lines := make([]string, 0, len(e.Recipients)+len(e.Failures))
 		for _, r := range e.Recipients {
-			line := r
+			line := report.Escape(r)
 			if rep := e.LastReplies[r]; rep != "" {
-				line += " (" + rep + ")"
+				line += " (" + report.Escape(rep) + ")"
 			}
 			lines = append(lines, line)
 		}
 		for _, f := range e.Failures {
-			lines = append(lines, f.Recipient+" (failed: "+f.Reply+")")
+			lines = append(lines, report.Escape(f.Recipient)+" (failed: "+report.Escape(f.Reply)+")")
 		}
+		e.ID = report.Escape(e.ID)
 		if e.Queue == spool.QueueHold {
 			e.ID += " (held)"
 		}

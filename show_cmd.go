@@ -94,14 +94,16 @@ func readMessage(sp *spool.Spool, m *spool.Message, withBody bool) (headers, bod
 }
 
 func printShow(w io.Writer, e showEntry, now time.Time) error {
-	sender := e.Sender
+	// What comes from the spool is escaped (report.Escape): a file name,
+	// an address or a reply can hold no line break or terminal control.
+	sender := report.Escape(e.Sender)
 	if sender == "" {
 		sender = "<>"
 	} else {
 		sender = "<" + sender + ">"
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "id:\t%s\n", e.ID)
+	fmt.Fprintf(tw, "id:\t%s\n", report.Escape(e.ID))
 	fmt.Fprintf(tw, "queue:\t%s/\n", e.Queue)
 	fmt.Fprintf(tw, "sender:\t%s\n", sender)
 	fmt.Fprintf(tw, "arrival:\t%s (%s ago)\n", e.Arrival.Format(time.RFC3339), age(now.Sub(e.Arrival)))
@@ -127,24 +129,24 @@ func printShow(w io.Writer, e showEntry, now time.Time) error {
 		if reply == "" {
 			reply = "(not tried yet)"
 		}
-		fmt.Fprintf(tw, "  <%s>\tpending\t%s\n", r, reply)
+		fmt.Fprintf(tw, "  <%s>\tpending\t%s\n", report.Escape(r), report.Escape(reply))
 	}
 	for _, f := range e.Failures {
 		state := "failed"
 		if f.Notice != "" {
 			state += ", " + f.Notice
 		}
-		fmt.Fprintf(tw, "  <%s>\t%s\t%s\n", f.Recipient, state, f.Reply)
+		fmt.Fprintf(tw, "  <%s>\t%s\t%s\n", report.Escape(f.Recipient), report.Escape(state), report.Escape(f.Reply))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintln(w, "headers:")
-	if _, err := io.WriteString(w, e.Headers); err != nil {
+	if _, err := io.WriteString(w, report.EscapeText(e.Headers)); err != nil {
 		return err
 	}
 	if e.Body != nil {
-		_, err := io.WriteString(w, *e.Body)
+		_, err := io.WriteString(w, report.EscapeText(*e.Body))
 		return err
 	}
 	return nil

@@ -28,6 +28,12 @@ func (r *runner) startJournal(sum *Summary) (skip map[string]bool, err error) {
 		return nil, fmt.Errorf("crash journal of spool %s: %w", r.spool.Dir(), err)
 	}
 	sum.Replayed = rep.Recipients
+	for _, p := range rep.Mismatched {
+		// A name reused after the crash: the new message is delivered as
+		// it is (its recipients were never sent), and the operator hears
+		// of the lines that were dropped.
+		r.problem(Problem{ID: p.ID, Reason: p.Reason})
+	}
 	for _, p := range rep.Problems {
 		if skip == nil {
 			skip = map[string]bool{}

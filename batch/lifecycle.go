@@ -68,7 +68,7 @@ func (r *runner) bouncePlan(ctx context.Context) *Plan {
 func (r *runner) expireRcpt(it *Item, i int, o outcome) outcome {
 	m := it.state.m
 	now := r.now()
-	e := expire(o, age(m, now), r.cfg.MaxAge)
+	e := expire(o, r.cfg.age(m, now), r.cfg.MaxAge)
 	dom := it.key // the batch's key, as NewPlan computed it
 	r.mu.Lock()
 	r.expired[dom]++
@@ -98,12 +98,12 @@ func (r *runner) moveExpired(st *DomainStats) {
 // it is.
 func (r *runner) journalled(msgs []*spool.Message) []*spool.Message {
 	d, _, err := r.spool.ReadJournal()
-	if err != nil || len(d) == 0 {
+	if err != nil || d.Len() == 0 {
 		return msgs
 	}
 	out := msgs[:0]
 	for _, m := range msgs {
-		if done := d[m.ID]; len(done) > 0 {
+		if done := d.For(m); len(done) > 0 {
 			var to []string
 			for _, rcpt := range m.To {
 				if !contains(done, rcpt) {

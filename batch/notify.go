@@ -41,7 +41,7 @@ func (r *runner) notify(m *spool.Message, fresh, pending []rcptResult, now time.
 	if m.From == "" || r.cfg.NoBounce {
 		return spool.NoticeNone, false, "", nil
 	}
-	warn := r.cfg.WarnAfter > 0 && m.Warned.IsZero() && len(pending) > 0 && age(m, now) >= r.cfg.WarnAfter
+	warn := r.cfg.WarnAfter > 0 && m.Warned.IsZero() && len(pending) > 0 && r.cfg.age(m, now) >= r.cfg.WarnAfter
 	if len(fresh) == 0 && !warn {
 		return spool.NoticeNone, false, "", nil
 	}

@@ -320,7 +320,7 @@ func (r *runner) settle(it *Item, res map[string]outcome) {
 			sent = append(sent, it.orig[i])
 		}
 	}
-	if err := r.journal.Append(it.state.m.ID, sent...); err != nil {
+	if err := r.journal.Append(it.state.m.ID, it.state.m.UID, sent...); err != nil {
 		r.journalFailed(err)
 	}
 	for i, rcpt := range it.Rcpts {

@@ -26,9 +26,9 @@ const jitter = 0.10
 //   - its next attempt is unset or not after now, or the run is --all;
 //   - or its next attempt is more than RetryMax away: no schedule of ours
 //     waits that long, so the time was written by a clock that was wrong or
-//     has since gone back (C40 E1), and the message is due rather than
-//     stuck for as long as the clock was off;
-//   - or it is older than MaxAge: it gets its one final try now (C35).
+//     has since gone back, and the message is due rather than stuck for as
+//     long as the clock was off;
+//   - or it is older than MaxAge: it gets its one final try now.
 func (c *Config) due(m *spool.Message, now time.Time) bool {
 	switch {
 	case c.All, m.NextAttempt.IsZero(), !m.NextAttempt.After(now):
@@ -39,18 +39,38 @@ func (c *Config) due(m *spool.Message, now time.Time) bool {
 	return c.expired(m, now)
 }
 
-// age is how long m has been queued at now. An arrival in the future (a
-// clock that was wrong when it was written) gives 0, never a negative age
-// (C40 E1); apply then stores now as the arrival, so the lifetime counts
-// from the first run that saw it.
-func age(m *spool.Message, now time.Time) time.Duration {
-	return max(now.Sub(m.Arrival), 0)
+// lifeStart is when m's queue lifetime starts: when the spool first saw
+// it. That is its arrival, except on its first attempt (Attempts 0) when
+// the arrival cannot be trusted to be that: it is only the file's
+// modification time (a producer's file copied with cp -p or untarred
+// keeps an old one), or it is already past the lifetime (the clock jumped
+// forward since it was written, or the file was restored from an old
+// backup). Then the lifetime starts now, at the first attempt, and apply
+// records now as the arrival with the first deferral. So a message is
+// never expired on its first attempt, and one greylisting 451 cannot
+// bounce it. An arrival in the future (written by a clock that was wrong)
+// also starts the lifetime now.
+func (c *Config) lifeStart(m *spool.Message, now time.Time) time.Time {
+	switch {
+	case m.Arrival.After(now):
+		return now
+	case m.Attempts == 0 && (m.ArrivalFromMtime || (c.MaxAge > 0 && now.Sub(m.Arrival) > c.MaxAge)):
+		return now
+	}
+	return m.Arrival
+}
+
+// age is how long m has been queued at now, counted from lifeStart: never
+// negative.
+func (c *Config) age(m *spool.Message, now time.Time) time.Duration {
+	return max(now.Sub(c.lifeStart(m, now)), 0)
 }
 
 // expired reports whether m has outlived the queue lifetime: its recipients
-// still deferred after this run's attempt fail with 4.4.7.
+// still deferred after this run's attempt fail with 4.4.7. A message on its
+// first attempt never has (see lifeStart).
 func (c *Config) expired(m *spool.Message, now time.Time) bool {
-	return c.MaxAge > 0 && age(m, now) > c.MaxAge
+	return c.MaxAge > 0 && c.age(m, now) > c.MaxAge
 }
 
 // retryDelay is the wait after attempts attempts: Backoff(attempts, min,

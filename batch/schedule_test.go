@@ -40,7 +40,7 @@ func TestDueAndExpiry(t *testing.T) {
 		m := &spool.Message{}
 		m.Arrival = now.Add(arrival)
 		if next != 0 {
-			m.NextAttempt = now.Add(next)
+			m.NextAttempt, m.Attempts = now.Add(next), 1
 		}
 		return m
 	}
@@ -58,6 +58,8 @@ func TestDueAndExpiry(t *testing.T) {
 		{"C40 E1: queued and next attempt 3 years ahead", msg(3*365*24*time.Hour, 3*365*24*time.Hour), false, true, false},
 		{"C40 E2: 6 days old, next attempt a minute ago", msg(-6*24*time.Hour, -time.Minute), false, true, true},
 		{"past the lifetime, next attempt later: final try now", msg(-6*24*time.Hour, time.Hour), false, true, true},
+		{"never tried, arrival 10 days ago: not expired on its first try", msg(-10*24*time.Hour, 0), false, true, false},
+		{"never tried, modified 10 days ago: not expired on its first try", fromMtime(msg(-10*24*time.Hour, 0)), false, true, false},
 	}
 	for _, tc := range tests {
 		c := cfg
@@ -69,9 +71,14 @@ func TestDueAndExpiry(t *testing.T) {
 			t.Errorf("%s: expired = %v, want %v", tc.name, got, tc.expired)
 		}
 	}
-	if a := age(msg(time.Hour, 0), now); a != 0 {
+	if a := cfg.age(msg(time.Hour, 0), now); a != 0 {
 		t.Errorf("age of a message from the future = %v, want 0", a)
 	}
+}
+
+func fromMtime(m *spool.Message) *spool.Message {
+	m.ArrivalFromMtime = true
+	return m
 }
 
 // The next attempt is a jittered backoff from now, but never past the end

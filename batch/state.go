@@ -35,6 +35,7 @@ type msgState struct {
 	m        *spool.Message
 	pending  int                // batches of this message still running
 	expired  bool               // older than MaxAge at plan time: this is its final try
+	changed  bool               // its file was swapped after the scan: reported once (see changedFile)
 	outcomes map[string]outcome // made by the first record, dropped once applied (100,000 kept to the end cost 80 MB)
 }
 
@@ -104,18 +105,22 @@ func (r *runner) apply(s *msgState) error {
 	env.To = nil
 	env.Replies = map[string]string{}
 	env.Failed = append([]spool.Failure(nil), m.Failed...)
-	if m.Arrival.After(now) {
-		env.Arrival = now // written by a wrong clock (C40 E1): the lifetime counts from now
-	}
+	// The lifetime counts from when the spool first saw the message (see
+	// lifeStart): an arrival written by a wrong clock, or one that is only
+	// an old modification time, is replaced by now with its first state.
+	env.Arrival = r.cfg.lifeStart(m, now)
 	var fresh, pending []rcptResult
-	sent, untouched := 0, 0
+	sent, untouched, stopped := 0, 0, 0
 	for _, rcpt := range m.To {
 		o, ok := s.outcomes[rcpt]
 		if !ok {
 			o = outcome{status: Deferred, reply: "4.3.0 not attempted: the run ended first"}
 		}
 		switch o.status {
-		case skipped: // the run stopped first: pending, its last reply kept
+		case skipped, changed: // the run stopped first, or the file was swapped: pending, its last reply kept
+			if o.status == skipped {
+				stopped++
+			}
 			untouched++
 			env.To = append(env.To, rcpt)
 			if rep, ok := m.Replies[rcpt]; ok {
@@ -133,9 +138,12 @@ func (r *runner) apply(s *msgState) error {
 	}
 	s.outcomes = nil // read once: fresh and pending hold what is still needed
 	if untouched > 0 {
-		r.leftQueuedAdd(1)
+		if stopped > 0 {
+			r.leftQueuedAdd(1)
+		}
 		if len(fresh) == 0 && len(pending) == 0 {
-			// Not attempted in this run (Config.Stop): the file stays as
+			// Not attempted in this run (Config.Stop, or its file was
+			// swapped after the scan: changed): the file stays as
 			// it was, still due, or loses only its delivered recipients
 			// (journalled already), with no attempt counted.
 			if sent == 0 {

@@ -7,6 +7,12 @@ import "context"
 // was, still due, and the run does not count it as an attempt.
 const skipped Status = "skipped"
 
+// changed is the outcome of a recipient whose message could not be sent
+// because its file was no longer the one the scan read (spool.ErrChanged):
+// like skipped, it is left queued as it is and is no attempt (no event, no
+// count, never expired or bounced); the run reports a spool problem.
+const changed Status = "changed"
+
 // stopped reports whether the run was told to stop opening transactions.
 func (r *runner) stopped() bool {
 	return r.cfg.Stop != nil && r.cfg.Stop.Err() != nil
@@ -39,6 +45,18 @@ func (r *runner) skip(items []*Item) {
 		if it.state.done() {
 			r.applyOrReport(it.state)
 		}
+	}
+}
+
+// changedFile reports, once per message, that its file was swapped after
+// the scan (see changed).
+func (r *runner) changedFile(st *msgState, err error) {
+	st.mu.Lock()
+	first := !st.changed
+	st.changed = true
+	st.mu.Unlock()
+	if first {
+		r.problem(Problem{ID: st.m.ID, Reason: "not sent, the file is left for the next scan: " + err.Error()})
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mxflush/mxflush/deliver"
 	"github.com/mxflush/mxflush/mx"
+	"github.com/mxflush/mxflush/spool"
 )
 
 // work is one worker of a domain's batch. It resolves the domain (once for
@@ -239,7 +240,7 @@ func (r *runner) message(it *Item) deliver.Message {
 					orig = append(orig, it.orig[i])
 				}
 			}
-			if err := r.journal.Append(m.ID, orig...); err != nil {
+			if err := r.journal.Append(m.ID, m.UID, orig...); err != nil {
 				r.journalFailed(err)
 			}
 		},
@@ -257,6 +258,14 @@ func (r *runner) record(it *Item, res []deliver.Result, relay string, tls delive
 func (r *runner) outcomes(it *Item, res []deliver.Result, relay string, tls deliver.TLSState, st *DomainStats) map[string]outcome {
 	out := make(map[string]outcome, len(it.Rcpts))
 	for _, rs := range res {
+		if errors.Is(rs.Err, spool.ErrChanged) {
+			// The file under the message's name is not the one the scan
+			// read (swapped for a link or a FIFO by whoever can write the
+			// queue): nothing was sent, and this is no delivery attempt.
+			out[rs.Rcpt] = outcome{status: changed}
+			r.changedFile(it.state, rs.Err)
+			continue
+		}
 		o := outcome{status: Sent, reply: rs.Reply, relay: relay}
 		dsn := "2.0.0"
 		if rs.Err != nil {

@@ -97,10 +97,13 @@ func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 // WriteMetricsFile encodes g in the Prometheus text format (expfmt) and
 // puts it at path atomically for node_exporter's textfile collector: it
-// writes path+".tmp" (mode 0644) in the same directory, fsyncs it and
-// renames it over path, so a scrape never reads half a file (the collector
-// reads only *.prom names, never the .tmp). On error the temporary file is
-// removed and path is left as it was.
+// writes a new temporary file in the same directory, named
+// "NAME.RANDOM.tmp" and created with O_EXCL (os.CreateTemp), so a symbolic
+// link or file planted under a predictable name by whoever can write that
+// directory is never opened, let alone followed or truncated; then it makes
+// it mode 0644, fsyncs it and renames it over path, so a scrape never reads
+// half a file (the collector reads only *.prom names, never a .tmp). On
+// error the temporary file is removed and path is left as it was.
 func WriteMetricsFile(path string, g prometheus.Gatherer) (err error) {
 	mfs, err := g.Gather()
 	if err != nil {
@@ -112,18 +115,21 @@ func WriteMetricsFile(path string, g prometheus.Gatherer) (err error) {
 			return fmt.Errorf("encoding %s: %w", mf.GetName(), err)
 		}
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return fmt.Errorf("metrics file: %w", err)
 	}
+	tmp := f.Name()
 	defer func() {
 		if err != nil {
 			os.Remove(tmp)
 		}
 	}()
-	if _, err = f.Write(buf.Bytes()); err == nil {
-		err = f.Sync()
+	// CreateTemp makes it 0600; the collector may run as another user.
+	if err = f.Chmod(0o644); err == nil {
+		if _, err = f.Write(buf.Bytes()); err == nil {
+			err = f.Sync()
+		}
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr

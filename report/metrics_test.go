@@ -68,8 +68,8 @@ func TestMetricsFile(t *testing.T) {
 			if err := WriteMetricsFile(path, Registry(m)); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {
-				t.Errorf("%s.tmp left behind: %v", path, err)
+			if left, _ := filepath.Glob(path + ".*"); len(left) > 0 {
+				t.Errorf("temporary files left behind: %q", left)
 			}
 			mfs, err := ParseMetricsFile(path)
 			if err != nil {
@@ -114,13 +114,43 @@ func TestMetricsFileUnwritable(t *testing.T) {
 	if err := WriteMetricsFile(path, Registry(RunMetrics{})); err == nil {
 		t.Fatal("no error writing into a missing directory")
 	}
+	// The rename fails: a non-empty directory holds the name.
 	path = filepath.Join(dir, "mxflush.prom")
-	os.WriteFile(path, []byte("old\n"), 0o644)
-	os.Mkdir(path+".tmp", 0o755) // the temporary name is taken by a directory
+	os.MkdirAll(filepath.Join(path, "x"), 0o755)
 	if err := WriteMetricsFile(path, Registry(RunMetrics{})); err == nil {
-		t.Fatal("no error when the temporary file cannot be created")
+		t.Fatal("no error when the file cannot be renamed into place")
 	}
-	if b, _ := os.ReadFile(path); string(b) != "old\n" {
-		t.Errorf("old file changed to %q", b)
+	if left, _ := filepath.Glob(path + ".*"); len(left) > 0 {
+		t.Errorf("temporary files left behind: %q", left)
+	}
+}
+
+// Whoever can write the metrics directory plants symbolic links at the
+// names a writer might use for its temporary file: the file they point to
+// is never opened, truncated or written, and the metrics still land.
+func TestMetricsFileSymlinkPlanted(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "mxflush.prom")
+	for _, name := range []string{path + ".tmp", path + ".new", filepath.Join(dir, ".mxflush.prom.tmp")} {
+		if err := os.Symlink(victim, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := WriteMetricsFile(path, Registry(RunMetrics{})); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "precious\n" {
+		t.Errorf("victim file now %q (%v), want it untouched", b, err)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o644 {
+		t.Errorf("metrics file: %v %v, want a regular file of mode 0644", fi.Mode(), err)
+	}
+	if _, err := ParseMetricsFile(path); err != nil {
+		t.Error(err)
 	}
 }

@@ -70,14 +70,14 @@ func Text(w io.Writer, s *batch.Summary) error {
 			if d.Error != "" {
 				mx = "error: " + d.Error
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\t%s\n", d.Domain, d.Messages, d.Recipients, d.Connections, mx)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\t%s\n", Escape(d.Domain), d.Messages, d.Recipients, d.Connections, Escape(mx))
 		}
 		t := s.Totals
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", "total", t.Messages, t.Recipients, t.Connections)
 	} else {
 		fmt.Fprintf(tw, "domain\tmessages\tdelivered\tdeferred\tfailed\tconnections\tseconds\t\n")
 		for _, d := range s.Domains {
-			name := d.Domain
+			name := Escape(d.Domain)
 			if d.Pass != "" {
 				name += " (" + d.Pass + ")" // the second pass: DSNs enqueued by this run
 			}
@@ -92,18 +92,19 @@ func Text(w io.Writer, s *batch.Summary) error {
 		return err
 	}
 	for _, d := range s.Domains {
+		dom := Escape(d.Domain)
 		if d.Error != "" && !s.DryRun {
-			fmt.Fprintf(w, "%s: %s\n", d.Domain, d.Error)
+			fmt.Fprintf(w, "%s: %s\n", dom, Escape(d.Error))
 		}
 		if d.ConfigError != "" && !strings.Contains(d.Error, d.ConfigError) {
-			fmt.Fprintf(w, "%s: config error: %s\n", d.Domain, d.ConfigError)
+			fmt.Fprintf(w, "%s: config error: %s\n", dom, Escape(d.ConfigError))
 		}
 		if len(d.TLS) > 0 {
-			fmt.Fprintf(w, "%s: tls: %s\n", d.Domain, tlsCounts(d.TLS))
+			fmt.Fprintf(w, "%s: tls: %s\n", dom, Escape(tlsCounts(d.TLS)))
 		}
 	}
 	if s.LeftQueued > 0 {
-		fmt.Fprintf(w, "stopped %s: %d messages left queued\n", s.Stopped, s.LeftQueued)
+		fmt.Fprintf(w, "stopped %s: %d messages left queued\n", Escape(s.Stopped), s.LeftQueued)
 	}
 	if s.NotDue > 0 {
 		fmt.Fprintf(w, "%d message(s) not due yet (use --all to send them now)\n", s.NotDue)
@@ -117,9 +118,9 @@ func Text(w io.Writer, s *batch.Summary) error {
 	for _, p := range s.Problems {
 		where := "left in place"
 		if p.MovedTo != "" {
-			where = "moved to " + p.MovedTo
+			where = "moved to " + Escape(p.MovedTo)
 		}
-		fmt.Fprintf(w, "spool problem: %s: %s (%s)\n", p.ID, p.Reason, where)
+		fmt.Fprintf(w, "spool problem: %s: %s (%s)\n", Escape(p.ID), Escape(p.Reason), where)
 	}
 	code := ExitCode(s)
 	if s.DryRun {
@@ -146,7 +147,7 @@ func Meaning(code int) string {
 	case ExUnavailable:
 		return "some recipients failed permanently (kept in failed/)"
 	case ExDataErr:
-		return "some spool files were invalid and were moved to bad/"
+		return "some spool files were invalid and were moved to bad/, or were not what the scan read (see the spool problem lines)"
 	case ExIOErr:
 		return "some spool files could not be read or updated"
 	case ExConfig:
@@ -187,8 +188,10 @@ func LogLine(pid int, e batch.Event) string {
 	if e.TLSNote != "" {
 		reply += "; " + e.TLSNote
 	}
+	// The ID is a file name any producer chooses, the reply a remote
+	// server's text: escaped, neither can start a line of its own.
 	return fmt.Sprintf("mxflush[%d]: %s: to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)",
-		pid, e.ID, e.Rcpt, relay, e.Delay.Seconds(), e.DSN, e.Status, oneLine(reply))
+		pid, Escape(e.ID), Escape(e.Rcpt), Escape(relay), e.Delay.Seconds(), Escape(e.DSN), e.Status, Escape(oneLine(reply)))
 }
 
 // tlsCounts renders DomainStats.TLS in a stable order:

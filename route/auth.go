@@ -60,6 +60,7 @@ func LoadCredentials(path string, getenv func(string) string) (c *Credentials, w
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		warnings = append(warnings, fmt.Sprintf("auth file %s has mode %04o: other users can read or change the passwords in it; chmod 600 it", path, perm))
 	}
+	lines := map[string]int{} // entry key -> its line, for the duplicate message
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -77,12 +78,16 @@ func LoadCredentials(path string, getenv func(string) string) (c *Credentials, w
 		}
 		t, err := parseTarget(key)
 		if err != nil {
-			return nil, nil, fmt.Errorf("auth file %s:%d: %w", path, n, err)
+			// parseTarget's error quotes the field, and a line with its
+			// fields swapped has the password there: say only which rule.
+			return nil, nil, fmt.Errorf("auth file %s:%d: the first field is not a HOST[:PORT] (want HOST[:PORT] USER:PASSWORD; are the fields swapped?)", path, n)
 		}
 		k := credKey(t.Host, t.Port)
-		if _, dup := c.byHost[k]; dup {
-			return nil, nil, fmt.Errorf("auth file %s:%d: a second entry for %s", path, n, k)
+		if first, dup := lines[k]; dup {
+			// k comes from the first field, which may be a swapped USER:PASSWORD.
+			return nil, nil, fmt.Errorf("auth file %s:%d: a second entry for the host and port of line %d", path, n, first)
 		}
+		lines[k] = n
 		c.byHost[k] = deliver.Auth{Username: u, Password: p}
 	}
 	if err := sc.Err(); err != nil {

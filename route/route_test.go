@@ -230,9 +230,15 @@ func TestCredentials(t *testing.T) {
 		{"relay.test secretpw\n", ":1: want HOST[:PORT] USER:PASSWORD"},
 		{"relay.test\n", ":1: want HOST"},
 		{"relay.test a:b\nrelay.test c:secretpw\n", ":2: a second entry"},
+		// Fields swapped: the password is where the host should be.
+		{"alice:secretpw relay.test\n", ":1: want HOST"},
+		{"alice:secretpw relay.test:587\n", ":1: the first field is not a HOST[:PORT]"},
+		{"[alice:secretpw] relay.test:587\n", ":1: the first field is not a HOST[:PORT]"},
+		{"alice:secretpw/x relay.test:587\n", ":1: the first field is not a HOST[:PORT]"},
+		{"# a numeric password parses as a port\nalice:4711 relay.test:25\nalice:4711 relay.test:26\n", ":3: a second entry for the host and port of line 2"},
 	} {
 		_, _, err := LoadCredentials(writeFile(t, 0o600, bad.content), func(string) string { return "" })
-		if err == nil || !strings.Contains(err.Error(), bad.want) || strings.Contains(err.Error(), "secretpw") {
+		if err == nil || !strings.Contains(err.Error(), bad.want) || strings.Contains(err.Error(), "secretpw") || strings.Contains(err.Error(), "4711") {
 			t.Errorf("%q: err %v, want %q and no password", bad.content, err, bad.want)
 		}
 	}

@@ -2,7 +2,6 @@ package spool
 
 import (
 	"errors"
-	"fmt"
 	"io"
 )
 
@@ -12,22 +11,18 @@ import (
 // releases both. For a derived envelope (a plain maildir file) the Bcc
 // header fields, with their continuation lines, are left out. It fails when
 // the file is gone or changed (size or modification time) since Scan or List
-// read it; scan again then. Errors are local I/O problems (temporary).
+// read it. The open does not follow a symbolic link and does not block on
+// a FIFO, and the file must be the one that was read: the same device and
+// inode, size and modification time; otherwise the error wraps ErrChanged
+// (the name was swapped for another file: a spool problem, never to be
+// sent). Other errors are local I/O problems (temporary).
 func (s *Spool) Open(m *Message) (io.ReadCloser, error) {
 	p, err := s.path(m)
 	if err != nil {
 		return nil, err
 	}
-	f, err := openRaw(p, 0)
+	f, err := openMessage(p, m)
 	if err != nil {
-		return nil, fmt.Errorf("spool: open message: %w", err)
-	}
-	size, mtime, _, err := f.stat()
-	if err == nil && (size != m.fileSize || !mtime.Equal(m.ModTime)) {
-		err = fmt.Errorf("spool: %s/%s changed since it was scanned (size %d, was %d); scan again", m.Queue, quoteName(m.ID), size, m.fileSize)
-	}
-	if err != nil {
-		f.Close()
 		return nil, err
 	}
 	f.seek(m.bodyOff)

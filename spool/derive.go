@@ -25,7 +25,7 @@ type headerField struct {
 // Return-Path, else Sender, else From (the first address of From when it
 // lists several). Bcc fields, with their continuation lines, become skips.
 // Syntax errors are *ParseError; I/O errors are returned as they are.
-func derive(br *bufio.Reader) (parsed, error) {
+func derive(br *bufio.Reader, h *lineSum) (parsed, error) {
 	var (
 		p       = parsed{derived: true}
 		fields  []headerField
@@ -54,6 +54,7 @@ func derive(br *bufio.Reader) (parsed, error) {
 			return parsed{}, err
 		}
 		buf = line
+		h.write(line)
 		text := trimEOL(line)
 		if len(text) == 0 { // the empty line that ends the header (RFC 5322 §2.1)
 			end()
@@ -87,6 +88,7 @@ func derive(br *bufio.Reader) (parsed, error) {
 	if err := deriveAddrs(&p.env, fields); err != nil {
 		return parsed{}, err
 	}
+	p.sum = *h
 	return p, nil
 }
 

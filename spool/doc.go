@@ -16,6 +16,9 @@
 // A message file is named with a maildir unique name,
 // "UNIXNANO.PpidRrandom.host" (no "/" or ":"), so any producer can write one
 // without coordination, and keeps that name (its ID) in every directory.
+// A name that is not printable UTF-8 (a control character, such as the
+// newline of "x\nstatus=sent", which would forge a log line) is never read
+// as a message: Scan moves the file to bad/ under a fresh unique name.
 //
 // # File format
 //
@@ -28,7 +31,8 @@
 //
 //	X-Envelope-From: <alice@example.test>          exactly one; <> = null sender
 //	X-Envelope-To: <bob@example.test>              one per pending recipient, >= 1
-//	X-Envelope-Arrival: 2026-11-29T12:00:00Z       optional (default: file mtime)
+//	X-Envelope-Id: 9f86d081884c7d659a2feaa0c55ad015  optional: the message's UID (see Envelope.UID)
+//	X-Envelope-Arrival: 2026-11-29T12:00:00Z       optional (default: file mtime, Message.ArrivalFromMtime)
 //	X-Envelope-Attempts: 2                         optional (default 0)
 //	X-Envelope-Next-Attempt: 2026-11-29T12:05:00Z  optional (default: due now)
 //	X-Envelope-Warned: 2026-11-29T16:00:00Z        optional: when the one delay warning (DSN) was enqueued
@@ -58,7 +62,7 @@
 //
 // Every address is checked with addr.Check (RFC 5321 §4.1.2): a CR, LF, NUL
 // or other control character, a missing "@" or an over-long path makes the
-// file invalid (C31). Unknown X-Envelope- names, a repeated single field, a
+// file invalid (the mark of an injection attempt). Unknown X-Envelope- names, a repeated single field, a
 // missing From or To, and a message that does not start with a header field
 // right after the envelope (the trace of a split line) make it invalid too.
 // Reply text is stored on one line: control characters become spaces when
@@ -80,27 +84,41 @@
 //     destination directory; only then is an old copy in another queue
 //     unlinked and that directory fsynced. On failure before the rename
 //     (ENOSPC, EACCES, a check failing) the temp file is removed and the old
-//     state is untouched (C41).
+//     state is untouched.
 //   - Nothing is ever deleted for being unreadable or invalid: such files are
 //     left in place (unreadable) or moved to bad/ (invalid) and reported.
+//   - Every spool file is opened with O_NOFOLLOW|O_NONBLOCK, and a message
+//     is read only from the file Scan, List or Load read: same device and
+//     inode, size and modification time (checked with the fstat(2) of each
+//     open). A name swapped after the listing, for a symbolic link to a file
+//     the spool's users cannot read, a hard link, or a FIFO that would block
+//     open(2), gives ErrChanged: nothing is sent, nothing is copied into a
+//     state change, and the next Scan moves what is there to bad/.
 //   - Scan keeps at most 8 files open and reads only envelopes; the reader
-//     from Open holds exactly one descriptor until Close (C39).
+//     from Open holds exactly one descriptor until Close.
 //   - Lock is flock(2): it vanishes with the process, so no stale pid is
-//     trusted (C36).
+//     trusted.
 //
 // # Crash windows
 //
 //   - Crash while writing in tmp/: the partial file stays in tmp/, which Scan
 //     never reads; Scan removes tmp/ files older than 36 hours.
 //   - Crash after a rename into cur/ or failed/ but before the unlink of
-//     the old copy: the ID is in two queues. Scan keeps the later state
-//     (failed/ over cur/ over new/) and removes the older copy.
+//     the old copy: the name is in two queues, with the same UID (every
+//     state change keeps it, and writes down a plain file's fingerprint).
+//     Scan keeps the later state (failed/ over cur/ over new/) and removes
+//     the older copy. Two files of one name with different UIDs are two
+//     messages (a producer reused the name): the earlier one is renamed and
+//     sent. For a later copy without X-Envelope-Id (written before UIDs),
+//     see sameMessage.
 //   - Crash before a directory fsync: after reboot the rename may be undone,
 //     so the older state comes back and some recipients may get a second
 //     copy. Mail is duplicated rather than lost.
 //   - Crash in the middle of a run: a message's file changes only after all
 //     its domain batches, so the recipients already delivered are in the
-//     journal (written as each reply arrives); ReplayJournal takes them off
-//     their messages before the next run sends anything. See Journal for
-//     what a power loss can still duplicate.
+//     journal (written as each reply arrives, keyed by file name and UID);
+//     ReplayJournal takes them off their messages before the next run
+//     sends anything, and applies no line to a file that now holds another
+//     message. See Journal for what a power loss can still duplicate, and
+//     for journals written before UIDs.
 package spool

@@ -1,6 +1,10 @@
 package spool
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -13,6 +17,14 @@ import (
 // Envelope is the SMTP envelope of one spooled message plus its queue state.
 // All times are UTC with second precision.
 type Envelope struct {
+	// UID is the message's identity, kept by every state change and by a
+	// move to another host: X-Envelope-Id, a random ID written when the
+	// message enters the spool (Enqueue). A file without that line (a
+	// producer's file) gets a fingerprint of what Scan read, "fp-..." (see
+	// fingerprint), which its first state change writes down. The crash
+	// journal is keyed by it, and two files of the same name are copies of
+	// one message exactly when their UIDs are equal.
+	UID         string
 	From        string            // envelope sender, checked mailbox; "" is the null sender <>
 	To          []string          // recipients still pending, checked mailboxes, in file order
 	Arrival     time.Time         // UTC; when the message entered the spool
@@ -46,6 +58,7 @@ const (
 // Canonical envelope field names. Matching is case-insensitive.
 const (
 	envPrefix       = "x-envelope-" // lower case, for prefix tests
+	fieldID         = "X-Envelope-Id"
 	fieldFrom       = "X-Envelope-From"
 	fieldTo         = "X-Envelope-To"
 	fieldArrival    = "X-Envelope-Arrival"
@@ -54,14 +67,15 @@ const (
 	fieldWarned     = "X-Envelope-Warned"
 	fieldReply      = "X-Envelope-Reply"
 	fieldFailed     = "X-Envelope-Failed"
-	knownFields     = "X-Envelope-From, -To, -Arrival, -Attempts, -Next-Attempt, -Warned, -Reply, -Failed"
-	maxAttemptsText = 9 // digits; keeps Attempts far below any int overflow
+	knownFields     = "X-Envelope-Id, -From, -To, -Arrival, -Attempts, -Next-Attempt, -Warned, -Reply, -Failed"
+	maxUID          = 128 // octets of an X-Envelope-Id value
+	maxAttemptsText = 9   // digits; keeps Attempts far below any int overflow
 )
 
 // canonicalField returns the canonical spelling of an envelope field name,
 // or "" when name is not one.
 func canonicalField(name string) string {
-	for _, f := range [...]string{fieldFrom, fieldTo, fieldArrival, fieldAttempts, fieldNext, fieldWarned, fieldReply, fieldFailed} {
+	for _, f := range [...]string{fieldID, fieldFrom, fieldTo, fieldArrival, fieldAttempts, fieldNext, fieldWarned, fieldReply, fieldFailed} {
 		if strings.EqualFold(name, f) {
 			return f
 		}
@@ -169,6 +183,12 @@ func utcSecond(t time.Time) (time.Time, error) {
 func normalize(env Envelope, needTo bool) (Envelope, error) {
 	var out Envelope
 	var err error
+	if env.UID != "" {
+		if err := checkUID(env.UID); err != nil {
+			return Envelope{}, fmt.Errorf("spool: envelope: %w", err)
+		}
+		out.UID = env.UID
+	}
 	if env.From != "" {
 		if out.From, err = checkMailbox(env.From); err != nil {
 			return Envelope{}, err
@@ -228,7 +248,7 @@ func normalize(env Envelope, needTo bool) (Envelope, error) {
 }
 
 // formatEnvelope returns the envelope lines for env, LF-terminated, in the
-// order From, To..., Arrival, Attempts, Next-Attempt, Warned, Reply... (in To
+// order From, To..., Id, Arrival, Attempts, Next-Attempt, Warned, Reply... (in To
 // order), Failed.... Zero times and zero Attempts are left out; a Failed
 // line starts with its notice token when it has one. env must come from
 // normalize or parse; formatEnvelope does not check it.
@@ -249,6 +269,9 @@ func formatEnvelope(env Envelope) []byte {
 	line(fieldFrom, "<"+env.From+">")
 	for _, to := range env.To {
 		line(fieldTo, "<"+to+">")
+	}
+	if env.UID != "" {
+		line(fieldID, env.UID)
 	}
 	if !env.Arrival.IsZero() {
 		line(fieldArrival, env.Arrival.UTC().Format(time.RFC3339))
@@ -280,7 +303,7 @@ func formatEnvelope(env Envelope) []byte {
 // envEqual reports whether two envelopes hold the same values (times
 // compared as instants, nil and empty collections alike).
 func envEqual(a, b Envelope) bool {
-	if a.From != b.From || a.Attempts != b.Attempts || !a.Arrival.Equal(b.Arrival) || !a.NextAttempt.Equal(b.NextAttempt) ||
+	if a.UID != b.UID || a.From != b.From || a.Attempts != b.Attempts || !a.Arrival.Equal(b.Arrival) || !a.NextAttempt.Equal(b.NextAttempt) ||
 		!a.Warned.Equal(b.Warned) ||
 		len(a.To) != len(b.To) || len(a.Replies) != len(b.Replies) || len(a.Failed) != len(b.Failed) {
 		return false
@@ -310,4 +333,68 @@ func checkNotice(n Notice) error {
 		return nil
 	}
 	return fmt.Errorf("spool: failure notice %q is not %q or %q", string(n), NoticeBounced, NoticeNone)
+}
+
+// checkUID refuses an X-Envelope-Id value that is empty, longer than
+// maxUID octets, or holds anything but letters, digits, ".", "_" and "-":
+// it is written in journal lines and log lines as it is.
+func checkUID(v string) error {
+	if v == "" || len(v) > maxUID || strings.ContainsFunc(v, func(r rune) bool {
+		return !(r == '.' || r == '_' || r == '-' || ('0' <= r && r <= '9') || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z'))
+	}) {
+		return fmt.Errorf("%q is not a message ID (1 to %d letters, digits, '.', '_' or '-')", v, maxUID)
+	}
+	return nil
+}
+
+// newUID returns a fresh random message UID: 128 bits in hex.
+func newUID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
+
+// fingerprint is the UID of a file without an X-Envelope-Id line: a hash
+// of its size, its modification time in nanoseconds and the lines Scan
+// read (lines: a checksum of the envelope lines or of a plain file's
+// header block, see parse), which identifies it without reading it again.
+// It leaves out the status change time, which a chmod, chown or chattr
+// after a crash would change, making the journal's lines miss their
+// message; sameMessage uses that time where it helps. Two such files have
+// one fingerprint only if all of it is equal: a producer that rewrites a
+// file in place under the same name with the same size and header within
+// one tick of the file system's clock, or copies the same file with cp -p
+// under the same name while a crash journal names the first copy, is the
+// residual risk.
+func fingerprint(size int64, mtime time.Time, lines lineSum) string {
+	var b [32]byte
+	binary.BigEndian.PutUint64(b[0:], uint64(size))
+	binary.BigEndian.PutUint64(b[8:], uint64(mtime.UnixNano()))
+	binary.BigEndian.PutUint64(b[16:], lines.a)
+	binary.BigEndian.PutUint64(b[24:], lines.b)
+	sum := sha256.Sum256(b[:])
+	return "fp-" + hex.EncodeToString(sum[:16])
+}
+
+// lineSum is a 128-bit checksum of the lines parse reads, for fingerprint:
+// FNV-1a and FNV-1 (64 bits each, draft-eastlake-fnv) side by side. It
+// tells a rewritten file from the one a journal line or a crash's copy is
+// about, not a forgery from the real thing, and costs no allocation per
+// scanned file (a SHA-256 of every envelope cost three).
+type lineSum struct{ a, b uint64 }
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func newLineSum() lineSum { return lineSum{fnvOffset, fnvOffset} }
+
+func (s *lineSum) write(p []byte) {
+	a, b := s.a, s.b
+	for _, c := range p {
+		a = (a ^ uint64(c)) * fnvPrime // FNV-1a
+		b = b*fnvPrime ^ uint64(c)     // FNV-1
+	}
+	s.a, s.b = a, b
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ParseError says why a spool file cannot be read as a message: which file,
@@ -49,10 +51,24 @@ func oneLine(s string) string {
 	}, s)
 }
 
-// quoteName quotes a file name only when it holds spaces or control characters.
+// quoteName quotes a file name (strconv.QuoteToASCII) when it holds a
+// space, a control character, anything else that is not printable, or an
+// octet that is not UTF-8: no name printed in an error can break a line
+// or drive a terminal.
 func quoteName(s string) string {
-	if strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		return strconv.Quote(s)
+	if !safeName(s) || strings.ContainsRune(s, ' ') {
+		return strconv.QuoteToASCII(s)
 	}
 	return s
+}
+
+// safeName reports whether a file name is valid UTF-8 of printable
+// characters (the space included): no control character (a newline would
+// forge a log line, an ESC drive a terminal), no bidirectional override.
+// Scan moves a message whose name is not to bad/ under a fresh name.
+func safeName(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	return !strings.ContainsFunc(s, func(r rune) bool { return r != ' ' && !unicode.IsPrint(r) })
 }

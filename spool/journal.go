@@ -30,13 +30,24 @@ const maxJournalLine = 8192
 // again. ReplayJournal, at the start of the next run, removes them from
 // their messages.
 //
-// One line per recipient: the message ID, a TAB, the recipient as spooled,
-// a LF:
+// One line per recipient: the message's file name, a TAB, its UID (see
+// Envelope.UID), a TAB, the recipient as spooled, a LF:
 //
-//	1732880000.M5P4242Q1.host	bob@example.test
+//	1732880000.M5P4242Q1.host	9f86d081884c7d659a2feaa0c55ad015	bob@example.test
 //
-// An ID that holds a control character or starts with `"` is written as a Go
-// quoted string (strconv.Quote); recipients never hold one (addr.Check).
+// A name that holds a control character or starts with `"` is written as a
+// Go quoted string (strconv.Quote); UIDs and recipients never hold one
+// (checkUID, addr.Check). The name finds the file and the UID proves it is
+// the message the line is about: a producer that reuses a name (a daily
+// "report.eml") after a crash must not lose its new message to the old
+// one's journal lines. The UID is kept by every state change and by a move
+// to another host, which device and inode numbers are not.
+//
+// Lines of two fields (name TAB recipient) were written by versions before
+// the UID; a crash before the upgrade may leave them. They are matched by
+// name alone, as those versions did, but only to a file that is not newer
+// than the journal (its modification time is at most the journal's): a
+// file written after the crashed run's last journal line is a new message.
 //
 // Durability. Append writes its lines with one write(2) before it returns,
 // so they are in the kernel's page cache and survive the death of the
@@ -77,12 +88,13 @@ func (s *Spool) OpenJournal() (*Journal, error) {
 	return &Journal{f: f, kick: make(chan struct{}, 1)}, nil
 }
 
-// Append records that id's recipients rcpts (as spooled) were delivered,
+// Append records that the recipients rcpts (as spooled) of the message
+// with file name id and UID uid (Message.ID, Message.UID) were delivered,
 // with one write(2) of one line each. It does not fsync (see GroupCommit).
 // Nothing is written for an empty rcpts. Errors (ENOSPC, EIO) are local and
 // mean the lines may be missing: the recipients may be sent again if the
 // process dies before their message's file is updated.
-func (j *Journal) Append(id string, rcpts ...string) error {
+func (j *Journal) Append(id, uid string, rcpts ...string) error {
 	if j == nil || len(rcpts) == 0 {
 		return nil
 	}
@@ -90,6 +102,8 @@ func (j *Journal) Append(id string, rcpts ...string) error {
 	b := j.buf[:0]
 	for _, r := range rcpts {
 		b = append(b, journalField(id)...)
+		b = append(b, '\t')
+		b = append(b, journalField(uid)...)
 		b = append(b, '\t')
 		b = append(b, journalField(r)...)
 		b = append(b, '\n')
@@ -188,23 +202,94 @@ func journalField(s string) string {
 	return s
 }
 
-// Delivered is what a journal records: for each message ID, the recipients
-// (as spooled) that a server accepted, in journal order, without duplicates.
-type Delivered map[string][]string
+// Delivered is what a journal records: for each message (file name and
+// UID), the recipients (as spooled) that a server accepted, in journal
+// order, without duplicates.
+type Delivered struct {
+	lines map[JournalKey][]string
+	mtime time.Time // the journal's modification time, for lines without a UID
+}
+
+// JournalKey names the message of a journal line: its file name and UID;
+// UID is "" for a line written before UIDs existed.
+type JournalKey struct{ ID, UID string }
+
+// Len is the number of messages the journal names.
+func (d Delivered) Len() int { return len(d.lines) }
+
+// Keys returns the messages the journal names, sorted.
+func (d Delivered) Keys() []JournalKey {
+	keys := make([]JournalKey, 0, len(d.lines))
+	for k := range d.lines {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b JournalKey) int {
+		if c := strings.Compare(a.ID, b.ID); c != 0 {
+			return c
+		}
+		return strings.Compare(a.UID, b.UID)
+	})
+	return keys
+}
+
+// Rcpts returns the recipients the journal lists for k.
+func (d Delivered) Rcpts(k JournalKey) []string { return d.lines[k] }
+
+// Matches reports whether journal lines for k are about m: same file name
+// and UID, or, for a line without a UID, same name and m's file not newer
+// than the journal. When not, why says why, in plain words.
+func (d Delivered) Matches(k JournalKey, m *Message) (ok bool, why string) {
+	switch {
+	case k.ID != m.ID:
+		return false, "another file name"
+	case k.UID == "" && m.ModTime.After(d.mtime):
+		return false, fmt.Sprintf("a line without a message UID (written before an upgrade) names %s, whose file was written after the journal (at %s, the journal at %s): it is a new message under a reused name",
+			quoteName(m.ID), m.ModTime.UTC().Format(time.RFC3339Nano), d.mtime.UTC().Format(time.RFC3339Nano))
+	case k.UID != "" && k.UID != m.UID:
+		return false, fmt.Sprintf("the journal's lines are about message %s, and the file %s now holds message %s: a new message under a reused name",
+			k.UID, quoteName(m.ID), m.UID)
+	}
+	return true, ""
+}
+
+// For returns the recipients the journal lists as delivered for m (see
+// Matches), for a caller that reads the journal without replaying it.
+func (d Delivered) For(m *Message) []string {
+	var out []string
+	for _, uid := range [...]string{m.UID, ""} {
+		k := JournalKey{m.ID, uid}
+		if ok, _ := d.Matches(k, m); ok {
+			out = append(out, d.lines[k]...)
+		}
+	}
+	return out
+}
 
 // ReadJournal reads SPOOL/journal without changing anything. skipped counts
 // the lines that could not be read: a last line without its LF (a write cut
 // short by a power loss), or damage. A missing journal is empty.
 func (s *Spool) ReadJournal() (d Delivered, skipped int, err error) {
-	f, err := os.Open(filepath.Join(s.dir, journalName))
+	d = Delivered{lines: map[JournalKey][]string{}}
+	// Not through a symbolic link, and not blocked by a FIFO: see spoolOpenFlags.
+	f, err := os.OpenFile(filepath.Join(s.dir, journalName), os.O_RDONLY|spoolOpenFlags, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Delivered{}, 0, nil
+		return d, 0, nil
 	} else if err != nil {
-		return nil, 0, fmt.Errorf("spool: journal: %w", err)
+		return Delivered{}, 0, fmt.Errorf("spool: journal: %w", err)
 	}
 	defer f.Close()
-	d = Delivered{}
-	seen := map[[2]string]bool{}
+	fi, err := f.Stat()
+	if err != nil {
+		return Delivered{}, 0, fmt.Errorf("spool: journal: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return Delivered{}, 0, fmt.Errorf("spool: journal %s is %s, not a regular file", f.Name(), typeName(fi.Mode().Type()))
+	}
+	d.mtime = fi.ModTime()
+	type seenKey struct {
+		k    JournalKey
+		rcpt string
+	}
+	seen := map[seenKey]bool{}
 	br := bufio.NewReaderSize(f, 32<<10)
 	buf := make([]byte, 0, 256)
 	for {
@@ -220,17 +305,17 @@ func (s *Spool) ReadJournal() (d Delivered, skipped int, err error) {
 			continue
 		}
 		if err != nil {
-			return nil, 0, fmt.Errorf("spool: journal: %w", err)
+			return Delivered{}, 0, fmt.Errorf("spool: journal: %w", err)
 		}
 		buf = line
-		id, rcpt, ok := parseJournalLine(line)
+		k, rcpt, ok := parseJournalLine(line)
 		if !ok {
 			skipped++
 			continue
 		}
-		if k := [2]string{id, rcpt}; !seen[k] {
-			seen[k] = true
-			d[id] = append(d[id], rcpt)
+		if sk := (seenKey{k, rcpt}); !seen[sk] {
+			seen[sk] = true
+			d.lines[k] = append(d.lines[k], rcpt)
 		}
 	}
 }
@@ -245,15 +330,13 @@ func skipLine(br *bufio.Reader) error {
 	}
 }
 
-// parseJournalLine splits "ID\tRCPT\n"; a line without its LF is torn.
-func parseJournalLine(line []byte) (id, rcpt string, ok bool) {
+// parseJournalLine splits "ID\tUID\tRCPT\n", or "ID\tRCPT\n" as written
+// before UIDs existed (UID ""); a line without its LF is torn.
+func parseJournalLine(line []byte) (k JournalKey, rcpt string, ok bool) {
 	if len(line) == 0 || line[len(line)-1] != '\n' {
-		return "", "", false
+		return JournalKey{}, "", false
 	}
-	a, b, found := strings.Cut(string(line[:len(line)-1]), "\t")
-	if !found {
-		return "", "", false
-	}
+	f := strings.Split(string(line[:len(line)-1]), "\t")
 	unq := func(s string) (string, bool) {
 		if strings.HasPrefix(s, `"`) {
 			u, err := strconv.Unquote(s)
@@ -261,12 +344,24 @@ func parseJournalLine(line []byte) (id, rcpt string, ok bool) {
 		}
 		return s, !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 	}
+	var a, uid, b string
+	switch len(f) {
+	case 2:
+		a, b = f[0], f[1]
+	case 3:
+		a, uid, b = f[0], f[1], f[2]
+		if checkUID(uid) != nil {
+			return JournalKey{}, "", false
+		}
+	default:
+		return JournalKey{}, "", false
+	}
 	id, ok1 := unq(a)
 	rcpt, ok2 := unq(b)
 	if !ok1 || !ok2 || validID(id) != nil || rcpt == "" {
-		return "", "", false
+		return JournalKey{}, "", false
 	}
-	return id, rcpt, true
+	return JournalKey{id, uid}, rcpt, true
 }
 
 // Replay is what ReplayJournal did.
@@ -275,6 +370,10 @@ type Replay struct {
 	Messages   int       // messages rewritten, moved to failed/ or removed
 	Skipped    int       // journal lines that could not be read (see ReadJournal)
 	Problems   []Problem // messages that could not be updated; the journal is kept for them
+	// Mismatched are the journal lines not applied because their file
+	// holds another message now (see Delivered.Matches): a name reused
+	// after the crash. They are dropped with the journal, and reported.
+	Mismatched []Problem
 }
 
 // ReplayJournal applies the journal a crashed run left, then empties it.
@@ -297,24 +396,21 @@ func (s *Spool) ReplayJournal() (Replay, error) {
 		return Replay{}, err
 	}
 	rep := Replay{Skipped: skipped}
-	ids := make([]string, 0, len(d))
-	for id := range d {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		n, err := s.replayOne(id, d[id])
-		if err != nil {
-			rep.Problems = append(rep.Problems, Problem{ID: id, Err: err,
+	for _, k := range d.Keys() {
+		n, why, err := s.replayOne(d, k)
+		switch {
+		case err != nil:
+			rep.Problems = append(rep.Problems, Problem{ID: k.ID, Err: err,
 				Reason: oneLine("cannot remove the recipients the crash journal lists as delivered: " + err.Error())})
-			continue
-		}
-		if n > 0 {
+		case why != "":
+			rep.Mismatched = append(rep.Mismatched, Problem{ID: k.ID,
+				Reason: oneLine("crash journal lines not applied (" + strings.Join(d.Rcpts(k), ", ") + " not taken off): " + why)})
+		case n > 0:
 			rep.Recipients += n
 			rep.Messages++
 		}
 	}
-	if len(rep.Problems) > 0 || (len(d) == 0 && skipped == 0) {
+	if len(rep.Problems) > 0 || (d.Len() == 0 && skipped == 0) {
 		return rep, nil
 	}
 	f, err := os.OpenFile(filepath.Join(s.dir, journalName), os.O_WRONLY, 0)
@@ -331,20 +427,25 @@ func (s *Spool) ReplayJournal() (Replay, error) {
 	return rep, nil
 }
 
-// replayOne removes rcpts from id's pending list and returns how many it
-// removed. A message that is gone, in failed/, or unparsable (Scan will move
-// it to bad/) is left alone.
-func (s *Spool) replayOne(id string, rcpts []string) (int, error) {
-	m, err := s.find(id)
+// replayOne removes k's recipients from the pending list of k's message
+// and returns how many it removed. A message that is gone, in failed/, or
+// unparsable (Scan will move it to bad/) is left alone; a file that holds
+// another message now is left alone and why says so.
+func (s *Spool) replayOne(d Delivered, k JournalKey) (n int, why string, err error) {
+	m, err := s.find(k.ID)
 	var pe *ParseError
 	switch {
 	case errors.As(err, &pe):
-		return 0, nil
+		return 0, "", nil
 	case err != nil:
-		return 0, err
+		return 0, "", err
 	case m == nil || m.Queue == QueueFailed:
-		return 0, nil
+		return 0, "", nil
 	}
+	if ok, why := d.Matches(k, m); !ok {
+		return 0, why, nil
+	}
+	rcpts := d.Rcpts(k)
 	done := make(map[string]bool, len(rcpts))
 	for _, r := range rcpts {
 		done[r] = true
@@ -356,9 +457,9 @@ func (s *Spool) replayOne(id string, rcpts []string) (int, error) {
 			env.To = append(env.To, r)
 		}
 	}
-	n := len(m.To) - len(env.To)
+	n = len(m.To) - len(env.To)
 	if n == 0 {
-		return 0, nil
+		return 0, "", nil
 	}
 	env.Attempts++
 	switch {
@@ -371,7 +472,7 @@ func (s *Spool) replayOne(id string, rcpts []string) (int, error) {
 		err = s.Remove(m)
 	}
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
-	return n, nil
+	return n, "", nil
 }

@@ -56,9 +56,10 @@ func trimEOL(b []byte) []byte {
 // parsed is what reading the start of a file yields.
 type parsed struct {
 	env     Envelope
-	bodyOff int64  // offset of the RFC 5322 message in the file
-	derived bool   // no envelope lines: env comes from the header fields
-	skips   []span // Bcc fields to leave out when reading a derived message
+	bodyOff int64   // offset of the RFC 5322 message in the file
+	derived bool    // no envelope lines: env comes from the header fields
+	skips   []span  // Bcc fields to leave out when reading a derived message
+	sum     lineSum // of the lines read (envelope lines, or a derived message's header block), for fingerprint
 }
 
 // parse reads the envelope at the start of br. needTo (new/ and cur/)
@@ -68,6 +69,7 @@ type parsed struct {
 func parse(br *bufio.Reader, needTo bool) (parsed, error) {
 	var p parsed
 	var st envState
+	h := newLineSum()
 	buf := make([]byte, 0, 256)
 	for lineNo := 1; ; lineNo++ {
 		head, err := br.Peek(len(envPrefix))
@@ -76,7 +78,7 @@ func parse(br *bufio.Reader, needTo bool) (parsed, error) {
 		}
 		if !hasEnvPrefix(head) {
 			if lineNo == 1 {
-				return derive(br)
+				return derive(br, &h)
 			}
 			if err := checkFirstLine(br, lineNo); err != nil {
 				return parsed{}, err
@@ -90,6 +92,7 @@ func parse(br *bufio.Reader, needTo bool) (parsed, error) {
 			return parsed{}, err
 		}
 		p.bodyOff += int64(len(line))
+		h.write(line)
 		if err := st.line(&p.env, string(trimEOL(line)), lineNo); err != nil {
 			return parsed{}, err
 		}
@@ -98,6 +101,7 @@ func parse(br *bufio.Reader, needTo bool) (parsed, error) {
 	if err := st.finish(&p.env, needTo); err != nil {
 		return parsed{}, err
 	}
+	p.sum = h
 	return p, nil
 }
 
@@ -156,8 +160,8 @@ func fieldNameEnd(b []byte) int {
 
 // envState tracks which single-valued fields were seen.
 type envState struct {
-	from, arrival, attempts, next, warned bool
-	seenTo                                map[string]bool
+	id, from, arrival, attempts, next, warned bool
+	seenTo                                    map[string]bool
 }
 
 func (st *envState) line(env *Envelope, s string, n int) error {
@@ -181,6 +185,14 @@ func (st *envState) line(env *Envelope, s string, n int) error {
 		return nil
 	}
 	switch name {
+	case fieldID:
+		if err := once(&st.id); err != nil {
+			return err
+		}
+		if err := checkUID(v); err != nil {
+			return bad(err, "%v", err)
+		}
+		env.UID = v
 	case fieldFrom:
 		if err := once(&st.from); err != nil {
 			return err

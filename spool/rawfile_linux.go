@@ -19,7 +19,8 @@ type rawFile struct {
 }
 
 // openRaw opens path read-only with O_CLOEXEC and the extra flags
-// (O_NOFOLLOW, O_NONBLOCK). Errors are *fs.PathError, as from os.Open.
+// (O_NOFOLLOW, O_NONBLOCK: see openSpoolFile). Errors are *fs.PathError,
+// as from os.Open.
 func openRaw(path string, flags int) (*rawFile, error) {
 	for {
 		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC|flags, 0)
@@ -33,12 +34,13 @@ func openRaw(path string, flags int) (*rawFile, error) {
 	}
 }
 
-// stat returns the file's size in octets, modification time and type bits.
-func (f *rawFile) stat() (size int64, mtime time.Time, mode fs.FileMode, err error) {
+// stat returns the file's size, modification time, type and identity.
+func (f *rawFile) stat() (fileStat, error) {
 	var st syscall.Stat_t
 	if err := syscall.Fstat(f.fd, &st); err != nil {
-		return 0, time.Time{}, 0, &fs.PathError{Op: "stat", Path: f.path, Err: err}
+		return fileStat{}, &fs.PathError{Op: "stat", Path: f.path, Err: err}
 	}
+	var mode fs.FileMode
 	switch st.Mode & syscall.S_IFMT {
 	case syscall.S_IFREG:
 	case syscall.S_IFDIR:
@@ -52,7 +54,8 @@ func (f *rawFile) stat() (size int64, mtime time.Time, mode fs.FileMode, err err
 	default:
 		mode = fs.ModeDevice
 	}
-	return st.Size, time.Unix(st.Mtim.Sec, st.Mtim.Nsec), mode, nil
+	return fileStat{size: st.Size, mtime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec), ctime: time.Unix(st.Ctim.Sec, st.Ctim.Nsec),
+		mode: mode, id: fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}}, nil
 }
 
 // seek sets the offset of the next Read (from the start of the file).

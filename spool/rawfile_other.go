@@ -4,9 +4,8 @@ package spool
 
 import (
 	"io"
-	"io/fs"
 	"os"
-	"time"
+	"syscall"
 )
 
 // rawFile is, outside Linux, an *os.File with the same small interface as
@@ -21,12 +20,16 @@ func openRaw(path string, flags int) (*rawFile, error) {
 	return &rawFile{f: f}, nil
 }
 
-func (f *rawFile) stat() (size int64, mtime time.Time, mode fs.FileMode, err error) {
+func (f *rawFile) stat() (fileStat, error) {
 	fi, err := f.f.Stat()
 	if err != nil {
-		return 0, time.Time{}, 0, err
+		return fileStat{}, err
 	}
-	return fi.Size(), fi.ModTime(), fi.Mode().Type(), nil
+	st := fileStat{size: fi.Size(), mtime: fi.ModTime(), mode: fi.Mode().Type()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.id = fileID{dev: uint64(sys.Dev), ino: uint64(sys.Ino)}
+	}
+	return st, nil
 }
 
 func (f *rawFile) seek(off int64) { _, _ = f.f.Seek(off, io.SeekStart) }

@@ -9,9 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -44,6 +44,13 @@ func (s *Spool) Scan(ctx context.Context) (msgs []*Message, problems []Problem, 
 	for _, q := range [...]string{QueueNew, QueueCur} {
 		if names[q], err = listQueue(filepath.Join(s.dir, q)); err != nil {
 			return nil, nil, err
+		}
+		var unsafe int
+		names[q], unsafe, problems = s.quarantineNames(q, names[q], problems)
+		if unsafe > 0 {
+			if err := syncDir(filepath.Join(s.dir, q)); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 	// A name in a later queue is a later state of the same message: a crash
@@ -113,6 +120,34 @@ func (s *Spool) List(queue string) ([]*Message, []Problem, error) {
 		jobs[i] = job{queue, e}
 	}
 	return s.run(context.Background(), jobs, false)
+}
+
+// quarantineNames moves the files of queue q whose names are not safe to
+// print (see safeName: a name "x\nstatus=sent" would forge a log line) to
+// bad/ under a fresh unique name, the original name quoted in the reason,
+// and returns the other entries and how many it moved. Such a file is
+// never read: its name would reach every log line and state change.
+func (s *Spool) quarantineNames(q string, entries []fs.DirEntry, problems []Problem) ([]fs.DirEntry, int, []Problem) {
+	out := entries[:0]
+	moved := 0
+	for _, e := range entries {
+		name := e.Name()
+		if safeName(name) {
+			out = append(out, e)
+			continue
+		}
+		moved++
+		pe := &ParseError{File: q + "/" + quoteName(name), Msg: "the file name " + strconv.QuoteToASCII(name) +
+			" holds a control character, another unprintable character or an octet that is not UTF-8; such a name could forge log lines"}
+		prob := Problem{ID: name, Path: filepath.Join(s.dir, q, name), Reason: pe.Reason(), Err: pe}
+		if dst, err := s.quarantineAs(q, name, s.newID(), pe.Reason()); err != nil && dst == "" {
+			prob.Reason = oneLine(prob.Reason + " (could not move it to bad/: " + err.Error() + ")")
+		} else {
+			prob.MovedTo = dst
+		}
+		problems = append(problems, prob)
+	}
+	return out, moved, problems
 }
 
 type job struct {
@@ -208,20 +243,21 @@ func (s *Spool) readOne(j job, br *bufio.Reader, move bool) (*Message, *Problem)
 	}
 	// O_NOFOLLOW and O_NONBLOCK: a symlink or FIFO swapped in after listing
 	// fails or returns at once instead of being followed or blocking Scan.
-	f, err := openRaw(path, syscall.O_NOFOLLOW|syscall.O_NONBLOCK)
+	f, err := openRaw(path, spoolOpenFlags)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	} else if err != nil {
 		return leave(err, "cannot open the file: "+errText(err))
 	}
 	defer f.Close()
-	size, mtime, mode, err := f.stat()
+	st, err := f.stat()
 	if err != nil {
 		return leave(err, "cannot stat the file: "+errText(err))
 	}
-	if !mode.IsRegular() {
-		return leave(nil, "not a regular file ("+typeName(mode)+")")
+	if !st.mode.IsRegular() {
+		return leave(nil, "not a regular file ("+typeName(st.mode)+")")
 	}
+	size, mtime := st.size, st.mtime
 	br.Reset(f)
 	p, err := parse(br, j.queue != QueueFailed)
 	br.Reset(nil)
@@ -245,10 +281,13 @@ func (s *Spool) readOne(j job, br *bufio.Reader, move bool) (*Message, *Problem)
 	}
 	m := &Message{
 		ID: id, Queue: j.queue, Envelope: p.env,
-		ModTime: mtime.UTC(), bodyOff: p.bodyOff, fileSize: size, derived: p.derived, skips: p.skips,
+		ModTime: mtime.UTC(), bodyOff: p.bodyOff, fileSize: size, fileID: st.id, ctime: st.ctime, derived: p.derived, skips: p.skips,
+	}
+	if m.UID == "" {
+		m.UID, m.fingerprinted = fingerprint(size, mtime, p.sum), true
 	}
 	if m.Arrival.IsZero() {
-		m.Arrival = mtime.UTC().Truncate(time.Second)
+		m.Arrival, m.ArrivalFromMtime = mtime.UTC().Truncate(time.Second), true
 	}
 	m.Size = size - p.bodyOff
 	for _, sp := range p.skips {

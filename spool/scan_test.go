@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -214,5 +215,40 @@ func TestScanQuarantineFails(t *testing.T) {
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Errorf("file gone: %v", err)
+	}
+}
+
+// A name that is not safe to print (a control character, an unprintable
+// character, an octet that is not UTF-8) is never read as a message: Scan
+// moves the file to bad/ under a fresh unique name, with the original name
+// escaped in its reason.
+func TestScanQuarantinesUnsafeNames(t *testing.T) {
+	s := newSpool(t)
+	const content = "X-Envelope-From: <a@example.test>\nX-Envelope-To: <b@example.test>\n\nbody\n"
+	unsafe := []string{"x\nstatus=sent", "tab\there", "esc\x1b[2J", "c1\u009b", "rtl\u202egnp.exe", "bad\xffutf8"}
+	for _, name := range unsafe {
+		writeRaw(t, s, "new", name, content)
+	}
+	writeRaw(t, s, "cur", "cur\rname", content)
+	writeRaw(t, s, "new", "fine name é.eml", content)
+	msgs, probs := mustScan(t, s)
+	if len(msgs) != 1 || msgs[0].ID != "fine name é.eml" {
+		t.Errorf("scan kept %d messages, want only the safe name: %+v", len(msgs), msgs)
+	}
+	if len(probs) != len(unsafe)+1 {
+		t.Fatalf("%d problems, want %d: %+v", len(probs), len(unsafe)+1, probs)
+	}
+	for _, p := range probs {
+		base := filepath.Base(p.MovedTo)
+		if !safeName(base) || strings.HasPrefix(p.MovedTo, filepath.Join(s.Dir(), "bad")) == false {
+			t.Errorf("%q moved to %q, want a safe name in bad/", p.ID, p.MovedTo)
+		}
+		reason, err := os.ReadFile(p.MovedTo + ".reason")
+		if err != nil || !strings.Contains(string(reason), strconv.QuoteToASCII(p.ID)) {
+			t.Errorf("reason for %q: %q, %v; want the name quoted", p.ID, reason, err)
+		}
+	}
+	if n := files(t, s, "new"); len(n) != 1 {
+		t.Errorf("new/ holds %q", n)
 	}
 }

@@ -42,11 +42,20 @@ type Message struct {
 	Envelope
 	Size    int64     // octets of the RFC 5322 message as Open returns it (file size minus envelope lines and, for a derived envelope, Bcc fields)
 	ModTime time.Time // the file's modification time, UTC
+	// ArrivalFromMtime: the file has no X-Envelope-Arrival line and Arrival
+	// is its modification time, which says when the file was written, not
+	// when the spool got it (cp -p, tar and touch set it to anything).
+	ArrivalFromMtime bool
 
-	bodyOff  int64  // offset of the RFC 5322 message in the file
-	fileSize int64  // file size when read, to notice a changed file
-	derived  bool   // envelope derived from header fields (no envelope lines)
-	skips    []span // Bcc fields Open leaves out (derived only)
+	bodyOff  int64     // offset of the RFC 5322 message in the file
+	fileSize int64     // file size when read, to notice a changed file
+	fileID   fileID    // device and inode when read, to notice a replaced file (see Open)
+	ctime    time.Time // status change time when read (Linux; zero elsewhere), see sameMessage
+	// fingerprinted: the file has no X-Envelope-Id line, and UID is its
+	// fingerprint (the first state change writes it down).
+	fingerprinted bool
+	derived       bool   // envelope derived from header fields (no envelope lines)
+	skips         []span // Bcc fields Open leaves out (derived only)
 }
 
 // Problem is a spool file that Scan or List could not use. It is reported,
@@ -168,7 +177,8 @@ func syncDir(dir string) error {
 // Enqueue adds a message to new/ and returns its ID. env is checked first:
 // From is "" (null sender) or passes addr.Check, To has at least one
 // recipient and each passes addr.Check; an address error is returned as the
-// *addr.Error itself. Arrival defaults to now. msg must be an RFC 5322
+// *addr.Error itself. Arrival defaults to now, UID to a fresh random ID
+// (written as X-Envelope-Id). msg must be an RFC 5322
 // message: its first line must be a header field or empty (else an error,
 // since it would be misread as part of the envelope). The file is written in
 // tmp/, fsynced, renamed into new/ and new/ is fsynced; on any error nothing
@@ -178,6 +188,9 @@ func syncDir(dir string) error {
 func (s *Spool) Enqueue(env Envelope, msg io.Reader) (id string, err error) {
 	if env.Arrival.IsZero() {
 		env.Arrival = time.Now()
+	}
+	if env.UID == "" {
+		env.UID = newUID()
 	}
 	for _, rcpt := range env.To { // stricter than normalize: refuse, do not keep, a bad recipient
 		if _, err := checkMailbox(rcpt); err != nil {
@@ -265,9 +278,15 @@ func (s *Spool) Quarantine(m *Message, reason string) error {
 
 // quarantine moves queue/id to bad/ and returns its new path.
 func (s *Spool) quarantine(queue, id, reason string) (string, error) {
+	return s.quarantineAs(queue, id, id, reason)
+}
+
+// quarantineAs moves queue/id to bad/base (base.N when taken) and returns
+// its new path.
+func (s *Spool) quarantineAs(queue, id, base, reason string) (string, error) {
 	src := filepath.Join(s.dir, queue, id)
 	bad := filepath.Join(s.dir, dirBad)
-	name := id
+	name := base
 	for n := 1; ; n++ {
 		_, err := os.Lstat(filepath.Join(bad, name))
 		if errors.Is(err, fs.ErrNotExist) {
@@ -275,7 +294,7 @@ func (s *Spool) quarantine(queue, id, reason string) (string, error) {
 		} else if err != nil {
 			return "", fmt.Errorf("spool: quarantine: %w", err)
 		}
-		name = id + "." + strconv.Itoa(n)
+		name = base + "." + strconv.Itoa(n)
 	}
 	dst := filepath.Join(bad, name)
 	if err := writeFileAtomic(filepath.Join(s.dir, dirTmp), dst+".reason", []byte(oneLine(reason)+"\n")); err != nil {

@@ -112,7 +112,11 @@ func TestEnqueue(t *testing.T) {
 		t.Errorf("id %q is not a maildir unique name", id)
 	}
 	got, _ := os.ReadFile(filepath.Join(s.Dir(), "new", id))
-	want := "X-Envelope-From: <alice@example.test>\nX-Envelope-To: <bob@example.test>\nX-Envelope-To: <carol@example.test>\nX-Envelope-Arrival: 2026-11-29T12:00:00Z\n" + msg
+	m, err := s.Load("new", id)
+	if err != nil || len(m.UID) != 32 || m.fingerprinted {
+		t.Fatalf("enqueued message has no random X-Envelope-Id: %+v, %v", m, err)
+	}
+	want := "X-Envelope-From: <alice@example.test>\nX-Envelope-To: <bob@example.test>\nX-Envelope-To: <carol@example.test>\nX-Envelope-Id: " + m.UID + "\nX-Envelope-Arrival: 2026-11-29T12:00:00Z\n" + msg
 	if string(got) != want {
 		t.Errorf("file:\n got %q\nwant %q", got, want)
 	}

@@ -15,7 +15,7 @@ import (
 // to a temp file in tmp/, fsyncs it, renames it to cur/ID (over the old file
 // when m is in cur/), fsyncs cur/, and then unlinks new/ID if m was in new/.
 // env.To must hold at least one recipient; env.Arrival zero keeps
-// m.Arrival. On error (ENOSPC, EACCES, a changed file) the old file is
+// m.Arrival, env.UID "" keeps m.UID. On error (ENOSPC, EACCES, a changed file) the old file is
 // intact and no temp file remains (C41) — except when the rename was done
 // and only a later step (fsync of cur/, unlink of new/ID) failed: then the
 // error says so, m already describes cur/ID, and Scan drops the stale new/
@@ -44,6 +44,9 @@ func (s *Spool) rewrite(m *Message, env Envelope, to string, needTo bool) error 
 	if env.Arrival.IsZero() {
 		env.Arrival = m.Arrival
 	}
+	if env.UID == "" {
+		env.UID = m.UID // the message keeps its identity (a fingerprint is written down now)
+	}
 	nenv, err := normalize(env, needTo)
 	if err != nil {
 		return err
@@ -67,7 +70,7 @@ func (s *Spool) rewrite(m *Message, env Envelope, to string, needTo bool) error 
 	}
 	from := m.Queue
 	m.ID, m.Queue, m.Envelope, m.Size, m.ModTime = id, to, nenv, w.fileSize-w.bodyOff, w.modTime
-	m.bodyOff, m.fileSize, m.derived, m.skips = w.bodyOff, w.fileSize, false, nil
+	m.bodyOff, m.fileSize, m.fileID, m.derived, m.skips = w.bodyOff, w.fileSize, w.id, false, nil
 	if from != to {
 		if rerr := os.Remove(src); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			err = errors.Join(err, fmt.Errorf("spool: %s/%s was written but the old copy could not be removed: %w", to, m.ID, rerr))
@@ -84,6 +87,7 @@ type written struct {
 	bodyOff  int64 // octets of envelope lines
 	fileSize int64
 	modTime  time.Time
+	id       fileID
 }
 
 // writeState writes env (normalized) and body to a temp file in tmp/,
@@ -145,5 +149,5 @@ func fill(f *os.File, env Envelope, body io.Reader, needTo bool) (written, error
 	if err != nil {
 		return written{}, err
 	}
-	return written{bodyOff: int64(len(hdr)), fileSize: fi.Size(), modTime: fi.ModTime().UTC()}, nil
+	return written{bodyOff: int64(len(hdr)), fileSize: fi.Size(), modTime: fi.ModTime().UTC(), id: idOf(fi)}, nil
 }

@@ -74,7 +74,10 @@ func TestDeferDerivedStripsBcc(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(filepath.Join(s.Dir(), "cur", m.ID))
-	want := "X-Envelope-From: <a@example.test>\nX-Envelope-To: <hidden@example.test>\nX-Envelope-Arrival: " +
+	if !strings.HasPrefix(m.UID, "fp-") {
+		t.Errorf("UID of a plain file %q, want its fingerprint", m.UID)
+	}
+	want := "X-Envelope-From: <a@example.test>\nX-Envelope-To: <hidden@example.test>\nX-Envelope-Id: " + m.UID + "\nX-Envelope-Arrival: " +
 		m.Arrival.Format(time.RFC3339) + "\nX-Envelope-Attempts: 1\nFrom: a@example.test\nTo: b@example.test\n\nbody\n"
 	if string(got) != want {
 		t.Errorf("cur/ file:\n got %q\nwant %q", got, want)

@@ -1,0 +1,73 @@
+package batch
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mxflush/mxflush/internal/testnet"
+)
+
+// A run delivers new/report.eml, and its journal is kept because another
+// message's state change failed (cur/ is gone: a full disk does the same).
+// A producer then writes the next report.eml under the same name, to the
+// same recipient. The next run's journal replay must not take that
+// recipient off the new message: the journal's line is about the old one
+// (another UID). The new report is delivered and the dropped line reported.
+func TestJournalReusedNameNotReplayed(t *testing.T) {
+	w := newTestWorld(t, testnet.SMTPOptions{Rcpt: func(to string) error {
+		if to == "greylisted@a.test" {
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "Greylisted"}
+		}
+		return nil
+	}})
+	w.put(t, "new", "report.eml", "From: cron@src.test\nTo: ops@a.test\nSubject: report 1\n\nday 1\n")
+	w.put(t, "new", "other", "X-Envelope-From: <a@src.test>\nX-Envelope-To: <greylisted@a.test>\n\nSubject: other\n\nhi\n")
+	cur := filepath.Join(w.sp.Dir(), "cur")
+	w.cfg.Resolver = &hookResolver{Resolver: w.cfg.Resolver, before: func() {
+		// After the scan: the deferral of "other" into cur/ will fail.
+		if err := os.Rename(cur, cur+".away"); err != nil {
+			t.Error(err)
+		}
+		os.WriteFile(cur, nil, 0o600)
+	}}
+	sum := runLive(t, w.sp, w.cfg)
+	os.Remove(cur)
+	if err := os.Rename(cur+".away", cur); err != nil {
+		t.Fatal(err)
+	}
+	if sum.Totals.Delivered != 1 || len(sum.Problems) == 0 {
+		t.Fatalf("first run: totals %+v, problems %+v; want report.eml delivered and the deferral failing", sum.Totals, sum.Problems)
+	}
+	if j, _ := os.ReadFile(filepath.Join(w.sp.Dir(), "journal")); !strings.Contains(string(j), "report.eml\t") {
+		t.Fatalf("journal not kept after the failed state change:\n%s", j)
+	}
+
+	w.put(t, "new", "report.eml", "From: cron@src.test\nTo: ops@a.test\nSubject: report 2\n\nday 2\n")
+	w.cfg.Resolver = w.cfg.Resolver.(*hookResolver).Resolver
+	sum = runLive(t, w.sp, w.cfg)
+	var got []string
+	for _, m := range w.recv.Messages() {
+		if strings.Contains(string(m.Data), "Subject: report") {
+			got = append(got, strings.Fields(strings.SplitN(string(m.Data), "Subject: ", 2)[1])[1])
+		}
+	}
+	if strings.Join(got, ",") != "1,2" {
+		t.Errorf("reports received: %q, want 1 and 2", got)
+	}
+	var reported bool
+	for _, p := range sum.Problems {
+		if p.ID == "report.eml" && strings.Contains(p.Reason, "reused name") {
+			reported = true
+		}
+	}
+	if !reported {
+		t.Errorf("problems %+v: want the dropped journal line for report.eml reported", sum.Problems)
+	}
+	if j, _ := os.ReadFile(filepath.Join(w.sp.Dir(), "journal")); len(j) != 0 {
+		t.Errorf("journal not emptied by the second run:\n%s", j)
+	}
+}
