@@ -89,7 +89,7 @@ func TestEnqueueUsage(t *testing.T) {
 	if code := run([]string{"flush", "--bogus"}, nil, &out, &errb); code != 64 {
 		t.Errorf("unknown flag: exit %d, want 64", code)
 	}
-	for _, dns := range []string{"nonsense", "localhost:53", "127.0.0.1:0", "127.0.0.1:70000", "127.0.0.1"} {
+	for _, dns := range []string{"nonsense", "no-such-host.test:53", "127.0.0.1:0", "127.0.0.1:70000", "127.0.0.1"} {
 		if code := run([]string{"flush", "--spool", dir, "--dns", dns}, nil, &out, &errb); code != 78 {
 			t.Errorf("--dns %s: exit %d, want 78", dns, code)
 		}
