@@ -75,7 +75,7 @@ func (c *EnqueueCmd) Run(g *Globals) error {
 			return exitf(report.ExDataErr, "recipient: %v", err)
 		}
 	}
-	sp, err := spool.Open(g.Spool)
+	sp, err := spool.Create(g.Spool)
 	if err != nil {
 		return exitf(report.ExCantCreat, "%v", err)
 	}

@@ -83,9 +83,9 @@ func (c *FlushCmd) Run(g *Globals) (err error) {
 	if err != nil {
 		return err
 	}
-	sp, err := spool.Open(g.Spool)
+	sp, err := useSpool(g, true)
 	if err != nil {
-		return exitf(report.ExCantCreat, "%v", err)
+		return err
 	}
 	unlock, err := sp.Lock()
 	if err != nil {

@@ -45,9 +45,9 @@ type failureEntry struct {
 // Run lists new/ and cur/ (or hold/, failed/), oldest first. It takes no
 // lock: a message that changes meanwhile shows in its old or new state.
 func (c *QueueCmd) Run(g *Globals) error {
-	sp, err := spool.Open(g.Spool)
+	sp, err := useSpool(g, false)
 	if err != nil {
-		return exitf(report.ExCantCreat, "%v", err)
+		return err
 	}
 	queues := waiting
 	if c.Failed || c.Held {
