@@ -33,6 +33,7 @@ type Globals struct {
 	Config string        `help:"JSON config file of flag values (see README); a missing default file is fine." env:"MXFLUSH_CONFIG" default:"/etc/mxflush/config.json" placeholder:"FILE"`
 	file   *fileConfig   // the config file read, for mxflush config
 	kctx   *kong.Context // the parse, for mxflush config
+	setgid *setgidGroup  // the maildrop group of a setgid binary, held back; nil when not setgid
 }
 
 // CLI is the command line of mxflush.
@@ -159,6 +160,11 @@ func exitCode(stderr io.Writer, err error) int {
 const version = "0.1.0"
 
 func main() {
+	sg, err := dropSetgid() // before anything is read: see deposit
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mxflush: %v\n", err)
+		os.Exit(71) // EX_OSERR
+	}
 	args, _ := sendmailArgs(os.Args[0], os.Args[1:], os.Getenv)
-	os.Exit(run(args, os.Stdin, os.Stdout, os.Stderr))
+	os.Exit(runGlobals(args, Globals{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, now: time.Now, setgid: sg}))
 }

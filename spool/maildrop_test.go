@@ -1,13 +1,35 @@
 package spool
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
+
+// direct is the privileged function of a process that already has the
+// rights to write maildrop/ (the tests run as the spool's owner).
+func direct(fn func() error) error { return fn() }
+
+// initSpool makes a spool with Init, owned by the running user, maildrop/
+// of the running user's group.
+func initSpool(t *testing.T) *Spool {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "spool")
+	if _, err := Init(dir, InitOptions{UID: os.Getuid(), GID: os.Getgid(), Group: os.Getgid()}); err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return s
+}
 
 // Open and OpenReadOnly create nothing: a misspelled spool path is an
 // error naming the missing directory, and no tree appears.
@@ -114,4 +136,74 @@ func TestInitLayout(t *testing.T) {
 	if fi, _ := os.Stat(target); fi.Mode().Perm() != 0o755 {
 		t.Errorf("Init changed the symlink's target to %v", fi.Mode())
 	}
+}
+
+const dropMsg = "From: alice@example.test\nSubject: hi\n\nhello\n"
+
+// Drop writes exactly what Enqueue would write, under a final name
+// (no dot file left), mode 0640 whatever the umask.
+func TestDropWritesEnqueueFormat(t *testing.T) {
+	s := initSpool(t)
+	env := Envelope{From: "alice@example.test", To: []string{"bob@example.test"}, Arrival: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
+	old := syscall.Umask(0o077)
+	name, err := Drop(filepath.Join(s.Dir(), DirMaildrop), env, strings.NewReader(dropMsg), direct)
+	syscall.Umask(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.Enqueue(env, strings.NewReader(dropMsg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(filepath.Join(s.Dir(), DirMaildrop, name))
+	want, _ := os.ReadFile(filepath.Join(s.Dir(), QueueNew, id))
+	if !bytes.Equal(got, want) {
+		t.Errorf("maildrop file:\n%s\nenqueued file:\n%s", got, want)
+	}
+	if n := files(t, s, DirMaildrop); len(n) != 1 || n[0] != name {
+		t.Errorf("maildrop/ = %q, want only %s", n, name)
+	}
+	if fi, _ := os.Stat(filepath.Join(s.Dir(), DirMaildrop, name)); fi.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v, want 0640", fi.Mode())
+	}
+}
+
+type failReader struct{ n int }
+
+func (r *failReader) Read(p []byte) (int, error) {
+	if r.n > 0 {
+		n := copy(p, "Subject: x\n\n"+strings.Repeat("a", len(p)))
+		r.n -= n
+		return n, nil
+	}
+	return 0, errors.New("message too large")
+}
+
+// A message whose reader fails (a size limit) or is refused leaves nothing
+// in maildrop/, not even a dot file.
+func TestDropLeavesNothingOnError(t *testing.T) {
+	s := initSpool(t)
+	md := filepath.Join(s.Dir(), DirMaildrop)
+	env := Envelope{From: "alice@example.test", To: []string{"bob@example.test"}}
+	if _, err := Drop(md, env, &failReader{n: 200 << 10}, direct); err == nil || !strings.Contains(err.Error(), "too large") {
+		t.Errorf("err = %v, want the reader's", err)
+	}
+	if _, err := Drop(md, Envelope{From: "a@example.test", To: []string{"bob"}}, strings.NewReader(dropMsg), direct); err == nil {
+		t.Error("Drop took a recipient without a domain")
+	}
+	if _, err := Drop(md, env, strings.NewReader("not a header\n"), direct); err == nil {
+		t.Error("Drop took a message that does not start with a header field")
+	}
+	if n := files(t, s, DirMaildrop); len(n) != 0 {
+		t.Errorf("maildrop/ = %q after failed drops", n)
+	}
+}
+
+func dropOne(t *testing.T, s *Spool, to string) string {
+	t.Helper()
+	name, err := Drop(filepath.Join(s.Dir(), DirMaildrop), Envelope{From: "alice@example.test", To: []string{to}}, strings.NewReader(dropMsg), direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name
 }
