@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -126,6 +127,12 @@ func (c *FlushCmd) Run(g *Globals) (err error) {
 		SlowRemovals:   moreProcs(runtime.GOMAXPROCS(0)),
 		Stop:           stopCtx,
 	}
+	// A dry run changes nothing, so it leaves maildrop/ alone.
+	var picked int
+	var pickProbs []batch.Problem
+	if !c.DryRun {
+		picked, pickProbs = pickup(ctx, sp, g, helo)
+	}
 	defer tuneGC(countQueued(sp.Dir()))()
 	stopProgress := obs.out.progress()
 	sum, err := batch.Run(ctx, sp, cfg)
@@ -134,6 +141,8 @@ func (c *FlushCmd) Run(g *Globals) (err error) {
 	if err != nil {
 		return exitf(report.ExIOErr, "%v", err)
 	}
+	sum.PickedUp = picked
+	sum.Problems = append(pickProbs, sum.Problems...)
 	if c.JSON {
 		err = report.JSON(g.stdout, sum)
 	} else {
@@ -166,4 +175,22 @@ func dnsServer(flag string) (string, error) {
 		return "", fmt.Errorf("--dns %q: want IP:PORT with a port from 1 to 65535, for example 127.0.0.1:53 or [::1]:53", flag)
 	}
 	return flag, nil
+}
+
+// pickup moves the messages other users left in maildrop/ into new/
+// before the scan (see spool.Pickup), with the --max-message-size limit,
+// and returns how many it moved and its problems as the summary reports
+// them: a file moved to bad/ as an invalid one (exit 65), one that could
+// not be read or moved as a local I/O failure (exit 74).
+func pickup(ctx context.Context, sp *spool.Spool, g *Globals, helo string) (int, []batch.Problem) {
+	n, probs, err := sp.Pickup(ctx, spool.PickupOptions{MaxSize: int64(g.MaxMessageSize), Host: helo, Now: g.now})
+	var out []batch.Problem
+	for _, p := range probs {
+		var pe *spool.ParseError
+		out = append(out, batch.Problem{ID: spool.DirMaildrop + "/" + p.ID, Reason: p.Reason, MovedTo: p.MovedTo, IOError: !errors.As(p.Err, &pe)})
+	}
+	if err != nil {
+		out = append(out, batch.Problem{ID: spool.DirMaildrop, Reason: err.Error(), IOError: true})
+	}
+	return n, out
 }

@@ -189,18 +189,3 @@ func octal(m os.FileMode) string {
 	}
 	return fmt.Sprintf("%04o", n)
 }
-
-// openNoFollow opens path read-only without following a symlink or
-// blocking on a FIFO.
-func openNoFollow(path string) (int, error) {
-	for {
-		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return -1, &fs.PathError{Op: "open", Path: path, Err: err}
-		}
-		return fd, nil
-	}
-}

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -206,4 +207,127 @@ func dropOne(t *testing.T, s *Spool, to string) string {
 		t.Fatal(err)
 	}
 	return name
+}
+
+// Pickup moves a dropped message into new/ with a Received field naming
+// the submitter's uid, keeps only the sender and recipients of its
+// envelope, and removes it from maildrop/.
+func TestPickup(t *testing.T) {
+	s := initSpool(t)
+	dropOne(t, s, "bob@example.test")
+	// A submitter's own envelope lines beyond From and To are not taken.
+	forged := "X-Envelope-From: <alice@example.test>\nX-Envelope-To: <carol@example.test>\nX-Envelope-Arrival: 2000-01-01T00:00:00Z\nX-Envelope-Attempts: 7\n" + dropMsg
+	os.WriteFile(filepath.Join(s.Dir(), DirMaildrop, "forged"), []byte(forged), 0o640)
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	n, probs, err := s.Pickup(t.Context(), PickupOptions{Host: "mx.example.test", Now: func() time.Time { return now }})
+	if err != nil || n != 2 || len(probs) != 0 {
+		t.Fatalf("Pickup = %d, %v, %v", n, probs, err)
+	}
+	if left := files(t, s, DirMaildrop); len(left) != 0 {
+		t.Errorf("maildrop/ = %q after pickup", left)
+	}
+	msgs, probs := mustScan(t, s)
+	if len(msgs) != 2 || len(probs) != 0 {
+		t.Fatalf("scan: %d messages, %v", len(msgs), probs)
+	}
+	for _, m := range msgs {
+		if !m.Arrival.Equal(now) || m.Attempts != 0 {
+			t.Errorf("%s: arrival %v attempts %d, want the pickup time and 0", m.ID, m.Arrival, m.Attempts)
+		}
+		body := string(readAll(t, s, m))
+		want := "Received: by mx.example.test (mxflush, from userid " + strconv.Itoa(os.Getuid()) + ")\n\tid " + m.ID + "; " + now.Format(time.RFC1123Z) + "\n" + dropMsg
+		if body != want {
+			t.Errorf("message:\n%q\nwant\n%q", body, want)
+		}
+	}
+}
+
+// Pickup cannot be fooled: a symlink (to a file only root can read), a
+// FIFO, a hard link, a message over the size limit and a file without
+// envelope go to bad/ with their reason, unfollowed and unblocked; a
+// directory is left and reported; the symlink's target is untouched.
+func TestPickupRefusesTraps(t *testing.T) {
+	s := initSpool(t)
+	md := filepath.Join(s.Dir(), DirMaildrop)
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte("X-Envelope-From: <a@example.test>\nX-Envelope-To: <evil@example.test>\n\nroot's secret\n"), 0o600)
+	os.Symlink(secret, filepath.Join(md, "link"))
+	if err := syscall.Mkfifo(filepath.Join(md, "fifo"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	hard := dropOne(t, s, "bob@example.test")
+	if err := os.Link(filepath.Join(md, hard), filepath.Join(t.TempDir(), "other")); err != nil {
+		t.Skipf("cannot make a hard link: %v", err)
+	}
+	big := dropOne(t, s, "bob@example.test")
+	os.WriteFile(filepath.Join(md, "plain"), []byte("To: bob@example.test\n"+dropMsg), 0o640)
+	os.Mkdir(filepath.Join(md, "adir"), 0o700)
+
+	n, probs, err := s.Pickup(t.Context(), PickupOptions{Host: "h.test", MaxSize: int64(len(dropMsg)) - 1})
+	if err != nil || n != 0 {
+		t.Fatalf("Pickup = %d, %v", n, err)
+	}
+	reasons := map[string]string{}
+	for _, p := range probs {
+		reasons[p.ID] = p.Reason
+		if p.ID != "adir" && p.MovedTo != filepath.Join(s.Dir(), "bad", p.ID) {
+			t.Errorf("%s: moved to %q, want bad/", p.ID, p.MovedTo)
+		}
+	}
+	for id, want := range map[string]string{
+		"link": "symbolic link", "fifo": "named pipe", hard: "2 links", big: "over the size limit",
+		"plain": "no envelope lines", "adir": "a directory",
+	} {
+		if !strings.Contains(reasons[id], want) {
+			t.Errorf("%s: reason %q, want %q", id, reasons[id], want)
+		}
+	}
+	if b, _ := os.ReadFile(secret); !strings.Contains(string(b), "root's secret") {
+		t.Error("the symlink's target changed")
+	}
+	if left := files(t, s, DirMaildrop); len(left) != 1 || left[0] != "adir" {
+		t.Errorf("maildrop/ = %q, want only adir", left)
+	}
+	if q := files(t, s, QueueNew); len(q) != 0 {
+		t.Errorf("new/ = %q", q)
+	}
+}
+
+// Dot files are never picked up: younger than a day they may still be
+// written; older ones, a dead sendmail's leftovers, are removed.
+func TestPickupDotFiles(t *testing.T) {
+	s := initSpool(t)
+	md := filepath.Join(s.Dir(), DirMaildrop)
+	forged := "X-Envelope-From: <alice@example.test>\nX-Envelope-To: <bob@example.test>\n" + dropMsg
+	os.WriteFile(filepath.Join(md, ".young"), []byte(forged), 0o640)
+	os.WriteFile(filepath.Join(md, ".old"), []byte(forged), 0o640)
+	past := time.Now().Add(-25 * time.Hour)
+	os.Chtimes(filepath.Join(md, ".old"), past, past)
+	n, probs, err := s.Pickup(t.Context(), PickupOptions{Host: "h.test"})
+	if err != nil || n != 0 || len(probs) != 0 {
+		t.Fatalf("Pickup = %d, %v, %v", n, probs, err)
+	}
+	if _, err := os.Lstat(filepath.Join(md, ".young")); err != nil {
+		t.Errorf(".young removed: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(md, ".old")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf(".old still there: %v", err)
+	}
+}
+
+// Pickup streams: a message far larger than the copy buffers arrives whole.
+func TestPickupLarge(t *testing.T) {
+	s := initSpool(t)
+	body := "Subject: big\n\n" + strings.Repeat("0123456789abcdef\n", 1<<16)
+	if _, err := Drop(filepath.Join(s.Dir(), DirMaildrop), Envelope{From: "a@example.test", To: []string{"b@example.test"}}, strings.NewReader(body), direct); err != nil {
+		t.Fatal(err)
+	}
+	if n, probs, err := s.Pickup(t.Context(), PickupOptions{Host: "h.test"}); n != 1 || err != nil || len(probs) != 0 {
+		t.Fatalf("Pickup = %d, %v, %v", n, probs, err)
+	}
+	msgs, _ := mustScan(t, s)
+	got := readAll(t, s, msgs[0])
+	if !bytes.HasSuffix(got, []byte(body)) || len(got) > len(body)+200 {
+		t.Errorf("picked up %d octets, want the %d of the message and a Received field", len(got), len(body))
+	}
 }
