@@ -142,6 +142,9 @@ func (s selection) apply(g *Globals, action string, asJSON bool, act func(*spool
 			return exitf(report.ExUsage, "%v", err)
 		}
 	}
+	if err := asSpoolOwner(g, "changing the queue"); err != nil {
+		return err
+	}
 	sp, err := useSpool(g, true)
 	if err != nil {
 		return err

@@ -84,6 +84,11 @@ func (c *FlushCmd) Run(g *Globals) (err error) {
 	if err != nil {
 		return err
 	}
+	// Files above were read with the rights this run started with; the
+	// spool is opened as its owner (see asSpoolOwner).
+	if err := asSpoolOwner(g, "flushing the spool"); err != nil {
+		return err
+	}
 	sp, err := useSpool(g, true)
 	if err != nil {
 		return err

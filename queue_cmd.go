@@ -45,6 +45,9 @@ type failureEntry struct {
 // Run lists new/ and cur/ (or hold/, failed/), oldest first. It takes no
 // lock: a message that changes meanwhile shows in its old or new state.
 func (c *QueueCmd) Run(g *Globals) error {
+	if err := asSpoolOwner(g, "listing the queue"); err != nil {
+		return err
+	}
 	sp, err := useSpool(g, false)
 	if err != nil {
 		return err

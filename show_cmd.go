@@ -38,6 +38,9 @@ func (c *ShowCmd) Run(g *Globals) error {
 	if err := spool.CheckID(c.ID); err != nil {
 		return exitf(report.ExUsage, "%v", err)
 	}
+	if err := asSpoolOwner(g, "showing a queued message"); err != nil {
+		return err
+	}
 	sp, err := useSpool(g, false)
 	if err != nil {
 		return err
