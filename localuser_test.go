@@ -500,3 +500,36 @@ func TestEnqueueNotOwnerGoesToMaildrop(t *testing.T) {
 		}
 	}
 }
+
+// spool init creates the layout and says so, says "ok" on a second run,
+// and names an unknown group (exit 67).
+func TestSpoolInitCommand(t *testing.T) {
+	grp, err := user.LookupGroupId(strconv.Itoa(os.Getegid()))
+	if err != nil {
+		t.Skipf("no name for gid %d: %v", os.Getegid(), err)
+	}
+	dir := filepath.Join(t.TempDir(), "spool")
+	init := func(args ...string) (int, string) {
+		var out bytes.Buffer
+		code := run(append([]string{"--spool", dir, "spool", "init"}, args...), strings.NewReader(""), &out, &out)
+		return code, out.String()
+	}
+	if code, out := init("--group", "no-such-group-mxflush"); code != exNoUser || !strings.Contains(out, "group no-such-group-mxflush does not exist") {
+		t.Errorf("unknown group: exit %d %q", code, out)
+	}
+	if _, err := os.Lstat(dir); err == nil {
+		t.Error("spool init with an unknown group created the spool")
+	}
+	code, out := init("--group", grp.Name)
+	if code != 0 || !strings.Contains(out, "created "+filepath.Join(dir, "maildrop")+" (owner ") || !strings.Contains(out, "mode 1730)") {
+		t.Fatalf("first init: exit %d\n%s", code, out)
+	}
+	code, out = init("--group", grp.Name)
+	if code != 0 || strings.Contains(out, "created") || strings.Count(out, "\nok ")+1 != 8 || !strings.HasPrefix(out, "ok ") {
+		t.Errorf("second init: exit %d\n%s", code, out)
+	}
+	var so, se bytes.Buffer
+	if code := run([]string{"--spool", dir, "queue"}, strings.NewReader(""), &so, &se); code != 0 {
+		t.Errorf("queue on the new spool: exit %d %s", code, se.String())
+	}
+}
