@@ -401,7 +401,7 @@ func writeFileAtomic(tmpDir, dst string, data []byte) error {
 
 // Due reports whether m should be attempted at now: its NextAttempt is zero
 // or not after now. It does not clamp a NextAttempt set far in the future by
-// a wrong clock (C40); the caller applies its maximum backoff.
+// a wrong clock; the caller applies its maximum backoff.
 func Due(m *Message, now time.Time) bool {
 	return m.NextAttempt.IsZero() || !m.NextAttempt.After(now)
 }
