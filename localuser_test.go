@@ -41,6 +41,14 @@ func needRoot(t *testing.T, tools ...string) {
 // users (mode 0755), so that nobody can reach what is inside.
 func reachable(t *testing.T, dir string) {
 	t.Helper()
+	for p := os.TempDir(); ; p = filepath.Dir(p) {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm()&0o001 == 0 {
+			t.Skipf("%s cannot be passed through by other users: set TMPDIR to a directory they can reach", p)
+		}
+		if p == "/" || p == "." {
+			break
+		}
+	}
 	for p := dir; p != os.TempDir() && p != "/" && p != "."; p = filepath.Dir(p) {
 		if err := os.Chmod(p, 0o755); err != nil {
 			t.Fatal(err)
@@ -166,17 +174,19 @@ func TestQueueCommandsOnReadOnlySpool(t *testing.T) {
 			os.Chmod(filepath.Join(dir, e.Name()), 0o500)
 		}
 	}
+	var bin string
 	if os.Geteuid() == 0 {
 		// root writes anywhere: run the commands as nobody, the spool's owner.
 		needRoot(t, "setpriv")
 		reachable(t, filepath.Dir(dir))
 		chownTree(t, dir, nobodyUID, nobodyUID)
+		bin = install(t, "")
 	}
 	for _, args := range [][]string{{"queue"}, {"show", id}, {"sendmail", "-bp"}} {
 		var code int
 		var got string
 		if os.Geteuid() == 0 {
-			code, got = asNobody(t, "", nil, append([]string{binary(t), "--spool", dir}, args...)...)
+			code, got = asNobody(t, "", nil, append([]string{bin, "--spool", dir}, args...)...)
 		} else {
 			out.Reset()
 			errb.Reset()
@@ -199,11 +209,12 @@ func TestQueueCommandsNotOwnerExit77(t *testing.T) {
 	}
 	reachable(t, filepath.Dir(dir))
 	os.Chmod(dir, 0o711)
+	bin := install(t, "")
 	for _, args := range [][]string{
 		{"queue"}, {"show", "1796040000.P1R01.fixture"}, {"sendmail", "-bp"}, {"retry", "--all"},
 		{"flush", "--dns", "127.0.0.1:53", "--helo", "relay.test"},
 	} {
-		code, got := asNobody(t, "", nil, append([]string{binary(t), "--spool", dir}, args...)...)
+		code, got := asNobody(t, "", nil, append([]string{bin, "--spool", dir}, args...)...)
 		if code != exNoPerm || !strings.Contains(got, "needs the rights of the spool's owner") || !strings.Contains(got, "belongs to root") {
 			t.Errorf("%v as nobody: exit %d, %q; want 77 saying whose rights are needed", args, code, got)
 		}
@@ -283,8 +294,8 @@ func uniqueGroup(t *testing.T) (name string, gid int) {
 }
 
 // install copies the built binary into a directory others can reach,
-// setgid group, with sendmail and mailq links, as the README's Install
-// section says; it returns the binary's path.
+// setgid group (none for ""), with sendmail and mailq links, as the
+// README's Install section says; it returns the binary's path.
 func install(t *testing.T, group string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "bin")
@@ -304,7 +315,11 @@ func install(t *testing.T, group string) string {
 		t.Fatal(err)
 	}
 	dst.Close()
-	for _, c := range [][]string{{"chgrp", group, bin}, {"chmod", "2755", bin}, {"ln", "-s", "mxflush", filepath.Join(dir, "sendmail")}, {"ln", "-s", "mxflush", filepath.Join(dir, "mailq")}} {
+	cmds := [][]string{{"ln", "-s", "mxflush", filepath.Join(dir, "sendmail")}, {"ln", "-s", "mxflush", filepath.Join(dir, "mailq")}}
+	if group != "" {
+		cmds = append(cmds, []string{"chgrp", group, bin}, []string{"chmod", "2755", bin})
+	}
+	for _, c := range cmds {
 		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
 			t.Fatalf("%v: %v %s", c, err, out)
 		}

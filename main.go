@@ -19,7 +19,7 @@ import (
 
 // Globals are the flags every command takes.
 type Globals struct {
-	Spool string `help:"Spool directory (tmp/ new/ cur/ failed/ bad/ inside)." env:"MXFLUSH_SPOOL" required:"" placeholder:"DIR"`
+	Spool string `help:"Spool directory (new/ cur/ failed/ hold/ bad/ tmp/ maildrop/ inside; mxflush spool init makes it)." env:"MXFLUSH_SPOOL" required:"" placeholder:"DIR"`
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
