@@ -1,10 +1,8 @@
 package spool
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -26,7 +24,8 @@ const maildropMode = 0o640
 // message. It is created under a name starting with a dot
 // (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0640, given the group of dir),
 // written, fsynced, then renamed to its final name without replacing
-// anything (RENAME_NOREPLACE), so Pickup, which ignores dot names, never
+// anything (RENAME_NOREPLACE), all relative to one O_PATH descriptor of
+// dir taken first, so Pickup, which ignores dot names, never
 // takes a half-written file. When msg's Read fails (a size limit) or any
 // step fails, the dot file is removed: nothing is left behind.
 //
@@ -40,24 +39,25 @@ func Drop(dir string, env Envelope, msg io.Reader, privileged func(func() error)
 		return "", err
 	}
 	dir = filepath.Clean(dir)
-	fi, err := os.Stat(dir)
+	d, err := openDropDir(dir)
 	if err != nil {
 		return "", fmt.Errorf("spool: maildrop: %w", err)
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !fi.IsDir() || !ok {
-		return "", fmt.Errorf("spool: maildrop: %s is not a directory", quoteName(dir))
+	defer d.close()
+	group, err := d.gid()
+	if err != nil {
+		return "", fmt.Errorf("spool: maildrop: %w", err)
 	}
 	host, _ := os.Hostname()
 	name = uniqueName(os.Getpid(), sanitizeHost(host))
-	dot := filepath.Join(dir, "."+name)
+	dot := "." + name
 	var f *os.File
 	err = privileged(func() error {
-		fd, err := syscall.Open(dot, syscall.O_RDWR|syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, maildropMode)
+		fd, err := d.create(dot, maildropMode)
 		if err != nil {
-			return &fs.PathError{Op: "create", Path: dot, Err: err}
+			return err
 		}
-		f = os.NewFile(uintptr(fd), dot)
+		f = os.NewFile(uintptr(fd), filepath.Join(dir, dot))
 		return nil
 	})
 	if err != nil {
@@ -66,7 +66,7 @@ func Drop(dir string, env Envelope, msg io.Reader, privileged func(func() error)
 	defer func() {
 		if err != nil {
 			f.Close()
-			privileged(func() error { return os.Remove(dot) })
+			privileged(func() error { return d.remove(dot) })
 			err = fmt.Errorf("spool: maildrop: %w", err)
 		}
 	}()
@@ -78,16 +78,15 @@ func Drop(dir string, env Envelope, msg io.Reader, privileged func(func() error)
 	}
 	if ffi, err := f.Stat(); err != nil {
 		return "", err
-	} else if fst, ok := ffi.Sys().(*syscall.Stat_t); ok && fst.Gid != st.Gid {
-		if err := f.Chown(-1, int(st.Gid)); err != nil {
+	} else if fst, ok := ffi.Sys().(*syscall.Stat_t); ok && fst.Gid != group {
+		if err := f.Chown(-1, int(group)); err != nil {
 			return "", err
 		}
 	}
 	if _, err := fill(f, nenv, br, true); err != nil {
-		return "", fmt.Errorf("writing %s: %w", dot, err)
+		return "", fmt.Errorf("writing %s: %w", f.Name(), err)
 	}
-	final := filepath.Join(dir, name)
-	if err := privileged(func() error { return renameNoReplace(dot, final) }); err != nil {
+	if err := privileged(func() error { return d.rename(dot, name) }); err != nil {
 		return "", err
 	}
 	// The submitter cannot open dir to fsync it (no read permission). On
@@ -100,24 +99,7 @@ func Drop(dir string, env Envelope, msg io.Reader, privileged func(func() error)
 		serr = cerr
 	}
 	if serr != nil {
-		return name, fmt.Errorf("spool: maildrop: %s was written but not synced: %w", final, serr)
+		return name, fmt.Errorf("spool: maildrop: %s was written but not synced: %w", filepath.Join(dir, name), serr)
 	}
 	return name, nil
-}
-
-// renameNoReplace renames old to new, failing when new exists: a file of
-// another user under that name (in a sticky directory the kernel would
-// refuse to replace it anyway) is never overwritten.
-func renameNoReplace(old, new string) error {
-	err := renameat2(old, new)
-	if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EINVAL) {
-		// A kernel or file system without RENAME_NOREPLACE: the name is
-		// unique (time, pid and 64 random bits), and the sticky bit of
-		// maildrop/ protects other users' files.
-		err = os.Rename(old, new)
-	}
-	if err != nil {
-		return &os.LinkError{Op: "rename", Old: old, New: new, Err: err}
-	}
-	return nil
 }
