@@ -418,6 +418,17 @@ func TestSendmailAsAnotherUser(t *testing.T) {
 	if _, err := os.Lstat(queued); err != nil {
 		t.Errorf("root's maildrop file is gone: %v", err)
 	}
+	// The group is for the maildrop file only: a setgid run reads its
+	// config file with the caller's rights, so one only the group may read
+	// is refused.
+	groupOnly := filepath.Join(filepath.Dir(bin), "group-only.json")
+	os.WriteFile(groupOnly, []byte("{}\n"), 0o640)
+	os.Chown(groupOnly, 0, gid)
+	code, got = asNobody(t, msg("cfg"), append(env, "MXFLUSH_CONFIG="+groupOnly), bin, "enqueue", "-f", "a@example.test", "bob@example.test")
+	if code != 78 || !strings.Contains(got, "permission denied") {
+		t.Errorf("setgid run with a config file only the group can read: exit %d %q, want 78 permission denied", code, got)
+	}
+
 	code, got = asNobody(t, "", env, filepath.Join(filepath.Dir(bin), "mailq"))
 	if code != exNoPerm {
 		t.Errorf("mailq as nobody: exit %d %q, want 77", code, got)

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -329,5 +330,32 @@ func TestPickupLarge(t *testing.T) {
 	got := readAll(t, s, msgs[0])
 	if !bytes.HasSuffix(got, []byte(body)) || len(got) > len(body)+200 {
 		t.Errorf("picked up %d octets, want the %d of the message and a Received field", len(got), len(body))
+	}
+}
+
+// Pickup streams the message: picking up 32 MiB allocates a small fixed
+// amount (copy buffers), never the message.
+func TestPickupDoesNotHoldTheMessage(t *testing.T) {
+	s := initSpool(t)
+	p := filepath.Join(s.Dir(), DirMaildrop, "big")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("X-Envelope-From: <a@example.test>\nX-Envelope-To: <b@example.test>\nSubject: big\n\n")
+	line := []byte(strings.Repeat("0123456789abcdef", 4) + "\n")
+	for n := 0; n < 32<<20; n += len(line) {
+		f.Write(line)
+	}
+	f.Close()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	n, probs, err := s.Pickup(t.Context(), PickupOptions{Host: "h.test"})
+	runtime.ReadMemStats(&after)
+	if n != 1 || err != nil || len(probs) != 0 {
+		t.Fatalf("Pickup = %d, %v, %v", n, probs, err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
+		t.Errorf("Pickup of a 32 MiB message allocated %d octets, want under 4 MiB", alloc)
 	}
 }
