@@ -263,6 +263,8 @@ func TestPickupRefusesTraps(t *testing.T) {
 	big := dropOne(t, s, "bob@example.test")
 	os.WriteFile(filepath.Join(md, "plain"), []byte("To: bob@example.test\n"+dropMsg), 0o640)
 	os.Mkdir(filepath.Join(md, "adir"), 0o700)
+	huge := "X-Envelope-From: <a@example.test>\n" + strings.Repeat("X-Envelope-To: <b@example.test>\n", 40000) + "\n"
+	os.WriteFile(filepath.Join(md, "hugeenv"), []byte(huge), 0o640)
 
 	n, probs, err := s.Pickup(t.Context(), PickupOptions{Host: "h.test", MaxSize: int64(len(dropMsg)) - 1})
 	if err != nil || n != 0 {
@@ -277,7 +279,7 @@ func TestPickupRefusesTraps(t *testing.T) {
 	}
 	for id, want := range map[string]string{
 		"link": "symbolic link", "fifo": "named pipe", hard: "2 links", big: "over the size limit",
-		"plain": "no envelope lines", "adir": "a directory",
+		"plain": "no envelope lines", "adir": "a directory", "hugeenv": "for its envelope lines",
 	} {
 		if !strings.Contains(reasons[id], want) {
 			t.Errorf("%s: reason %q, want %q", id, reasons[id], want)
@@ -357,5 +359,25 @@ func TestPickupDoesNotHoldTheMessage(t *testing.T) {
 	}
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
 		t.Errorf("Pickup of a 32 MiB message allocated %d octets, want under 4 MiB", alloc)
+	}
+}
+
+// A maildrop name that Drop never gives (a newline in it could forge a log
+// line) goes to bad/ under a safe name, and is quoted where it is named.
+func TestPickupBadName(t *testing.T) {
+	s := initSpool(t)
+	name := "x\nstatus=sent"
+	os.WriteFile(filepath.Join(s.Dir(), DirMaildrop, name), []byte("no envelope\n"), 0o640)
+	_, probs, err := s.Pickup(t.Context(), PickupOptions{Host: "h.test"})
+	if err != nil || len(probs) != 1 {
+		t.Fatalf("Pickup: %v, %v", probs, err)
+	}
+	p := probs[0]
+	if p.ID != strconv.Quote(name) || strings.ContainsAny(p.Reason+p.MovedTo, "\n") ||
+		!strings.HasPrefix(filepath.Base(p.MovedTo), "badname-") || !strings.Contains(p.Reason, `named "x\nstatus=sent"`) {
+		t.Errorf("problem %+v", p)
+	}
+	if left := files(t, s, DirMaildrop); len(left) != 0 {
+		t.Errorf("maildrop/ = %q", left)
 	}
 }

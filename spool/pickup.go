@@ -20,6 +20,11 @@ import (
 // as long).
 const dotMaxAge = 24 * time.Hour
 
+// maxDropEnvelope bounds the envelope lines of a maildrop file beyond the
+// message size limit (some 25,000 recipients), so a submitter cannot make
+// the pickup hold an unbounded recipient list.
+const maxDropEnvelope = 1 << 20
+
 // PickupOptions are the settings of one Pickup.
 type PickupOptions struct {
 	MaxSize int64            // largest RFC 5322 message taken, in octets; 0 means no limit
@@ -33,7 +38,8 @@ type PickupOptions struct {
 //
 // Each file whose name does not start with a dot is opened with
 // O_NOFOLLOW|O_NONBLOCK (a symlink is never followed, a FIFO never blocks)
-// and must be a regular file with one link, its message within MaxSize.
+// and must be a regular file with one link, its message within MaxSize
+// (and its envelope lines within 1 MiB more).
 // Its envelope is read and checked as Enqueue checks one, keeping only the
 // sender and the recipients (the submitter does not choose the arrival
 // time, attempts or failures of its message). The message gets a Received
@@ -44,7 +50,9 @@ type PickupOptions struct {
 // that was read. The copy streams: memory does not grow with the size.
 //
 // A file that breaks a rule goes to bad/ with its reason (a *ParseError),
-// never deleted; a directory, which cannot be moved by anyone but its
+// never deleted; under a name Drop would not give (a control character,
+// say), it goes there as "badname-ID", the Problem's ID quoting the
+// original. A directory, which cannot be moved by anyone but its
 // owner, is reported and left. A file the spool owner cannot read although
 // its mode lets the maildrop group read it is left in place and reported:
 // the owner is not in that group. Dot files older than a day, left by a
@@ -114,10 +122,27 @@ func removeStale(dir string, e fs.DirEntry, now time.Time) bool {
 // pickOne moves maildrop/name into new/ or bad/.
 func (s *Spool) pickOne(name string, typ fs.FileMode, group uint32, o PickupOptions) (bool, *Problem) {
 	path := filepath.Join(s.dir, DirMaildrop, name)
+	shown := name // the ID in problems, printed in log lines
+	if !plainName(name) {
+		shown = strconv.Quote(name)
+	}
 	bad := func(why string) (bool, *Problem) {
 		pe := &ParseError{File: DirMaildrop + "/" + name, Msg: why}
-		prob := &Problem{ID: name, Path: path, Reason: pe.Reason(), Err: pe}
-		dst, err := s.quarantine(DirMaildrop, name, pe.Reason())
+		prob := &Problem{ID: shown, Path: path, Reason: pe.Reason(), Err: pe}
+		moved := name
+		if !plainName(name) {
+			// Drop never makes such a name (a group member or the owner
+			// did): it goes to bad/ under one that prints safely.
+			moved = "badname-" + s.newID()
+			if err := os.Rename(path, filepath.Join(s.dir, DirMaildrop, moved)); err != nil {
+				prob.Reason = oneLine(prob.Reason + " (could not move it to bad/: " + errText(err) + ")")
+				prob.Err = err
+				return false, prob
+			}
+			pe.Msg = "named " + strconv.Quote(name) + ": " + why
+			prob.Reason = pe.Reason()
+		}
+		dst, err := s.quarantine(DirMaildrop, moved, pe.Reason())
 		if err != nil && dst == "" {
 			prob.Reason = oneLine(prob.Reason + " (could not move it to bad/: " + err.Error() + ")")
 			prob.Err = err
@@ -126,7 +151,7 @@ func (s *Spool) pickOne(name string, typ fs.FileMode, group uint32, o PickupOpti
 		return false, prob
 	}
 	leave := func(err error, why string) (bool, *Problem) {
-		return false, &Problem{ID: name, Path: path, Reason: oneLine(why), Err: err}
+		return false, &Problem{ID: shown, Path: path, Reason: oneLine(why), Err: err}
 	}
 	if !typ.IsRegular() {
 		if typ.IsDir() {
@@ -162,6 +187,10 @@ func (s *Spool) pickOne(name string, typ fs.FileMode, group uint32, o PickupOpti
 	case st.Nlink != 1:
 		f.Close()
 		return bad("the file has " + strconv.FormatUint(uint64(st.Nlink), 10) + " links: a maildrop file must have exactly one")
+	}
+	if o.MaxSize > 0 && fi.Size() > o.MaxSize+maxDropEnvelope {
+		f.Close()
+		return bad(fmt.Sprintf("the file is %d octets, over the size limit of %d (--max-message-size) and %d for its envelope lines", fi.Size(), o.MaxSize, maxDropEnvelope))
 	}
 	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, fi.Size()), 32<<10)
 	p, err := parse(br, true)
@@ -204,7 +233,7 @@ func (s *Spool) pickOne(name string, typ fs.FileMode, group uint32, o PickupOpti
 	// submitter may have replaced it under the same name meanwhile.
 	if cur, err := os.Lstat(path); err == nil && os.SameFile(cur, fi) {
 		if err := os.Remove(path); err != nil {
-			return true, &Problem{ID: name, Path: path, Err: err,
+			return true, &Problem{ID: shown, Path: path, Err: err,
 				Reason: oneLine("picked up as " + id + " but not removed from maildrop/ (the next run takes it again): " + errText(err))}
 		}
 	}
@@ -233,4 +262,15 @@ func modeOf(path string) string {
 		return "unknown"
 	}
 	return fmt.Sprintf("%04o", fi.Mode().Perm())
+}
+
+// plainName reports whether a maildrop name has only the characters of the
+// names Drop gives ([A-Za-z0-9._-]), so it prints safely in a log line.
+func plainName(name string) bool {
+	for _, r := range name {
+		if !(r == '.' || r == '_' || r == '-' || ('0' <= r && r <= '9') || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z')) {
+			return false
+		}
+	}
+	return name != ""
 }
