@@ -17,7 +17,9 @@ import (
 //
 // The spool's owner (the effective user owns the spool directory), or
 // anyone when the spool does not exist yet (that user becomes its owner,
-// as before maildrop/ existed), enqueues straight into new/. Anyone else,
+// as before maildrop/ existed), enqueues straight into new/. So does root
+// on another user's spool that has no maildrop/ (made before it existed),
+// after switching to the owner for good (asSpoolOwner). Anyone else,
 // root included, only creates one file in SPOOL/maildrop/ (spool.Drop)
 // and opens nothing else of the spool: the binary is installed setgid the
 // maildrop group, and that group's right is used for that file alone. The
@@ -39,6 +41,17 @@ func deposit(g *Globals, env spool.Envelope, msg io.Reader) (id string, err erro
 	} else if !owner {
 		return "", fmt.Errorf("spool: %w", err)
 	}
+	md := filepath.Join(g.Spool, spool.DirMaildrop)
+	if !owner && os.Geteuid() == 0 {
+		if _, err := os.Lstat(md); errors.Is(err, fs.ErrNotExist) {
+			// A spool made before maildrop/ existed: root becomes its
+			// owner, as flush does, rather than lose cron's mail.
+			if err := asSpoolOwner(g, "enqueueing"); err != nil {
+				return "", err
+			}
+			owner = true
+		}
+	}
 	if owner {
 		sp, err := spool.Create(g.Spool)
 		if err != nil {
@@ -46,7 +59,6 @@ func deposit(g *Globals, env spool.Envelope, msg io.Reader) (id string, err erro
 		}
 		return sp.Enqueue(env, msg)
 	}
-	md := filepath.Join(g.Spool, spool.DirMaildrop)
 	name, err := spool.Drop(md, env, msg, g.setgid.privileged)
 	if errors.Is(err, fs.ErrPermission) {
 		return "", fmt.Errorf("%w (the spool belongs to another user: is mxflush installed setgid the group of %s?)", err, md)

@@ -559,3 +559,30 @@ func TestSpoolInitCommand(t *testing.T) {
 		t.Errorf("queue on the new spool: exit %d %s", code, se.String())
 	}
 }
+
+// root's sendmail on a spool of another user's that has no maildrop/ (made
+// before it existed) becomes the owner and enqueues into new/, rather than
+// fail and lose cron's mail.
+func TestRootEnqueueOnOldSpoolBecomesOwner(t *testing.T) {
+	needRoot(t)
+	base := t.TempDir()
+	reachable(t, base)
+	dir := filepath.Join(base, "spool")
+	if _, err := spool.Create(dir); err != nil {
+		t.Fatal(err)
+	}
+	chownTree(t, dir, nobodyUID, nobodyUID)
+	cmd := exec.Command(binary(t), "--spool", dir, "sendmail", "bob@example.test")
+	cmd.Stdin = strings.NewReader(msg("cron"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sendmail as root: %v %s", err, out)
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, "new"))
+	if len(ents) != 1 {
+		t.Fatalf("new/ = %v, want the message", ents)
+	}
+	fi, _ := ents[0].Info()
+	if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != nobodyUID {
+		t.Errorf("queued file owned by uid %d, want the spool's owner", uid)
+	}
+}
