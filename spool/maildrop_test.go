@@ -69,9 +69,11 @@ func TestOpenReadOnly(t *testing.T) {
 	s := newSpool(t)
 	enqueueOne(t, s, []byte("Subject: x\n\nbody\n"), "bob@example.test")
 	for _, d := range queueDirs {
-		if err := os.Chmod(filepath.Join(s.Dir(), d), 0o500); err != nil {
+		p := filepath.Join(s.Dir(), d)
+		if err := os.Chmod(p, 0o500); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { os.Chmod(p, 0o700) })
 	}
 	unprivileged(t, s.Dir(), func() {
 		ro, err := OpenReadOnly(s.Dir())
