@@ -586,3 +586,23 @@ func TestRootEnqueueOnOldSpoolBecomesOwner(t *testing.T) {
 		t.Errorf("queued file owned by uid %d, want the spool's owner", uid)
 	}
 }
+
+// queue (mailq) says how many submitted messages wait in maildrop/ for the
+// next flush, since they are in no queue yet.
+func TestQueueCountsMaildrop(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	if _, err := spool.Init(dir, spool.InitOptions{UID: os.Geteuid(), GID: os.Getegid(), Group: os.Getegid()}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := spool.Drop(filepath.Join(dir, spool.DirMaildrop), spool.Envelope{From: "a@example.test", To: []string{"b@example.test"}},
+			strings.NewReader(msg("d")), func(fn func() error) error { return fn() }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"--spool", dir, "sendmail", "-bp"}, strings.NewReader(""), &out, &errb); code != 0 ||
+		out.String() != "no messages in new/, cur/\n2 message(s) in maildrop/ wait for the next flush to pick them up\n" {
+		t.Errorf("mailq: exit %d %q %s", code, out.String(), errb.String())
+	}
+}

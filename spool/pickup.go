@@ -274,3 +274,29 @@ func plainName(name string) bool {
 	}
 	return name != ""
 }
+
+// Dropped counts the messages waiting in maildrop/ for the next Pickup
+// (names without a leading dot); 0 when the spool has no maildrop/.
+func (s *Spool) Dropped() (int, error) {
+	f, err := os.Open(filepath.Join(s.dir, DirMaildrop))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	} else if err != nil {
+		return 0, fmt.Errorf("spool: %w", err)
+	}
+	defer f.Close()
+	n := 0
+	for {
+		names, err := f.Readdirnames(1024)
+		for _, name := range names {
+			if !strings.HasPrefix(name, ".") {
+				n++
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		} else if err != nil {
+			return n, fmt.Errorf("spool: %w", err)
+		}
+	}
+}
