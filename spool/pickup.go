@@ -155,7 +155,10 @@ func (s *Spool) pickOne(name string, typ fs.FileMode, group uint32, o PickupOpti
 	}
 	if !typ.IsRegular() {
 		if typ.IsDir() {
-			return leave(nil, "a directory in maildrop/: only its owner or root can move it; remove it")
+			// Invalid rather than an I/O failure, but left in place: only
+			// its owner or root can move a directory.
+			pe := &ParseError{File: DirMaildrop + "/" + name, Msg: "a directory in maildrop/: only its owner or root can move it; remove it"}
+			return false, &Problem{ID: shown, Path: path, Reason: pe.Reason(), Err: pe}
 		}
 		return bad("not a regular file (" + typeName(typ) + ")")
 	}
