@@ -278,6 +278,9 @@ func TestPickupRefusesTraps(t *testing.T) {
 		if p.ID != "adir" && p.MovedTo != filepath.Join(s.Dir(), "bad", p.ID) {
 			t.Errorf("%s: moved to %q, want bad/", p.ID, p.MovedTo)
 		}
+		if pe := (*ParseError)(nil); !errors.As(p.Err, &pe) {
+			t.Errorf("%s: %v is not a *ParseError: it would count as an I/O failure", p.ID, p.Err)
+		}
 	}
 	for id, want := range map[string]string{
 		"link": "symbolic link", "fifo": "named pipe", hard: "2 links", big: "over the size limit",
