@@ -142,9 +142,12 @@ func (s selection) apply(g *Globals, action string, asJSON bool, act func(*spool
 			return exitf(report.ExUsage, "%v", err)
 		}
 	}
-	sp, err := spool.Open(g.Spool)
+	if err := asSpoolOwner(g, "changing the queue"); err != nil {
+		return err
+	}
+	sp, err := useSpool(g, true)
 	if err != nil {
-		return exitf(report.ExCantCreat, "%v", err)
+		return err
 	}
 	unlock, err := lockSpool(sp)
 	if err != nil {

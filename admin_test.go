@@ -28,7 +28,8 @@ const (
 	idFailed = "1796040180.P1R04.fixture" // failed/: frank@b.test failed
 )
 
-// fixtureSpool copies testdata/queue into a temp dir and returns the spool.
+// fixtureSpool copies testdata/queue into a temp dir, with the queue
+// directories git cannot keep empty, and returns the spool.
 func fixtureSpool(t *testing.T) string {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), "spool")
@@ -47,6 +48,9 @@ func fixtureSpool(t *testing.T) string {
 		return os.WriteFile(filepath.Join(dst, rel), b, 0o600)
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := spool.Create(dst); err != nil {
 		t.Fatal(err)
 	}
 	return dst

@@ -75,11 +75,7 @@ func (c *EnqueueCmd) Run(g *Globals) error {
 			return exitf(report.ExDataErr, "recipient: %v", err)
 		}
 	}
-	sp, err := spool.Open(g.Spool)
-	if err != nil {
-		return exitf(report.ExCantCreat, "%v", err)
-	}
-	id, err := sp.Enqueue(env, bytes.NewReader(raw))
+	id, err := deposit(g, env, bytes.NewReader(raw))
 	if err != nil {
 		var ae *addr.Error
 		var pe *spool.ParseError

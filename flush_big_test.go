@@ -46,7 +46,7 @@ func binary(t *testing.T) string {
 // recipients spread over the given domains.
 func spoolMany(t *testing.T, dir string, n int, domains []string) {
 	t.Helper()
-	for _, d := range []string{"tmp", "new", "cur", "failed", "bad"} {
+	for _, d := range []string{"tmp", "new", "cur", "failed", "hold", "bad"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -93,9 +94,14 @@ func (c *FlushCmd) Run(g *Globals) (err error) {
 	if err != nil {
 		return err
 	}
-	sp, err := spool.Open(g.Spool)
+	// Files above were read with the rights this run started with; the
+	// spool is opened as its owner (see asSpoolOwner).
+	if err := asSpoolOwner(g, "flushing the spool"); err != nil {
+		return err
+	}
+	sp, err := useSpool(g, true)
 	if err != nil {
-		return exitf(report.ExCantCreat, "%v", err)
+		return err
 	}
 	unlock, err := sp.Lock()
 	if err != nil {
@@ -139,6 +145,12 @@ func (c *FlushCmd) Run(g *Globals) (err error) {
 		SlowRemovals:   moreProcs(runtime.GOMAXPROCS(0)),
 		Stop:           stopCtx,
 	}
+	// A dry run changes nothing, so it leaves maildrop/ alone.
+	var picked int
+	var pickProbs []batch.Problem
+	if !c.DryRun {
+		picked, pickProbs = pickup(ctx, sp, g, helo)
+	}
 	defer tuneGC(countQueued(sp.Dir()))()
 	stopProgress := obs.out.progress()
 	sum, err := batch.Run(ctx, sp, cfg)
@@ -147,6 +159,8 @@ func (c *FlushCmd) Run(g *Globals) (err error) {
 	if err != nil {
 		return exitf(report.ExIOErr, "%v", err)
 	}
+	sum.PickedUp = picked
+	sum.Problems = append(pickProbs, sum.Problems...)
 	if c.JSON {
 		err = report.JSON(g.stdout, sum)
 	} else {
@@ -198,4 +212,22 @@ func bindAddr(flag string) (netip.Addr, error) {
 	}
 	pc.Close()
 	return a, nil
+}
+
+// pickup moves the messages other users left in maildrop/ into new/
+// before the scan (see spool.Pickup), with the --max-message-size limit,
+// and returns how many it moved and its problems as the summary reports
+// them: a file moved to bad/ as an invalid one (exit 65), one that could
+// not be read or moved as a local I/O failure (exit 74).
+func pickup(ctx context.Context, sp *spool.Spool, g *Globals, helo string) (int, []batch.Problem) {
+	n, probs, err := sp.Pickup(ctx, spool.PickupOptions{MaxSize: int64(g.MaxMessageSize), Host: helo, Now: g.now})
+	var out []batch.Problem
+	for _, p := range probs {
+		var pe *spool.ParseError
+		out = append(out, batch.Problem{ID: spool.DirMaildrop + "/" + p.ID, Reason: p.Reason, MovedTo: p.MovedTo, IOError: !errors.As(p.Err, &pe)})
+	}
+	if err != nil {
+		out = append(out, batch.Problem{ID: spool.DirMaildrop, Reason: err.Error(), IOError: true})
+	}
+	return n, out
 }

@@ -102,7 +102,7 @@ func toLines(rcpts []string) string {
 // writeSpoolFile writes a producer's file the maildir way: tmp/, then new/.
 func writeSpoolFile(t *testing.T, spoolDir, content string) string {
 	t.Helper()
-	for _, d := range []string{"tmp", "new", "cur", "failed", "bad"} {
+	for _, d := range []string{"tmp", "new", "cur", "failed", "hold", "bad"} {
 		if err := os.MkdirAll(filepath.Join(spoolDir, d), 0o700); err != nil {
 			t.Fatal(err)
 		}

@@ -19,7 +19,7 @@ import (
 
 // Globals are the flags every command takes.
 type Globals struct {
-	Spool string `help:"Spool directory (tmp/ new/ cur/ failed/ bad/ inside)." env:"MXFLUSH_SPOOL" required:"" placeholder:"DIR"`
+	Spool string `help:"Spool directory (new/ cur/ failed/ hold/ bad/ tmp/ maildrop/ inside; mxflush spool init makes it)." env:"MXFLUSH_SPOOL" required:"" placeholder:"DIR"`
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -33,6 +33,7 @@ type Globals struct {
 	Config string        `help:"JSON config file of flag values (see README); a missing default file is fine." env:"MXFLUSH_CONFIG" default:"/etc/mxflush/config.json" placeholder:"FILE"`
 	file   *fileConfig   // the config file read, for mxflush config
 	kctx   *kong.Context // the parse, for mxflush config
+	setgid *setgidGroup  // the maildrop group of a setgid binary, held back; nil when not setgid
 }
 
 // CLI is the command line of mxflush.
@@ -49,6 +50,8 @@ type CLI struct {
 	Delete  DeleteCmd  `cmd:"" help:"Remove messages from the spool, without a bounce."`
 	Requeue RequeueCmd `cmd:"" help:"Put failed messages back in the queue, their failed recipients pending again."`
 	Config  ConfigCmd  `cmd:"" help:"Print flush's effective configuration: each flag's value and where it came from."`
+
+	SpoolAdmin SpoolCmd `cmd:"" name:"spool" help:"Manage the spool itself: spool init creates or repairs it."`
 
 	Sendmail SendmailCmd `cmd:"" passthrough:"" help:"The sendmail(8) interface: queue the message on stdin (-t -i -f ADDR -F NAME), -bp lists, -q flushes. Also run when invoked as sendmail or mailq."`
 
@@ -161,6 +164,11 @@ func exitCode(stderr io.Writer, err error) int {
 const version = "0.1.0"
 
 func main() {
+	sg, err := dropSetgid() // before anything is read: see deposit
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mxflush: %v\n", err)
+		os.Exit(71) // EX_OSERR
+	}
 	args, _ := sendmailArgs(os.Args[0], os.Args[1:], os.Getenv)
-	os.Exit(run(args, os.Stdin, os.Stdout, os.Stderr))
+	os.Exit(runGlobals(args, Globals{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, now: time.Now, setgid: sg}))
 }

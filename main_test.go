@@ -136,7 +136,7 @@ func msg(subject string) string {
 
 func openSpool(t *testing.T, dir string) *spool.Spool {
 	t.Helper()
-	sp, err := spool.Open(dir)
+	sp, err := spool.Create(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,9 +45,12 @@ type failureEntry struct {
 // Run lists new/ and cur/ (or hold/, failed/), oldest first. It takes no
 // lock: a message that changes meanwhile shows in its old or new state.
 func (c *QueueCmd) Run(g *Globals) error {
-	sp, err := spool.Open(g.Spool)
+	if err := asSpoolOwner(g, "listing the queue"); err != nil {
+		return err
+	}
+	sp, err := useSpool(g, false)
 	if err != nil {
-		return exitf(report.ExCantCreat, "%v", err)
+		return err
 	}
 	queues := waiting
 	if c.Failed || c.Held {
@@ -79,6 +82,20 @@ func (c *QueueCmd) Run(g *Globals) error {
 		}
 		return nil
 	}
+	// Messages other users submitted are not in a queue until the next
+	// flush picks them up: say how many wait (mailq's view of Postfix's
+	// maildrop queue). Only for the listing of the waiting queues.
+	dropped := 0
+	if !c.Failed && !c.Held && c.Domain == "" {
+		if dropped, err = sp.Dropped(); err != nil {
+			return exitf(report.ExIOErr, "%v", err)
+		}
+	}
+	defer func() {
+		if dropped > 0 {
+			fmt.Fprintf(g.stdout, "%d message(s) in maildrop/ wait for the next flush to pick them up\n", dropped)
+		}
+	}()
 	if len(msgs) == 0 {
 		fmt.Fprintf(g.stdout, "no messages in %s\n", queueNames(queues))
 		return nil

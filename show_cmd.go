@@ -38,9 +38,12 @@ func (c *ShowCmd) Run(g *Globals) error {
 	if err := spool.CheckID(c.ID); err != nil {
 		return exitf(report.ExUsage, "%v", err)
 	}
-	sp, err := spool.Open(g.Spool)
+	if err := asSpoolOwner(g, "showing a queued message"); err != nil {
+		return err
+	}
+	sp, err := useSpool(g, false)
 	if err != nil {
-		return exitf(report.ExCantCreat, "%v", err)
+		return err
 	}
 	m, err := sp.Find(c.ID)
 	if errors.Is(err, spool.ErrNotFound) {

@@ -47,7 +47,7 @@ func benchFlush(b *testing.B, n, k int) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { recv.Close() })
-	sp, err := spool.Open(filepath.Join(b.TempDir(), "spool"))
+	sp, err := spool.Create(filepath.Join(b.TempDir(), "spool"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 // others still go.
 func TestRemoverRemovesAllAndReportsFailures(t *testing.T) {
 	dir := t.TempDir()
-	sp, err := spool.Open(dir)
+	sp, err := spool.Create(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,7 @@ func TestRunOnPlanCountsEachPass(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { recv.Close() })
-	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool"))
+	sp, err := spool.Create(filepath.Join(t.TempDir(), "spool"))
 	if err != nil {
 		t.Fatal(err)
 	}

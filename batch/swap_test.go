@@ -53,7 +53,7 @@ func newTestWorld(t *testing.T, o testnet.SMTPOptions) *testWorld {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { recv.Close() })
-	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool"))
+	sp, err := spool.Create(filepath.Join(t.TempDir(), "spool"))
 	if err != nil {
 		t.Fatal(err)
 	}

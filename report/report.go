@@ -109,6 +109,9 @@ func Text(w io.Writer, s *batch.Summary) error {
 	if s.NotDue > 0 {
 		fmt.Fprintf(w, "%d message(s) not due yet (use --all to send them now)\n", s.NotDue)
 	}
+	if s.PickedUp > 0 {
+		fmt.Fprintf(w, "%d message(s) picked up from maildrop/\n", s.PickedUp)
+	}
 	if s.Replayed > 0 {
 		fmt.Fprintf(w, "%d recipient(s) delivered by an earlier run that could not record it were taken off the queue (crash journal)\n", s.Replayed)
 	}

@@ -4,14 +4,21 @@
 //
 // # Layout
 //
-//	DIR/lock     flock(2) target of Lock; holds the holder's pid
-//	DIR/journal  the crash journal of delivered recipients (see Journal); empty after a clean run
-//	DIR/tmp/     files being written; renamed away when complete
-//	DIR/new/     ready, never attempted
-//	DIR/cur/     attempted at least once, waiting for a retry (carries state)
-//	DIR/failed/  permanently failed originals, kept for inspection
-//	DIR/hold/    held by the operator (mxflush hold, or mv): never scanned or sent
-//	DIR/bad/     files Scan could not parse, each with ID.reason beside it
+//	DIR/          0711: others may pass through to maildrop/, never list
+//	DIR/lock      0600: flock(2) target of Lock; holds the holder's pid
+//	DIR/journal   0600: the crash journal of delivered recipients (see Journal); empty after a clean run
+//	DIR/tmp/      0700: files being written; renamed away when complete
+//	DIR/new/      0700: ready, never attempted
+//	DIR/cur/      0700: attempted at least once, waiting for a retry (carries state)
+//	DIR/failed/   0700: permanently failed originals, kept for inspection
+//	DIR/hold/     0700: held by the operator (mxflush hold, or mv): never scanned or sent
+//	DIR/bad/      0700: files Scan or Pickup could not use, each with ID.reason beside it
+//	DIR/maildrop/ 1730, group of the setgid binary: messages of other users (see Drop, Pickup)
+//
+// Everything but maildrop/ belongs to the spool's owner, files mode 0600:
+// no other user can list, read or change them. Init makes this layout;
+// Open and OpenReadOnly create nothing (a *MissingError), and Create, for
+// enqueue by the owner, makes the queue directories it needs.
 //
 // A message file is named with a maildir unique name,
 // "UNIXNANO.PpidRrandom.host" (no "/" or ":"), so any producer can write one
@@ -62,7 +69,7 @@
 //
 // Every address is checked with addr.Check (RFC 5321 §4.1.2): a CR, LF, NUL
 // or other control character, a missing "@" or an over-long path makes the
-// file invalid (the mark of an injection attempt). Unknown X-Envelope- names, a repeated single field, a
+// file invalid: such an address could inject SMTP commands. Unknown X-Envelope- names, a repeated single field, a
 // missing From or To, and a message that does not start with a header field
 // right after the envelope (the trace of a split line) make it invalid too.
 // Reply text is stored on one line: control characters become spaces when
@@ -78,7 +85,9 @@
 // # Invariants
 //
 //   - A reader never sees half a file: every file in new/, cur/, failed/ and
-//     bad/ got there by rename(2) from tmp/.
+//     bad/ got there by rename(2) from tmp/ (or, for bad/, from the queue
+//     or maildrop/ it was found in), and Pickup never takes a maildrop file
+//     under a dot name, which Drop renames away only once it is complete.
 //   - Every state change is: write the whole new file in tmp/, fsync it, read
 //     its envelope back, rename it over its destination, fsync the
 //     destination directory; only then is an old copy in another queue
@@ -87,6 +96,8 @@
 //     state is untouched.
 //   - Nothing is ever deleted for being unreadable or invalid: such files are
 //     left in place (unreadable) or moved to bad/ (invalid) and reported.
+//     The one exception is a dot file in maildrop/ older than a day: a
+//     submission that never completed.
 //   - Every spool file is opened with O_NOFOLLOW|O_NONBLOCK, and a message
 //     is read only from the file Scan, List or Load read: same device and
 //     inode, size and modification time (checked with the fstat(2) of each
@@ -94,6 +105,10 @@
 //     the spool's users cannot read, a hard link, or a FIFO that would block
 //     open(2), gives ErrChanged: nothing is sent, nothing is copied into a
 //     state change, and the next Scan moves what is there to bad/.
+//   - Nothing written by another user enters new/ unchecked: Pickup opens a
+//     maildrop file with O_NOFOLLOW|O_NONBLOCK, takes only a regular file
+//     with one link, keeps only its sender and recipients, and checks them
+//     as Enqueue does.
 //   - Scan keeps at most 8 files open and reads only envelopes; the reader
 //     from Open holds exactly one descriptor until Close.
 //   - Lock is flock(2): it vanishes with the process, so no stale pid is
@@ -103,6 +118,10 @@
 //
 //   - Crash while writing in tmp/: the partial file stays in tmp/, which Scan
 //     never reads; Scan removes tmp/ files older than 36 hours.
+//   - Crash of a submitter in Drop: its dot file stays in maildrop/; Pickup
+//     removes it after a day. Crash of Pickup after a message reached new/
+//     but before its maildrop file was removed: the next Pickup takes it
+//     again (a duplicate, never a loss).
 //   - Crash after a rename into cur/ or failed/ but before the unlink of
 //     the old copy: the name is in two queues, with the same UID (every
 //     state change keeps it, and writes down a plain file's fingerprint).

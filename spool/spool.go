@@ -23,6 +23,9 @@ const (
 	QueueHold   = "hold"   // held by the operator: never scanned, never sent (see Hold)
 	dirTmp      = "tmp"    // files being written; never read as messages
 	dirBad      = "bad"    // quarantined files with a .reason sidecar
+	// DirMaildrop is where users other than the spool's owner drop
+	// messages (see Drop); flush's Pickup moves them into new/.
+	DirMaildrop = "maildrop"
 )
 
 // Spool is one spool directory. Its methods are safe for concurrent use on
@@ -67,21 +70,71 @@ type Problem struct {
 	Err      error  // *ParseError for a file that cannot be parsed, else the OS error
 }
 
-// Open opens the spool in dir, creating dir and tmp/, new/, cur/, failed/,
-// hold/ and bad/ (mode 0700) when missing, and checks that every one of them can
-// be read and written, so a permission problem shows now rather than after
-// a delivery (C38). Errors wrap the OS error, which names the path.
-func Open(dir string) (*Spool, error) {
+// MissingError is returned by Open and OpenReadOnly when the spool
+// directory or one of its queue directories does not exist: a misspelled
+// path must not become an empty spool that reports success.
+type MissingError struct {
+	Path string // the directory that is missing
+}
+
+func (e *MissingError) Error() string {
+	return "spool: " + quoteName(e.Path) + " does not exist (mxflush spool init creates a spool)"
+}
+
+// Unwrap makes errors.Is(err, fs.ErrNotExist) true.
+func (e *MissingError) Unwrap() error { return fs.ErrNotExist }
+
+// queueDirs are the directories Open needs; maildrop/ is optional (a spool
+// made before it existed has none, and pickup then has nothing to do).
+var queueDirs = [...]string{dirTmp, QueueNew, QueueCur, QueueFailed, QueueHold, dirBad}
+
+// Create opens the spool in dir like Open, first creating dir and tmp/,
+// new/, cur/, failed/, hold/ and bad/ (mode 0700) when missing. It is for
+// enqueue run by the user who owns (or will own) the spool; every other
+// command uses Open or OpenReadOnly, which create nothing, and Init makes
+// the full layout with maildrop/.
+func Create(dir string) (*Spool, error) {
 	dir = filepath.Clean(dir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	for _, d := range [...]string{dirTmp, QueueNew, QueueCur, QueueFailed, QueueHold, dirBad} {
-		p := filepath.Join(dir, d)
-		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	for _, d := range queueDirs {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("spool: %w", err)
 		}
-		if err := checkDir(p); err != nil {
+	}
+	return Open(dir)
+}
+
+// Open opens the existing spool in dir for a run that changes it (flush,
+// the admin commands) and creates nothing: dir and tmp/, new/, cur/,
+// failed/, hold/ and bad/ must exist (else a *MissingError) and each must
+// be readable and writable, so a permission problem shows now rather than
+// after a delivery. Errors wrap the OS error, which names the path.
+func Open(dir string) (*Spool, error) {
+	return open(dir, true)
+}
+
+// OpenReadOnly opens the existing spool in dir for reading only (queue,
+// show): it checks that the directories exist and can be listed, and
+// writes nothing, so a read-only spool (a read-only mount, a snapshot, an
+// operator without write access) can still be listed. A state change made
+// through the returned Spool fails with the OS error.
+func OpenReadOnly(dir string) (*Spool, error) {
+	return open(dir, false)
+}
+
+func open(dir string, write bool) (*Spool, error) {
+	dir = filepath.Clean(dir)
+	if err := exists(dir); err != nil {
+		return nil, err
+	}
+	for _, d := range queueDirs {
+		p := filepath.Join(dir, d)
+		if err := exists(p); err != nil {
+			return nil, err
+		}
+		if err := checkDir(p, write); err != nil {
 			return nil, err
 		}
 	}
@@ -89,10 +142,26 @@ func Open(dir string) (*Spool, error) {
 	return &Spool{dir: dir, host: sanitizeHost(host), pid: os.Getpid()}, nil
 }
 
-// checkDir reads one name of p and creates and removes a hidden probe file
-// in it (Scan ignores dot files), which tests what access(2) cannot: a
-// read-only file system, and the effective rather than the real user.
-func checkDir(p string) error {
+// exists returns a *MissingError when p does not exist, an error when it
+// is not a directory.
+func exists(p string) error {
+	fi, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &MissingError{Path: p}
+	} else if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("spool: %s is not a directory", quoteName(p))
+	}
+	return nil
+}
+
+// checkDir reads one name of p and, when write is set, creates and removes
+// a hidden probe file in it (Scan ignores dot files), which tests what
+// access(2) cannot: a read-only file system, and the effective rather than
+// the real user.
+func checkDir(p string, write bool) error {
 	d, err := os.Open(p)
 	if err != nil {
 		return fmt.Errorf("spool: directory is not readable: %w", err)
@@ -101,6 +170,9 @@ func checkDir(p string) error {
 	d.Close()
 	if err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("spool: directory is not readable: %w", err)
+	}
+	if !write {
+		return nil
 	}
 	f, err := os.CreateTemp(p, ".probe-*")
 	if err != nil {
@@ -132,10 +204,12 @@ func sanitizeHost(h string) string {
 
 // newID returns a maildir unique name: "UNIXNANO.PpidRrandom.host", e.g.
 // "1732881600123456789.P4242R9f86d081884c7d65.mx1". It has no "/" or ":".
-func (s *Spool) newID() string {
+func (s *Spool) newID() string { return uniqueName(s.pid, s.host) }
+
+func uniqueName(pid int, host string) string {
 	var b [8]byte
 	rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
-	return strconv.FormatInt(time.Now().UnixNano(), 10) + ".P" + strconv.Itoa(s.pid) + "R" + hex.EncodeToString(b[:]) + "." + s.host
+	return strconv.FormatInt(time.Now().UnixNano(), 10) + ".P" + strconv.Itoa(pid) + "R" + hex.EncodeToString(b[:]) + "." + host
 }
 
 // validID refuses a name that is not a plain file name in one directory.
@@ -186,6 +260,20 @@ func syncDir(dir string) error {
 // *ParseError with File "message". Errors other than *addr.Error and
 // *ParseError are local I/O problems (ENOSPC, EACCES), worth retrying later.
 func (s *Spool) Enqueue(env Envelope, msg io.Reader) (id string, err error) {
+	nenv, br, err := prepare(env, msg)
+	if err != nil {
+		return "", err
+	}
+	id = s.newID()
+	if _, err := s.writeState(QueueNew, id, nenv, br, true); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// prepare checks env and the start of msg as Enqueue documents and returns
+// the normalized envelope and a reader of the whole message.
+func prepare(env Envelope, msg io.Reader) (Envelope, *bufio.Reader, error) {
 	if env.Arrival.IsZero() {
 		env.Arrival = time.Now()
 	}
@@ -194,34 +282,30 @@ func (s *Spool) Enqueue(env Envelope, msg io.Reader) (id string, err error) {
 	}
 	for _, rcpt := range env.To { // stricter than normalize: refuse, do not keep, a bad recipient
 		if _, err := checkMailbox(rcpt); err != nil {
-			return "", err
+			return Envelope{}, nil, err
 		}
 	}
 	nenv, err := normalize(env, true)
 	if err != nil {
-		return "", err
+		return Envelope{}, nil, err
 	}
 	br := bufio.NewReaderSize(msg, 32<<10)
 	head, err := br.Peek(len(envPrefix))
 	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("spool: enqueue: reading the message: %w", err)
+		return Envelope{}, nil, fmt.Errorf("spool: enqueue: reading the message: %w", err)
 	}
 	if hasEnvPrefix(head) {
-		return "", &ParseError{File: "message", Line: 1, Msg: "the message starts with an X-Envelope- field, which would be read as an envelope line"}
+		return Envelope{}, nil, &ParseError{File: "message", Line: 1, Msg: "the message starts with an X-Envelope- field, which would be read as an envelope line"}
 	}
 	if err := checkFirstLine(br, 1); err != nil {
 		var pe *ParseError
 		if errors.As(err, &pe) {
 			pe.File = "message"
-			return "", pe
+			return Envelope{}, nil, pe
 		}
-		return "", fmt.Errorf("spool: enqueue: reading the message: %w", err)
+		return Envelope{}, nil, fmt.Errorf("spool: enqueue: reading the message: %w", err)
 	}
-	id = s.newID()
-	if _, err := s.writeState(QueueNew, id, nenv, br, true); err != nil {
-		return "", err
-	}
-	return id, nil
+	return nenv, br, nil
 }
 
 // Remove deletes m after every recipient was delivered, then fsyncs its
@@ -336,7 +420,7 @@ func writeFileAtomic(tmpDir, dst string, data []byte) error {
 
 // Due reports whether m should be attempted at now: its NextAttempt is zero
 // or not after now. It does not clamp a NextAttempt set far in the future by
-// a wrong clock (C40); the caller applies its maximum backoff.
+// a wrong clock; the caller applies its maximum backoff.
 func Due(m *Message, now time.Time) bool {
 	return m.NextAttempt.IsZero() || !m.NextAttempt.After(now)
 }

@@ -18,7 +18,7 @@ import (
 
 func newSpool(t testing.TB) *Spool {
 	t.Helper()
-	s, err := Open(filepath.Join(t.TempDir(), "spool"))
+	s, err := Create(filepath.Join(t.TempDir(), "spool"))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -80,7 +80,7 @@ func fdCount(t testing.TB) int {
 	return len(es)
 }
 
-func TestOpenCreatesLayout(t *testing.T) {
+func TestCreateLayout(t *testing.T) {
 	s := newSpool(t)
 	for _, d := range []string{"tmp", "new", "cur", "failed", "bad"} {
 		fi, err := os.Stat(filepath.Join(s.Dir(), d))
@@ -95,8 +95,8 @@ func TestOpenCreatesLayout(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "spool")
 	os.MkdirAll(dir, 0o700)
 	os.WriteFile(filepath.Join(dir, "cur"), nil, 0o600)
-	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "cur")) {
-		t.Errorf("Open with cur/ a file: err = %v, want it to name %s/cur", err, dir)
+	if _, err := Create(dir); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "cur")) {
+		t.Errorf("Create with cur/ a file: err = %v, want it to name %s/cur", err, dir)
 	}
 }
 

@@ -38,7 +38,7 @@ func writeSpool(dir string, n, k, size int) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
-	for _, d := range []string{"tmp", "new", "cur", "failed", "bad"} {
+	for _, d := range []string{"tmp", "new", "cur", "failed", "hold", "bad"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return err
 		}

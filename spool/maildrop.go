@@ -1,0 +1,105 @@
+package spool
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// maildropMode is the mode of a file Drop writes: the submitter owns it,
+// the maildrop group (the spool's pickup) reads it, nobody else can.
+const maildropMode = 0o640
+
+// Drop writes one message into the maildrop directory dir (SPOOL/maildrop)
+// for a user who is not the spool's owner, as Postfix's postdrop does, and
+// returns the file's name. It touches nothing else of the spool: dir is
+// mode 1730, so its group may create files there and nothing more (no
+// listing, no reading, no removing others' files), and the rest of the
+// spool is the owner's alone.
+//
+// env and msg are checked as Enqueue checks them, and the file has exactly
+// the content Enqueue would write in new/: envelope lines, then the
+// message. It is created under a name starting with a dot
+// (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0640, given the group of dir),
+// written, fsynced, then renamed to its final name without replacing
+// anything (RENAME_NOREPLACE), all relative to one O_PATH descriptor of
+// dir taken first, so Pickup, which ignores dot names, never
+// takes a half-written file. When msg's Read fails (a size limit) or any
+// step fails, the dot file is removed: nothing is left behind.
+//
+// privileged runs its function with the rights that let this process
+// write into dir (the maildrop group of a setgid binary); Drop calls it
+// only around the create, the rename and the removal of its own file. The
+// data is written through the descriptor, with the caller's own rights.
+func Drop(dir string, env Envelope, msg io.Reader, privileged func(func() error) error) (name string, err error) {
+	nenv, br, err := prepare(env, msg)
+	if err != nil {
+		return "", err
+	}
+	dir = filepath.Clean(dir)
+	d, err := openDropDir(dir)
+	if err != nil {
+		return "", fmt.Errorf("spool: maildrop: %w", err)
+	}
+	defer d.close()
+	group, err := d.gid()
+	if err != nil {
+		return "", fmt.Errorf("spool: maildrop: %w", err)
+	}
+	host, _ := os.Hostname()
+	name = uniqueName(os.Getpid(), sanitizeHost(host))
+	dot := "." + name
+	var f *os.File
+	err = privileged(func() error {
+		fd, err := d.create(dot, maildropMode)
+		if err != nil {
+			return err
+		}
+		f = os.NewFile(uintptr(fd), filepath.Join(dir, dot))
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("spool: maildrop: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			privileged(func() error { return d.remove(dot) })
+			err = fmt.Errorf("spool: maildrop: %w", err)
+		}
+	}()
+	// The umask may have taken the group's read bit; the group is the one
+	// of dir (a root caller without the setgid group creates files of its
+	// own group otherwise), so Pickup can read the file.
+	if err := f.Chmod(maildropMode); err != nil {
+		return "", err
+	}
+	if ffi, err := f.Stat(); err != nil {
+		return "", err
+	} else if fst, ok := ffi.Sys().(*syscall.Stat_t); ok && fst.Gid != group {
+		if err := f.Chown(-1, int(group)); err != nil {
+			return "", err
+		}
+	}
+	if _, err := fill(f, nenv, br, true); err != nil {
+		return "", fmt.Errorf("writing %s: %w", f.Name(), err)
+	}
+	if err := privileged(func() error { return d.rename(dot, name) }); err != nil {
+		return "", err
+	}
+	// The submitter cannot open dir to fsync it (no read permission). On
+	// ext4 and XFS, whose journal is global, an fsync of the file after
+	// the rename commits the rename with it; POSIX does not promise that,
+	// so after a power loss a message may at worst stay under its dot name,
+	// which Pickup removes after a day.
+	serr := f.Sync()
+	if cerr := f.Close(); serr == nil {
+		serr = cerr
+	}
+	if serr != nil {
+		return name, fmt.Errorf("spool: maildrop: %s was written but not synced: %w", filepath.Join(dir, name), serr)
+	}
+	return name, nil
+}

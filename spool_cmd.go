@@ -1,0 +1,75 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"strconv"
+	"syscall"
+
+	"github.com/mxflush/mxflush/report"
+	"github.com/mxflush/mxflush/spool"
+)
+
+// exNoUser is sysexits' EX_NOUSER: a user or group named on the command
+// line does not exist.
+const exNoUser = 67
+
+// SpoolCmd groups the commands that manage the spool itself.
+type SpoolCmd struct {
+	Init SpoolInitCmd `cmd:"" help:"Create the spool, or repair its layout, owners and modes; say what was done."`
+}
+
+// SpoolInitCmd is `mxflush spool init`.
+type SpoolInitCmd struct {
+	Group string `help:"Group of maildrop/, which the binary is installed setgid: its members (through the binary) may drop messages there and do nothing else." default:"mxflush" placeholder:"NAME"`
+	Owner string `help:"User who owns the spool and runs flush (default: the spool directory's owner, or the running user for a new spool)." placeholder:"USER"`
+}
+
+// Run creates or repairs the spool with spool.Init and prints one line per
+// directory (created, fixed or ok). Exit 67 (EX_NOUSER) for an unknown user
+// or group, 73 when the layout cannot be made (changing owners needs
+// root).
+func (c *SpoolInitCmd) Run(g *Globals) error {
+	uid, gid := os.Geteuid(), os.Getegid()
+	if fi, err := os.Lstat(g.Spool); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			uid, gid = int(st.Uid), int(st.Gid)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return exitf(report.ExCantCreat, "spool: %v", err)
+	}
+	var u *user.User
+	var err error
+	if c.Owner != "" {
+		if u, err = user.Lookup(c.Owner); err != nil {
+			if u, err = user.LookupId(c.Owner); err != nil {
+				return exitf(exNoUser, "--owner %s: no such user", c.Owner)
+			}
+		}
+	} else {
+		u, _ = user.LookupId(strconv.Itoa(uid))
+	}
+	if u != nil {
+		uid, _ = strconv.Atoi(u.Uid)
+		gid, _ = strconv.Atoi(u.Gid) // the owner's primary group
+	}
+	grp, err := user.LookupGroup(c.Group)
+	if err != nil {
+		if grp, err = user.LookupGroupId(c.Group); err != nil {
+			return exitf(exNoUser, "group %s does not exist: create it (groupadd --system %s) or name another with --group", c.Group, c.Group)
+		}
+	}
+	mgid, _ := strconv.Atoi(grp.Gid)
+	lines, err := spool.Init(g.Spool, spool.InitOptions{UID: uid, GID: gid, Group: mgid})
+	for _, l := range lines {
+		fmt.Fprintln(g.stdout, l)
+	}
+	if err != nil {
+		return exitf(report.ExCantCreat, "%v", err)
+	}
+	fmt.Fprintf(g.stdout, "maildrop/ takes messages from the members of group %s (gid %d): install mxflush setgid that group (chgrp %s mxflush; chmod 2755 mxflush) so every user can submit\n", grp.Name, mgid, grp.Name)
+	return nil
+}
