@@ -10,9 +10,9 @@ import (
 // Header is the header section at the start of a message, as ReadHeader
 // reads it: the fields in order, and the octets they came from.
 type Header struct {
-	Raw    []byte        // the field lines as read, line endings kept, without the empty line that ends the section
+	Raw    []byte        // the lines as read, line endings kept, the empty line that ends the section included
 	Fields []HeaderField // in order
-	Ended  bool          // an empty line ended the section; it was consumed and is not in Raw
+	Ended  bool          // an empty line ended the section (the last line of Raw)
 	lines  int           // lines read, the empty line included
 }
 
@@ -55,10 +55,14 @@ func readHeader(br *bufio.Reader, max int, keep bool) (*Header, error) {
 		field := -1
 		switch {
 		case b[0] == '\n' || (b[0] == '\r' && (len(b) == 1 || b[1] == '\n')):
-			if _, err := readLine(br, buf, 2); err != nil {
+			line, err := readLine(br, buf, 2)
+			if err != nil {
 				return nil, err
 			}
 			h.lines++
+			if keep {
+				h.Raw = append(h.Raw, line...)
+			}
 			h.Ended = true
 			return h, nil
 		case b[0] == ' ' || b[0] == '\t':

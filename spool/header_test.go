@@ -21,10 +21,10 @@ func TestReadHeader(t *testing.T) {
 	}{
 		{name: "plain", in: "From: a@x.test\r\nTo: b@x.test\r\n\r\nbody\r\n",
 			fields: []string{"From= a@x.test", "To= b@x.test"}, ended: true, rest: "body\r\n",
-			withoutBcc: "From: a@x.test\r\nTo: b@x.test\r\n"},
+			withoutBcc: "From: a@x.test\r\nTo: b@x.test\r\n\r\n"},
 		{name: "obsolete Bcc with continuation", in: "Bcc : x@y.test,\n  z@y.test\nSubject: s\n\nb\n",
 			fields: []string{"Bcc= x@y.test,  z@y.test", "Subject= s"}, ended: true, rest: "b\n",
-			withoutBcc: "Subject: s\n"},
+			withoutBcc: "Subject: s\n\n"},
 		{name: "bare body", in: "disk full on web1\n",
 			rest: "disk full on web1\n"},
 		{name: "body with a colon later", in: "disk full: 100%\n",

@@ -1,0 +1,124 @@
+package addr
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// List returns the addresses of a header field's address-list (RFC 5322
+// §3.4: mailboxes with or without a display name, groups, comments, and
+// the obsolete empty members of §4.4), in order, as written: the addr-spec
+// of each mailbox, without angle brackets and comments. Unlike net/mail it
+// keeps a mailbox without a domain ("root", "<root>", what cron writes in
+// To and From) so that the caller can qualify it; it checks no address
+// (addr.Check does). Errors name the rule broken.
+func List(value string) ([]string, error) {
+	var (
+		out   []string
+		cur   strings.Builder // the current member's text outside comments and angle brackets
+		angle string          // the current member's <...> content
+		inAng bool            // the current member had a <...>
+		after bool            // text after the <...>: only white space and comments may follow
+	)
+	finish := func() error {
+		a := strings.TrimSpace(cur.String())
+		if inAng {
+			a = strings.TrimSpace(angle)
+		} else if strings.ContainsAny(a, " \t") && !strings.Contains(a, "\"") {
+			return fmt.Errorf("%q is not an address (RFC 5322 §3.4: a display name needs the address in angle brackets)", a)
+		}
+		if a != "" {
+			out = append(out, a)
+		}
+		cur.Reset()
+		angle, inAng, after = "", false, false
+		return nil
+	}
+	for i := 0; i < len(value); i++ {
+		c := value[i]
+		switch {
+		case c == '"':
+			j, err := skipQuoted(value, i)
+			if err != nil {
+				return nil, err
+			}
+			if after {
+				return nil, fmt.Errorf("text after the address in angle brackets in %q (RFC 5322 §3.4)", value)
+			}
+			cur.WriteString(value[i : j+1])
+			i = j
+		case c == '(':
+			j, err := skipComment(value, i)
+			if err != nil {
+				return nil, err
+			}
+			cur.WriteByte(' ')
+			i = j
+		case c == '[':
+			j := strings.IndexByte(value[i:], ']')
+			if j < 0 {
+				return nil, errors.New("unterminated domain literal: no ] (RFC 5322 §3.4.1)")
+			}
+			cur.WriteString(value[i : i+j+1])
+			i += j
+		case c == '<':
+			j := strings.IndexByte(value[i:], '>')
+			if j < 0 || inAng {
+				return nil, fmt.Errorf("unbalanced angle brackets in %q (RFC 5322 §3.4)", value)
+			}
+			angle, inAng, after = value[i+1:i+j], true, true
+			i += j
+		case c == ':' && !after:
+			cur.Reset() // a group's display name (RFC 5322 §3.4)
+		case c == ',' || c == ';':
+			if err := finish(); err != nil {
+				return nil, err
+			}
+		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+			cur.WriteByte(c)
+		default:
+			if after {
+				return nil, fmt.Errorf("text after the address in angle brackets in %q (RFC 5322 §3.4)", value)
+			}
+			cur.WriteByte(c)
+		}
+	}
+	if err := finish(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// skipQuoted returns the index of the quote ending the quoted-string that
+// starts at s[i] (RFC 5322 §3.2.4, with quoted-pairs).
+func skipQuoted(s string, i int) (int, error) {
+	for j := i + 1; j < len(s); j++ {
+		switch s[j] {
+		case '\\':
+			j++
+		case '"':
+			return j, nil
+		}
+	}
+	return 0, errors.New("unterminated quoted string (RFC 5322 §3.2.4)")
+}
+
+// skipComment returns the index of the parenthesis ending the comment that
+// starts at s[i]; comments nest (RFC 5322 §3.2.2).
+func skipComment(s string, i int) (int, error) {
+	depth := 0
+	for j := i; j < len(s); j++ {
+		switch s[j] {
+		case '\\':
+			j++
+		case '(':
+			depth++
+		case ')':
+			if depth--; depth == 0 {
+				return j, nil
+			}
+		}
+	}
+	return 0, errors.New("unterminated comment: no ) (RFC 5322 §3.2.2)")
+}
