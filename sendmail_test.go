@@ -102,7 +102,7 @@ func TestSendmailArgs(t *testing.T) {
 // Each caller's exact command line queues the message with the right
 // envelope, prints nothing, and adds Date and Message-ID only when missing.
 func TestSendmailEnqueue(t *testing.T) {
-	t.Setenv("MXFLUSH_HELO", "relay.test")
+	t.Setenv("MXFLUSH_ORIGIN", "relay.test")
 	const bare = "From: Cron Daemon <root@relay.test>\nTo: root\nSubject: cron job\n\noutput\n"
 	const dated = "From: dev@example.test\nTo: maint@a.test\nCc: list@b.test\nBcc: hidden@c.test\nDate: Sun, 29 Nov 2026 12:00:00 +0000\nMessage-ID: <x@example.test>\nSubject: [PATCH] fix\n\npatch\n"
 	for _, tc := range []struct {
@@ -155,7 +155,7 @@ func TestSendmailEnqueue(t *testing.T) {
 // A message without From gets one from -F and the default sender; -bp
 // lists the queue; a bad option exits 64 and queues nothing.
 func TestSendmailFromListAndErrors(t *testing.T) {
-	t.Setenv("MXFLUSH_HELO", "relay.test")
+	t.Setenv("MXFLUSH_ORIGIN", "relay.test")
 	sp := filepath.Join(t.TempDir(), "spool")
 	code, _, errs := runAt("To: ops@a.test\nSubject: disk\n\nfull\n", "--spool", sp, "sendmail", "-F", "Disk Monitor", "-t")
 	if code != 0 {

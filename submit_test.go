@@ -1,0 +1,210 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/mxflush/mxflush/spool"
+)
+
+// queued returns the one message in sp's new/: its envelope and the stored
+// RFC 5322 message (the file without its envelope lines).
+func queued(t *testing.T, sp string) (*spool.Message, string) {
+	t.Helper()
+	ents, _ := os.ReadDir(filepath.Join(sp, "new"))
+	if len(ents) != 1 {
+		t.Fatalf("new/ has %d files, want 1", len(ents))
+	}
+	m, err := openSpool(t, sp).Load(spool.QueueNew, ents[0].Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(sp, "new", ents[0].Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body []string
+	for _, l := range strings.SplitAfter(string(b), "\n") {
+		if !strings.HasPrefix(l, "X-Envelope-") || len(body) > 0 {
+			body = append(body, l)
+		}
+	}
+	return m, strings.Join(body, "")
+}
+
+// nothingQueued fails when tmp/ or new/ of sp holds a file.
+func nothingQueued(t *testing.T, sp string) {
+	t.Helper()
+	for _, q := range []string{"tmp", "new"} {
+		if ents, _ := os.ReadDir(filepath.Join(sp, q)); len(ents) != 0 {
+			t.Errorf("%s/ holds %d files after a refused submission", q, len(ents))
+		}
+	}
+}
+
+// cronie's command line, with the message cronie writes (src/do_command.c:
+// From and To without a domain), queues from and to root@ORIGIN.
+func TestSubmitOriginQualifies(t *testing.T) {
+	sp := filepath.Join(t.TempDir(), "spool")
+	in := "From: \"(Cron Daemon)\" <root>\nTo: root\nSubject: Cron <root@web1> df\n\noutput\n"
+	code, _, errs := runAt(in, "--spool", sp, "--origin", "web1.example.test", "sendmail", "-FCronDaemon", "-i", "-odi", "-oem", "-oi", "-t", "-f", "root")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	m, _ := queued(t, sp)
+	if m.From != "root@web1.example.test" || !reflect.DeepEqual(m.To, []string{"root@web1.example.test"}) {
+		t.Errorf("envelope %q -> %q, want root@web1.example.test both", m.From, m.To)
+	}
+}
+
+// The origin comes from --origin, MXFLUSH_ORIGIN or the config file, and
+// mxflush config shows the value in effect.
+func TestOriginConfig(t *testing.T) {
+	code, out, _ := runAt("", "--spool", "/x", "config")
+	if code != 0 || !regexpLine(out, `--origin +origin\.test +env MXFLUSH_ORIGIN`) {
+		t.Errorf("config: exit %d:\n%s", code, out)
+	}
+	code, out, _ = runAt("", "--spool", "/x", "--origin", "a.test", "config")
+	if code != 0 || !regexpLine(out, `--origin +a\.test +flag`) || !regexpLine(out, `--min-free +20MiB +default`) || !regexpLine(out, `--aliases +"" +env MXFLUSH_ALIASES`) {
+		t.Errorf("config --origin: exit %d:\n%s", code, out)
+	}
+}
+
+// Without --origin the origin is this host's FQDN, found without DNS: the
+// host name when it has a dot, else its canonical name in /etc/hosts.
+func TestHostFQDN(t *testing.T) {
+	hosts := filepath.Join(t.TempDir(), "hosts")
+	os.WriteFile(hosts, []byte("127.0.0.1 localhost\n# 127.0.1.1 web1.wrong.test web1\n127.0.1.1\tweb1.example.test web1 # comment\n"), 0o644)
+	name := func(n string, err error) func() (string, error) { return func() (string, error) { return n, err } }
+	for _, tc := range []struct {
+		host  func() (string, error)
+		hosts string
+		want  string
+	}{
+		{name("web1", nil), hosts, "web1.example.test"},
+		{name("WEB1", nil), hosts, "web1.example.test"},
+		{name("db1.example.test", nil), hosts, "db1.example.test"},
+		{name("db1", nil), hosts, "db1"},
+		{name("web1", nil), "/nonexistent/hosts", "web1"},
+		{name("", errors.New("no name")), hosts, "localhost"},
+		{name("bad name", nil), hosts, "localhost"},
+	} {
+		h, _ := tc.host()
+		if got := hostFQDN(tc.host, tc.hosts); got != tc.want {
+			t.Errorf("hostFQDN(%q, %s) = %q, want %q", h, tc.hosts, got, tc.want)
+		}
+	}
+}
+
+// Input without a header section is a body: it gets From, Date,
+// Message-ID and To (RFC 5322 §3.6) and an empty line before it.
+func TestSubmitBareBody(t *testing.T) {
+	sp := filepath.Join(t.TempDir(), "spool")
+	code, _, errs := runAt("disk full on web1\n", "--spool", sp, "sendmail", "ops@example.test", "root")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	m, msg := queued(t, sp)
+	user := localUser()
+	if m.From != user+"@origin.test" || !reflect.DeepEqual(m.To, []string{"ops@example.test", "root@origin.test"}) {
+		t.Errorf("envelope %q -> %q", m.From, m.To)
+	}
+	for _, want := range []string{"Date: Sun, 29 Nov 2026 15:00:00 +0000\n", "\nMessage-ID: <20261129150000.", "@origin.test>\n",
+		"\nFrom: <" + user + "@origin.test>\n", "\nTo: ops@example.test, root@origin.test\n\ndisk full on web1\n"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("no %q in the stored message:\n%s", want, msg)
+		}
+	}
+	if !strings.HasSuffix(msg, "\n\ndisk full on web1\n") || strings.Count(msg, "\n\n") != 1 {
+		t.Errorf("stored message:\n%s", msg)
+	}
+}
+
+// A line that is no header field after some fields ends the header
+// section: the body starts there, after an added empty line; CRLF input
+// keeps CRLF in what is added.
+func TestSubmitBodyAfterFields(t *testing.T) {
+	sp := filepath.Join(t.TempDir(), "spool")
+	code, _, errs := runAt("Subject: report\r\nall well\r\n", "--spool", sp, "sendmail", "ops@example.test")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	_, msg := queued(t, sp)
+	if !strings.HasSuffix(msg, "\r\nSubject: report\r\n\r\nall well\r\n") || strings.Contains(strings.ReplaceAll(msg, "\r\n", ""), "\n") {
+		t.Errorf("stored message:\n%q", msg)
+	}
+}
+
+// enqueue stores a well-formed message byte for byte: nothing added.
+func TestEnqueueByteForByte(t *testing.T) {
+	sp := filepath.Join(t.TempDir(), "spool")
+	in := "From: a@example.test\r\nTo: b@a.test\r\nSubject: s\r\n\r\nbody\r\n.\r\nno final newline"
+	code, _, errs := runAt(in, "--spool", sp, "enqueue", "b@a.test")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if _, msg := queued(t, sp); msg != in {
+		t.Errorf("stored %q, want the input %q", msg, in)
+	}
+}
+
+// -t finds recipients in RFC 5322's obsolete syntax (white space before
+// the colon, §4.5.3) and removes such a Bcc field with its continuation.
+func TestSendmailObsoleteBcc(t *testing.T) {
+	sp := filepath.Join(t.TempDir(), "spool")
+	in := "From: a@example.test\nTo : b@a.test\nBcc : hidden@c.test,\n  other@d.test\nSubject: s\n\nbody\n"
+	code, _, errs := runAt(in, "--spool", sp, "sendmail", "-t", "-i")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	m, msg := queued(t, sp)
+	if want := []string{"b@a.test", "hidden@c.test", "other@d.test"}; !reflect.DeepEqual(m.To, want) {
+		t.Errorf("recipients %q, want %q", m.To, want)
+	}
+	if strings.Contains(msg, "hidden") || strings.Contains(msg, "other@") || !strings.Contains(msg, "\nTo : b@a.test\nSubject: s\n") {
+		t.Errorf("Bcc not removed:\n%s", msg)
+	}
+}
+
+// A message past --max-message-size is refused with 65 and leaves
+// nothing in tmp/ or new/; one of exactly the limit is queued.
+func TestSubmitSizeLimit(t *testing.T) {
+	head := "From: a@example.test\nTo: b@a.test\n\n"
+	fit := head + strings.Repeat("x", 1024-len(head))
+	sp := filepath.Join(t.TempDir(), "spool")
+	for _, cmd := range [][]string{{"enqueue", "b@a.test"}, {"sendmail", "b@a.test"}} {
+		args := append([]string{"--spool", sp, "--max-message-size", "1K"}, cmd...)
+		code, _, errs := runAt(fit+"y", args...)
+		if code != 65 || !strings.Contains(errs, "larger than --max-message-size 1KiB") {
+			t.Errorf("%s: exit %d, %q; want 65 and the limit named", cmd[0], code, errs)
+		}
+		nothingQueued(t, sp)
+	}
+	if code, _, errs := runAt(fit, "--spool", sp, "--max-message-size", "1K", "enqueue", "b@a.test"); code != 0 {
+		t.Errorf("a message of exactly the limit: exit %d, %s", code, errs)
+	}
+	if code, _, errs := runAt(fit+strings.Repeat("y", 100<<10), "--spool", sp, "--max-message-size", "0", "enqueue", "b@a.test"); code != 0 {
+		t.Errorf("--max-message-size 0: exit %d, %s", code, errs)
+	}
+}
+
+// A header section past the in-memory bound is refused, not cut.
+func TestSubmitHeaderLimit(t *testing.T) {
+	sp := filepath.Join(t.TempDir(), "spool")
+	in := "From: a@example.test\nTo: b@a.test\n" + strings.Repeat("X-Filler: "+strings.Repeat("x", 100)+"\n", headerLimit/100) + "\nbody\n"
+	code, _, errs := runAt(in, "--spool", sp, "--max-message-size", "0", "enqueue", "b@a.test")
+	if code != 65 || !strings.Contains(errs, "header section is longer than") {
+		t.Errorf("exit %d, %q; want 65", code, errs)
+	}
+	nothingQueued(t, sp)
+}
+
+// regexpLine reports whether a line of out matches re.
+func regexpLine(out, re string) bool {
+	return regexp.MustCompile(`(?m)^` + re + `\s*$`).MatchString(out)
+}
