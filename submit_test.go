@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -207,4 +208,112 @@ func TestSubmitHeaderLimit(t *testing.T) {
 // regexpLine reports whether a line of out matches re.
 func regexpLine(out, re string) bool {
 	return regexp.MustCompile(`(?m)^` + re + `\s*$`).MatchString(out)
+}
+
+// Local recipients go through the aliases (recursively, names in any
+// case, root@ORIGIN too), then the admin address, and only then get the
+// origin; the queue shows the real recipients. A remote address is left
+// alone.
+func TestSubmitAliases(t *testing.T) {
+	dir := t.TempDir()
+	aliases := filepath.Join(dir, "aliases")
+	os.WriteFile(aliases, []byte("# test\npostmaster: root\nRoot: ops@a.test,\n  oncall@b.test\nwww-data: webmaster@origin.test\nwebmaster: web@a.test\n"), 0o644)
+	sp := filepath.Join(dir, "spool")
+	for _, tc := range []struct {
+		name  string
+		extra []string
+		rcpts []string
+		want  []string
+	}{
+		{"aliases", nil, []string{"postmaster", "www-data", "root@ORIGIN.test", "bob@c.test"},
+			[]string{"ops@a.test", "oncall@b.test", "web@a.test", "bob@c.test"}},
+		{"no alias, no admin address: qualified", nil, []string{"nobody"}, []string{"nobody@origin.test"}},
+		{"admin address catches local names without alias", []string{"--admin-address", "admin@a.test"},
+			[]string{"nobody", "cron@origin.test", "root", "bob@c.test"}, []string{"admin@a.test", "ops@a.test", "oncall@b.test", "bob@c.test"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.RemoveAll(sp)
+			args := append([]string{"--spool", sp, "--aliases", aliases}, tc.extra...)
+			code, _, errs := runAt("Subject: s\n\nb\n", append(append(args, "sendmail"), tc.rcpts...)...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errs)
+			}
+			m, msg := queued(t, sp)
+			if !reflect.DeepEqual(m.To, tc.want) {
+				t.Errorf("recipients %q, want %q", m.To, tc.want)
+			}
+			if strings.Contains(msg, "\nTo:") {
+				t.Errorf("a To field was added to a message with a header section:\n%s", msg)
+			}
+			_, out, _ := runAt("", "--spool", sp, "queue")
+			for _, r := range tc.want {
+				if !strings.Contains(out, r) {
+					t.Errorf("queue does not show %s:\n%s", r, out)
+				}
+			}
+		})
+	}
+}
+
+// A missing named aliases file, a pipe entry and a loop are exit 78 naming
+// the file (and line); nothing is queued. A missing default file is fine.
+func TestSubmitAliasErrors(t *testing.T) {
+	dir := t.TempDir()
+	sp := filepath.Join(dir, "spool")
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(s), 0o644)
+		return p
+	}
+	for _, tc := range []struct {
+		file, want string
+	}{
+		{filepath.Join(dir, "missing"), "no such file"},
+		{write("pipe", "root: ops@a.test\nlogs: |/usr/bin/logger\n"), "pipe:2: logs: \"|/usr/bin/logger\" is a pipe to a command"},
+		{write("loop", "root: admin\nadmin: root@origin.test\n"), "loop:1: alias loop: root -> admin -> root"},
+	} {
+		code, _, errs := runAt("Subject: s\n\nb\n", "--spool", sp, "--aliases", tc.file, "sendmail", "root")
+		if code != 78 || !strings.Contains(errs, tc.want) {
+			t.Errorf("--aliases %s: exit %d, %q; want 78 and %q", filepath.Base(tc.file), code, errs, tc.want)
+		}
+		nothingQueued(t, sp)
+	}
+	if code, _, errs := runAt("", "--spool", sp, "--admin-address", "root", "sendmail", "root"); code != 78 || !strings.Contains(errs, "--admin-address") {
+		t.Errorf("--admin-address root: exit %d, %q; want 78", code, errs)
+	}
+}
+
+// Below --min-free of free space on the spool's file system a submission
+// is refused with 75 and nothing is written.
+func TestSubmitMinFree(t *testing.T) {
+	sp := filepath.Join(t.TempDir(), "spool")
+	code, _, errs := runAt(msg("x"), "--spool", sp, "--min-free", "8000000G", "enqueue", "-f", "a@example.test", "b@a.test")
+	if code != 75 || !strings.Contains(errs, "less than --min-free") {
+		t.Fatalf("exit %d, %q; want 75", code, errs)
+	}
+	if _, err := os.Stat(sp); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the spool was created by a refused submission: %v", err)
+	}
+}
+
+// The default reserve is twice the size limit: on a 4 MiB tmpfs the
+// default 10MiB limit (20MiB reserve) refuses, a 1M limit (2MiB reserve)
+// queues. Needs root to mount.
+func TestSubmitMinFreeDefaultTmpfs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	sp := filepath.Join(mnt, "spool")
+	code, _, errs := runAt(msg("x"), "--spool", sp, "enqueue", "-f", "a@example.test", "b@a.test")
+	if code != 75 || !strings.Contains(errs, "less than --min-free 20MiB") {
+		t.Errorf("default reserve: exit %d, %q; want 75", code, errs)
+	}
+	if code, _, errs := runAt(msg("x"), "--spool", sp, "--max-message-size", "1M", "enqueue", "-f", "a@example.test", "b@a.test"); code != 0 {
+		t.Errorf("--max-message-size 1M: exit %d, %s", code, errs)
+	}
 }
