@@ -56,7 +56,7 @@ type CLI struct {
 	Requeue RequeueCmd `cmd:"" help:"Put failed messages back in the queue, their failed recipients pending again."`
 	Config  ConfigCmd  `cmd:"" help:"Print flush's effective configuration: each flag's value and where it came from."`
 
-	Sendmail SendmailCmd `cmd:"" passthrough:"" help:"The sendmail(8) interface: queue the message on stdin (-t -i -f ADDR -F NAME), -bp lists, -q flushes. Also run when invoked as sendmail or mailq."`
+	Sendmail SendmailCmd `cmd:"" passthrough:"" help:"The sendmail(8) interface: queue the message on stdin (-t -i -f ADDR -F NAME), -bs speaks SMTP on stdin and stdout, -bp lists, -q flushes. Also run when invoked as sendmail or mailq."`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
 }

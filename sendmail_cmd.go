@@ -19,11 +19,12 @@ const defaultSpool = "/var/spool/mxflush"
 // cron, git send-email and PHP's mail() use. Everything after "sendmail"
 // is sendmail's options, parsed by parseSendmail.
 type SendmailCmd struct {
-	Args []string `arg:"" optional:"" passthrough:"" help:"sendmail options and recipients: -t -i -oi -f ADDR -F NAME -bm -bp -q --."`
+	Args []string `arg:"" optional:"" passthrough:"" help:"sendmail options and recipients: -t -i -oi -f ADDR -F NAME -bm -bs -bp -q --."`
 }
 
-// Run queues the message on stdin (-bm), lists the queue (-bp) or flushes
-// it once (-q). A queued message goes through the submission path
+// Run queues the message on stdin (-bm), serves an SMTP dialog on stdin
+// and stdout (-bs, sendmail_bs.go), lists the queue (-bp) or flushes it
+// once (-q). A queued message goes through the submission path
 // (submit.go): it gets a Date, a Message-ID and a From field when it has
 // none (RFC 5322 §3.6); its sender defaults to the invoking user; local
 // names go through the aliases and get the origin. On success it prints
@@ -47,6 +48,9 @@ func (c *SendmailCmd) Run(g *Globals) error {
 	sub, err := newSubmitter(g)
 	if err != nil {
 		return err
+	}
+	if o.mode == modeSMTP {
+		return serveSMTP(g, sub)
 	}
 	_, err = sub.submit(submission{from: o.from, rcpts: o.rcpts, headers: o.headers, fullName: o.fullName, complete: true}, g.stdin)
 	return err

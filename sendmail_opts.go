@@ -12,6 +12,7 @@ const (
 	modeDeliver sendmailMode = iota // -bm (the default): read a message on stdin and queue it
 	modeList                        // -bp: list the queue, like mailq
 	modeFlush                       // -q: run the queue once
+	modeSMTP                        // -bs: an SMTP dialog on stdin and stdout
 )
 
 // sendmailOpts is a parsed sendmail command line.
@@ -68,12 +69,14 @@ func parseSendmail(args []string) (sendmailOpts, error) {
 			o.mode = modeDeliver
 		case a == "-bp":
 			o.mode = modeList
+		case a == "-bs":
+			o.mode = modeSMTP
 		case a == "-q":
 			o.mode = modeFlush
 		case strings.HasPrefix(a, "-q"):
 			return o, fmt.Errorf("sendmail: %s: a queue interval is a daemon's; mxflush runs the queue once per -q (use cron or a systemd timer)", a)
 		case strings.HasPrefix(a, "-b"):
-			return o, fmt.Errorf("sendmail: %s: unsupported mode (only -bm and -bp)", a)
+			return o, fmt.Errorf("sendmail: %s: unsupported mode (only -bm, -bs and -bp)", a)
 		case strings.HasPrefix(a, "-o"):
 			if a == "-o" {
 				return o, fmt.Errorf("sendmail: -o needs an option letter, as in -oi")
@@ -102,7 +105,7 @@ func parseSendmail(args []string) (sendmailOpts, error) {
 					o.headers = true
 				case 'i', 'n', 'U', 'v': // -n (no aliasing), -U (initial submission), -v (verbose): ignored
 				default:
-					return o, fmt.Errorf("sendmail: unknown option -%c in %q (supported: -t -i -oi -f ADDR -F NAME -bm -bp -q --; ignored: -oX, -B -C -d -h -L -N -O -p -R -V -X with a value, -n -U -v)", c, a)
+					return o, fmt.Errorf("sendmail: unknown option -%c in %q (supported: -t -i -oi -f ADDR -F NAME -bm -bs -bp -q --; ignored: -oX, -B -C -d -h -L -N -O -p -R -V -X with a value, -n -U -v)", c, a)
 				}
 			}
 		}

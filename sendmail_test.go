@@ -38,6 +38,10 @@ func TestParseSendmailRealCallers(t *testing.T) {
 		{"php with -f", []string{"-t", "-i", "-fbounce@example.test"}, sendmailOpts{headers: true, from: str("bounce@example.test")}},
 		{"grouped and --", []string{"-ti", "-bm", "--", "-odd@a.test"}, sendmailOpts{headers: true, rcpts: []string{"-odd@a.test"}}},
 		{"mailq", []string{"-bp"}, sendmailOpts{mode: modeList}},
+		// Symfony Mailer's SendmailTransport default "/usr/sbin/sendmail -bs";
+		// Laravel's config/mail.php "/usr/sbin/sendmail -bs -i".
+		{"symfony", []string{"-bs"}, sendmailOpts{mode: modeSMTP}},
+		{"laravel", []string{"-bs", "-i"}, sendmailOpts{mode: modeSMTP}},
 		{"flush", []string{"-q"}, sendmailOpts{mode: modeFlush}},
 		// nullmailer 2.2's sendmail(1) "ignored for compatibility", each with its
 		// value attached or as the next word, and the flags without one.

@@ -52,7 +52,7 @@ func newSubmitter(g *Globals) (*submitter, error) {
 	if g.AdminAddress != "" {
 		a, err := addr.Check(g.AdminAddress)
 		if err != nil {
-			return nil, exitf(report.ExConfig, "--admin-address: %v (a full address: local names and @%s are what it catches)", err, g.Origin)
+			return nil, exitf(report.ExConfig, "--admin-address: %w (a full address: local names and @%s are what it catches)", err, g.Origin)
 		}
 		g.AdminAddress = a
 	}
@@ -64,11 +64,11 @@ func newSubmitter(g *Globals) (*submitter, error) {
 		return s, nil
 	}
 	if err != nil {
-		return nil, exitf(report.ExConfig, "aliases file: %v", err)
+		return nil, exitf(report.ExConfig, "aliases file: %w", err)
 	}
 	defer f.Close()
 	if s.aliases, err = alias.Parse(g.Aliases, f); err != nil {
-		return nil, exitf(report.ExConfig, "aliases file %v", err)
+		return nil, exitf(report.ExConfig, "aliases file %w", err)
 	}
 	return s, nil
 }
@@ -92,11 +92,11 @@ func (s *submitter) submit(sub submission, in io.Reader) (string, error) {
 		if errors.As(err, &pe) {
 			return "", exitf(report.ExDataErr, "the message's header section is longer than %d octets (the most mxflush holds in memory): refused, nothing queued", headerLimit)
 		}
-		return "", exitf(report.ExIOErr, "reading the message: %v", err)
+		return "", exitf(report.ExIOErr, "reading the message: %w", err)
 	}
 	more, err := br.Peek(4096)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
-		return "", exitf(report.ExIOErr, "reading the message: %v", err)
+		return "", exitf(report.ExIOErr, "reading the message: %w", err)
 	}
 	bare := len(h.Fields) == 0
 	if bare && len(bytes.TrimSpace(more)) == 0 && len(more) < 4096 {
@@ -120,7 +120,7 @@ func (s *submitter) submit(sub submission, in io.Reader) (string, error) {
 			}
 			list, err := addr.List(f.Value)
 			if err != nil {
-				return "", exitf(report.ExDataErr, "%s header field (line %d): %v", f.Name, f.Line, err)
+				return "", exitf(report.ExDataErr, "%s header field (line %d): %w", f.Name, f.Line, err)
 			}
 			all = append(all, list...)
 		}
@@ -150,7 +150,7 @@ func (s *submitter) submit(sub submission, in io.Reader) (string, error) {
 	id, err := deposit(s.g, env, newSizeLimit(msg, int64(s.g.MaxMessageSize)))
 	var tb *tooBigError
 	if errors.As(err, &tb) {
-		return "", exitf(report.ExDataErr, "%v: refused, nothing queued", tb)
+		return "", exitf(report.ExDataErr, "%w: refused, nothing queued", tb)
 	}
 	return id, err
 }
@@ -173,7 +173,7 @@ func (s *submitter) sender(sub submission, h *spool.Header) (string, error) {
 			}
 			list, err := addr.List(v)
 			if err != nil {
-				return "", exitf(report.ExDataErr, "%s header field: %v", field, err)
+				return "", exitf(report.ExDataErr, "%s header field: %w", field, err)
 			}
 			if len(list) > 0 {
 				from = list[0]
@@ -190,7 +190,7 @@ func (s *submitter) sender(sub submission, h *spool.Header) (string, error) {
 	from = s.qualify(from)
 	a, err := addr.Check(from)
 	if err != nil {
-		return "", exitf(report.ExDataErr, "sender: %v", err)
+		return "", exitf(report.ExDataErr, "sender: %w", err)
 	}
 	return a, nil
 }
@@ -229,7 +229,7 @@ func (s *submitter) resolve(rcpts []string) ([]string, error) {
 	for _, r := range rcpts {
 		exp, err := s.aliases.Expand(r, s.local)
 		if err != nil {
-			return nil, exitf(report.ExConfig, "aliases file %v", err)
+			return nil, exitf(report.ExConfig, "aliases file %w", err)
 		}
 		for _, a := range exp {
 			if _, ok := s.local(a); ok && s.g.AdminAddress != "" {
@@ -238,9 +238,9 @@ func (s *submitter) resolve(rcpts []string) ([]string, error) {
 			mbox, err := addr.Check(s.qualify(a))
 			if err != nil {
 				if a != r {
-					return nil, exitf(report.ExDataErr, "recipient %s (from the aliases): %v", r, err)
+					return nil, exitf(report.ExDataErr, "recipient %s (from the aliases): %w", r, err)
 				}
-				return nil, exitf(report.ExDataErr, "recipient: %v", err)
+				return nil, exitf(report.ExDataErr, "recipient: %w", err)
 			}
 			out = append(out, mbox)
 		}
@@ -296,7 +296,7 @@ func checkFree(g *Globals) error {
 	}
 	free, err := freeSpace(g.Spool)
 	if err != nil {
-		return exitf(report.ExIOErr, "the spool's free space: %v", err)
+		return exitf(report.ExIOErr, "the spool's free space: %w", err)
 	}
 	if free < int64(*g.MinFree) {
 		return exitf(report.ExTempFail, "the spool's file system (%s) has %s free, less than --min-free %s: nothing queued, try again later", g.Spool, byteSize(free), *g.MinFree)
