@@ -70,6 +70,16 @@ func TestOriginConfig(t *testing.T) {
 	if code != 0 || !regexpLine(out, `--origin +origin\.test +env MXFLUSH_ORIGIN`) {
 		t.Errorf("config: exit %d:\n%s", code, out)
 	}
+	cfg := filepath.Join(t.TempDir(), "config.json")
+	os.WriteFile(cfg, []byte(`{"origin": "file.test", "admin_address": "admin@a.test", "min_free": "1M", "aliases": "/etc/x"}`), 0o600)
+	t.Setenv("MXFLUSH_ORIGIN", "")
+	os.Unsetenv("MXFLUSH_ORIGIN")
+	code, out, _ = runAt("", "--spool", "/x", "--config", cfg, "config")
+	for _, re := range []string{`--origin +file\.test +file .*`, `--admin-address +admin@a\.test +file .*`, `--min-free +1MiB +file .*`} {
+		if code != 0 || !regexpLine(out, re) {
+			t.Errorf("config file keys: exit %d, no line %s:\n%s", code, re, out)
+		}
+	}
 	code, out, _ = runAt("", "--spool", "/x", "--origin", "a.test", "config")
 	if code != 0 || !regexpLine(out, `--origin +a\.test +flag`) || !regexpLine(out, `--min-free +20MiB +default`) || !regexpLine(out, `--aliases +"" +env MXFLUSH_ALIASES`) {
 		t.Errorf("config --origin: exit %d:\n%s", code, out)
