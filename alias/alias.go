@@ -183,23 +183,6 @@ func (m *Map) expand(addr string, local Local, path []string, out *[]string) err
 	return nil
 }
 
-// Has reports whether name (in any case) has an alias.
-func (m *Map) Has(name string) bool {
-	if m == nil {
-		return false
-	}
-	_, ok := m.entries[strings.ToLower(name)]
-	return ok
-}
-
-// Len is the number of entries.
-func (m *Map) Len() int {
-	if m == nil {
-		return 0
-	}
-	return len(m.entries)
-}
-
 func truncate(s string) string {
 	if len(s) > 60 {
 		return s[:60] + "..."
