@@ -11,7 +11,8 @@ import (
 // The README's table of callers: each program's exact sendmail command
 // line and the shape of what it writes on stdin, with the envelope and
 // the header fields the queued message must have. The host's origin is
-// web1.test and root is aliased to admin@a.test.
+// web1.test and root is aliased to admin@a.test. Header addresses without
+// a domain are qualified (the aliases apply to the envelope only).
 func TestSendmailCallers(t *testing.T) {
 	user := localUser()
 	for _, tc := range []struct {
@@ -30,7 +31,7 @@ func TestSendmailCallers(t *testing.T) {
 			args: []string{"-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root"},
 			in:   "From: root (Cron Daemon)\nTo: root\nSubject: Cron <root@web1> /usr/local/bin/backup\nMIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\nX-Cron-Env: <SHELL=/bin/sh>\n\nbackup failed\n",
 			from: "root@web1.test", to: []string{"admin@a.test"},
-			fields:   []string{"From: root (Cron Daemon)\n", "To: root\n", "Date: ", "Message-ID: <20261129150000."},
+			fields:   []string{"From: root@web1.test (Cron Daemon)\n", "To: root@web1.test\n", "Date: ", "Message-ID: <20261129150000."},
 			noFields: []string{"From: \"CronDaemon\""},
 		},
 		{
@@ -39,7 +40,7 @@ func TestSendmailCallers(t *testing.T) {
 			args: []string{"-FCronDaemon", "-i", "-odi", "-oem", "-oi", "-t", "-f", "root"},
 			in:   "From: \"(Cron Daemon)\" <root>\nTo: root\nSubject: Cron <root@web1> df -h\nMIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\nAuto-Submitted: auto-generated\nPrecedence: bulk\n\n/dev/vda 91%\n",
 			from: "root@web1.test", to: []string{"admin@a.test"},
-			fields: []string{"From: \"(Cron Daemon)\" <root>\n", "Auto-Submitted: auto-generated\n", "Date: ", "Message-ID: "},
+			fields: []string{"From: \"(Cron Daemon)\" <root@web1.test>\n", "To: root@web1.test\n", "Auto-Submitted: auto-generated\n", "Date: ", "Message-ID: "},
 		},
 		{
 			// git send-email --envelope-sender (git-send-email.perl: -f first, then -i and the recipients).

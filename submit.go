@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"net/mail"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -112,7 +113,6 @@ func (s *submitter) submit(sub submission, in io.Reader) (string, error) {
 		given = append(given, strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(r), "<"), ">"))
 	}
 	all := given
-	raw := h.Raw
 	if sub.headers {
 		for _, f := range h.Fields {
 			if !strings.EqualFold(f.Name, "To") && !strings.EqualFold(f.Name, "Cc") && !strings.EqualFold(f.Name, "Bcc") {
@@ -124,7 +124,6 @@ func (s *submitter) submit(sub submission, in io.Reader) (string, error) {
 			}
 			all = append(all, list...)
 		}
-		raw = h.Without("Bcc")
 	}
 	if len(all) == 0 {
 		return "", exitf(report.ExUsage, "no recipients: give them as arguments or use -t")
@@ -134,6 +133,15 @@ func (s *submitter) submit(sub submission, in io.Reader) (string, error) {
 	}
 
 	eol := lineEnd(h.Raw, more)
+	raw := h.Rewrite(func(f spool.HeaderField) ([]byte, bool) {
+		if sub.headers && strings.EqualFold(f.Name, "Bcc") {
+			return nil, true // sendmail -t (RFC 5322 §3.6.3)
+		}
+		if v, ok := s.qualifyField(f); ok {
+			return []byte(f.Name + ":" + v + eol), true
+		}
+		return nil, false
+	})
 	var add bytes.Buffer
 	if sub.complete || bare {
 		s.addFields(&add, h, sub, env.From, given, bare, eol)
@@ -202,6 +210,34 @@ func (s *submitter) qualify(a string) string {
 		return a + "@" + s.g.Origin
 	}
 	return a
+}
+
+// addressFields are the header fields that hold addresses (RFC 5322
+// §3.6.2, §3.6.3, §3.6.6).
+var addressFields = []string{"From", "Sender", "Reply-To", "To", "Cc", "Bcc",
+	"Resent-From", "Resent-Sender", "Resent-To", "Resent-Cc", "Resent-Bcc"}
+
+// qualifyField returns the value of an address field with each address
+// that has no domain qualified where it stands ("From: root (Cron Daemon)"
+// becomes "From: root@ORIGIN (Cron Daemon)"), as Postfix rewrites the
+// headers of local submissions, so that the message does not go out with
+// an address no receiver can answer. The value is unfolded. ok is false
+// when nothing changes (or the list does not parse: left as it is).
+func (s *submitter) qualifyField(f spool.HeaderField) (string, bool) {
+	if !slices.ContainsFunc(addressFields, func(n string) bool { return strings.EqualFold(n, f.Name) }) {
+		return "", false
+	}
+	ms, err := addr.Mailboxes(f.Value)
+	if err != nil {
+		return "", false
+	}
+	v, changed := f.Value, false
+	for i := len(ms) - 1; i >= 0; i-- {
+		if m := ms[i]; !strings.Contains(m.Addr, "@") {
+			v, changed = v[:m.End]+"@"+s.g.Origin+v[m.End:], true
+		}
+	}
+	return v, changed
 }
 
 // local reports whether a is a local name the aliases and the admin

@@ -327,3 +327,23 @@ func TestSubmitMinFreeDefaultTmpfs(t *testing.T) {
 		t.Errorf("--max-message-size 1M: exit %d, %s", code, errs)
 	}
 }
+
+// Header addresses without a domain are qualified where they stand, as
+// Postfix rewrites local submissions; other fields and qualified
+// addresses are left byte for byte.
+func TestSubmitQualifiesHeaderAddresses(t *testing.T) {
+	sp := filepath.Join(t.TempDir(), "spool")
+	in := "From: Backup <backup>\r\nTo: ops@a.test,\r\n root\r\nReply-To: root (admin), x@b.test\r\nSubject: root: done\r\nCc: list@b.test\r\n\r\nbody\r\n"
+	code, _, errs := runAt(in, "--spool", sp, "enqueue", "-t")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	m, msg := queued(t, sp)
+	want := "From: Backup <backup@origin.test>\r\nTo: ops@a.test, root@origin.test\r\nReply-To: root@origin.test (admin), x@b.test\r\nSubject: root: done\r\nCc: list@b.test\r\n\r\nbody\r\n"
+	if msg != want {
+		t.Errorf("stored\n%q\nwant\n%q", msg, want)
+	}
+	if m.From != "backup@origin.test" || !reflect.DeepEqual(m.To, []string{"ops@a.test", "root@origin.test", "list@b.test"}) {
+		t.Errorf("envelope %q -> %q", m.From, m.To)
+	}
+}

@@ -14,25 +14,58 @@ import (
 // To and From) so that the caller can qualify it; it checks no address
 // (addr.Check does). Errors name the rule broken.
 func List(value string) ([]string, error) {
+	ms, err := Mailboxes(value)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.Addr
+	}
+	return out, nil
+}
+
+// Mailbox is one address of an address-list and where it is written:
+// value[Start:End] is Addr.
+type Mailbox struct {
+	Addr       string
+	Start, End int
+}
+
+// Mailboxes is List with the place of each address in value, so that a
+// caller can rewrite one (qualify "root" where it stands).
+func Mailboxes(value string) ([]Mailbox, error) {
 	var (
-		out   []string
-		cur   strings.Builder // the current member's text outside comments and angle brackets
-		angle string          // the current member's <...> content
-		inAng bool            // the current member had a <...>
-		after bool            // text after the <...>: only white space and comments may follow
+		out        []Mailbox
+		cur        strings.Builder // the current member's text outside comments and angle brackets
+		first, end = -1, -1        // where the current member's text outside comments starts and ends
+		angle      Mailbox         // the current member's <...> content
+		inAng      bool            // the current member had a <...>
+		after      bool            // text after the <...>: only white space and comments may follow
 	)
-	finish := func() error {
-		a := strings.TrimSpace(cur.String())
-		if inAng {
-			a = strings.TrimSpace(angle)
-		} else if strings.ContainsAny(a, " \t") && !strings.Contains(a, "\"") {
-			return fmt.Errorf("%q is not an address (RFC 5322 §3.4: a display name needs the address in angle brackets)", a)
+	mark := func(from, to int) {
+		if first < 0 {
+			first = from
 		}
-		if a != "" {
-			out = append(out, a)
+		end = to
+	}
+	finish := func() error {
+		text := strings.Trim(cur.String(), " \t\r\n")
+		m := Mailbox{Addr: text, Start: first, End: end}
+		switch {
+		case inAng:
+			m = angle
+		case strings.ContainsAny(text, " \t") && !strings.Contains(text, "\""):
+			return fmt.Errorf("%q is not an address (RFC 5322 §3.4: a display name needs the address in angle brackets)", text)
+		case text != "" && value[first:end] != text:
+			return fmt.Errorf("%q is not an address (a comment or white space inside it)", value[first:end])
+		}
+		if m.Addr != "" {
+			out = append(out, m)
 		}
 		cur.Reset()
-		angle, inAng, after = "", false, false
+		first, end = -1, -1
+		angle, inAng, after = Mailbox{}, false, false
 		return nil
 	}
 	for i := 0; i < len(value); i++ {
@@ -47,6 +80,7 @@ func List(value string) ([]string, error) {
 				return nil, fmt.Errorf("text after the address in angle brackets in %q (RFC 5322 §3.4)", value)
 			}
 			cur.WriteString(value[i : j+1])
+			mark(i, j+1)
 			i = j
 		case c == '(':
 			j, err := skipComment(value, i)
@@ -61,16 +95,22 @@ func List(value string) ([]string, error) {
 				return nil, errors.New("unterminated domain literal: no ] (RFC 5322 §3.4.1)")
 			}
 			cur.WriteString(value[i : i+j+1])
+			mark(i, i+j+1)
 			i += j
 		case c == '<':
 			j := strings.IndexByte(value[i:], '>')
 			if j < 0 || inAng {
 				return nil, fmt.Errorf("unbalanced angle brackets in %q (RFC 5322 §3.4)", value)
 			}
-			angle, inAng, after = value[i+1:i+j], true, true
+			in := value[i+1 : i+j]
+			lead := len(in) - len(strings.TrimLeft(in, " \t\r\n"))
+			angle = Mailbox{Addr: strings.Trim(in, " \t\r\n"), Start: i + 1 + lead}
+			angle.End = angle.Start + len(angle.Addr)
+			inAng, after = true, true
 			i += j
 		case c == ':' && !after:
 			cur.Reset() // a group's display name (RFC 5322 §3.4)
+			first, end = -1, -1
 		case c == ',' || c == ';':
 			if err := finish(); err != nil {
 				return nil, err
@@ -82,6 +122,7 @@ func List(value string) ([]string, error) {
 				return nil, fmt.Errorf("text after the address in angle brackets in %q (RFC 5322 §3.4)", value)
 			}
 			cur.WriteByte(c)
+			mark(i, i+1)
 		}
 	}
 	if err := finish(); err != nil {

@@ -21,6 +21,8 @@ func TestList(t *testing.T) {
 		{in: `"a b"@a.test`, want: `"a b"@a.test`},
 		{in: "u@[IPv6:::1]", want: "u@[IPv6:::1]"},
 		{in: "", want: ""},
+		{in: "root (Cron Daemon)", want: "root"},
+		{in: "Ops < ops > , (c) cron", want: "ops|cron"},
 		{in: "John Doe j@a.test", err: "is not an address"},
 		{in: "<a@b.test", err: "angle brackets"},
 		{in: `"open`, err: "unterminated quoted string"},
@@ -37,5 +39,29 @@ func TestList(t *testing.T) {
 		if err != nil || strings.Join(got, "|") != tc.want {
 			t.Errorf("List(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
+		ms, _ := Mailboxes(tc.in)
+		for _, m := range ms {
+			if tc.in[m.Start:m.End] != m.Addr {
+				t.Errorf("Mailboxes(%q): %q at [%d:%d] is %q", tc.in, m.Addr, m.Start, m.End, tc.in[m.Start:m.End])
+			}
+		}
 	}
+}
+
+// FuzzMailboxes: no panic, and each address is where it says it is.
+func FuzzMailboxes(f *testing.F) {
+	for _, s := range []string{`"(Cron Daemon)" <root>`, "Team: x@a.test, y;", "a@b.test (c), <@h:u@d.test>", `"q\"x" <a>`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		ms, err := Mailboxes(in)
+		if err != nil {
+			return
+		}
+		for _, m := range ms {
+			if m.Start < 0 || m.End > len(in) || m.Start > m.End || in[m.Start:m.End] != m.Addr {
+				t.Fatalf("%q: %+v", in, m)
+			}
+		}
+	})
 }

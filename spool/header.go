@@ -127,11 +127,19 @@ func (h *Header) Has(name string) bool {
 // Without returns Raw without every field named name (in any case) and
 // its continuation lines: "sendmail -t" removing Bcc (RFC 5322 §3.6.3).
 func (h *Header) Without(name string) []byte {
+	return h.Rewrite(func(f HeaderField) ([]byte, bool) { return nil, strings.EqualFold(f.Name, name) })
+}
+
+// Rewrite returns Raw with the fields edit replaces: for each field, edit
+// returns its new text (whole lines with their line endings; nil removes
+// the field) and true, or false to keep the field as it is.
+func (h *Header) Rewrite(edit func(f HeaderField) ([]byte, bool)) []byte {
 	out := make([]byte, 0, len(h.Raw))
 	prev := 0
 	for _, f := range h.Fields {
-		if strings.EqualFold(f.Name, name) {
+		if repl, ok := edit(f); ok {
 			out = append(out, h.Raw[prev:f.start]...)
+			out = append(out, repl...)
 			prev = f.end
 		}
 	}
