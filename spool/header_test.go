@@ -70,3 +70,29 @@ func TestReadHeaderLimit(t *testing.T) {
 		t.Fatalf("err = %v, want a *ParseError about the limit", err)
 	}
 }
+
+// FuzzReadHeader: nothing is lost or changed (Raw and what is left in the
+// reader make the input), and Without("Bcc") leaves no Bcc field.
+func FuzzReadHeader(f *testing.F) {
+	for _, s := range []string{"From: a@x.test\r\nBcc : b@x.test,\r\n c@x.test\r\n\r\nbody", "disk full\n", "Subject: s\nbody line\n", " x\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		br := bufio.NewReaderSize(strings.NewReader(in), 16)
+		h, err := ReadHeader(br, 1<<10)
+		if err != nil {
+			return
+		}
+		rest, _ := io.ReadAll(br)
+		if string(h.Raw)+string(rest) != in {
+			t.Fatalf("Raw %q + rest %q != %q", h.Raw, rest, in)
+		}
+		again, err := ReadHeader(bufio.NewReader(strings.NewReader(string(h.Without("bcc")))), 1<<10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.Has("Bcc") {
+			t.Fatalf("Bcc left in %q", h.Without("bcc"))
+		}
+	})
+}
