@@ -46,10 +46,14 @@ type submitter struct {
 	user    string     // login name, for a default sender
 }
 
-// newSubmitter reads the aliases file and checks the admin address.
-// Errors are exit 78 (EX_CONFIG) naming the file or the setting.
+// newSubmitter checks the origin and the admin address and reads the
+// aliases file. Errors are exit 78 (EX_CONFIG) naming the file or the
+// setting.
 func newSubmitter(g *Globals) (*submitter, error) {
 	s := &submitter{g: g, user: localUser()}
+	if !validDomain(g.Origin) {
+		return nil, exitf(report.ExConfig, "--origin %q is not a domain name or address literal (RFC 5321 §4.1.2)", g.Origin)
+	}
 	if g.AdminAddress != "" {
 		a, err := addr.Check(g.AdminAddress)
 		if err != nil {

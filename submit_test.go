@@ -291,6 +291,9 @@ func TestSubmitAliasErrors(t *testing.T) {
 	if code, _, errs := runAt("", "--spool", sp, "--admin-address", "root", "sendmail", "root"); code != 78 || !strings.Contains(errs, "--admin-address") {
 		t.Errorf("--admin-address root: exit %d, %q; want 78", code, errs)
 	}
+	if code, _, errs := runAt("", "--spool", sp, "--origin", "bad origin", "sendmail", "root"); code != 78 || !strings.Contains(errs, "--origin \"bad origin\" is not a domain") {
+		t.Errorf("--origin 'bad origin': exit %d, %q; want 78", code, errs)
+	}
 }
 
 // Below --min-free of free space on the spool's file system a submission
