@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/mxflush/mxflush/addr"
 )
 
 // bsClient runs sendmail -bs in-process with args before "sendmail" and
@@ -169,5 +171,28 @@ func TestSendmailBSSymfony(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(sp, "new")); len(ents) != 1 {
 		t.Errorf("new/ holds %d files, want only the first message", len(ents))
+	}
+}
+
+// Each kind of refusal gets its reply code and enhanced code (RFC 3463).
+func TestReplyFor(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code int
+		enh  smtp.EnhancedCode
+	}{
+		{exitf(65, "%w: refused", &tooBigError{max: 1024}), 552, smtp.EnhancedCode{5, 3, 4}},
+		{exitf(73, "%w", smtp.ErrDataTooLarge), 552, smtp.EnhancedCode{5, 3, 4}},
+		{exitf(65, "recipient: %w", &addr.Error{Addr: "x@-.test", Rule: "bad"}), 553, smtp.EnhancedCode{5, 1, 3}},
+		{exitf(65, "empty message on stdin"), 554, smtp.EnhancedCode{5, 6, 0}},
+		{exitf(75, "less than --min-free"), 452, smtp.EnhancedCode{4, 3, 1}},
+		{exitf(78, "aliases file x:1: loop"), 451, smtp.EnhancedCode{4, 3, 5}},
+		{exitf(73, "spool: permission denied"), 451, smtp.EnhancedCode{4, 3, 0}},
+		{errors.New("anything else"), 451, smtp.EnhancedCode{4, 3, 0}},
+	} {
+		r := replyFor(tc.err)
+		if r.Code != tc.code || r.EnhancedCode != tc.enh || strings.ContainsAny(r.Message, "\r\n") {
+			t.Errorf("replyFor(%v) = %d %v %q, want %d %v", tc.err, r.Code, r.EnhancedCode, r.Message, tc.code, tc.enh)
+		}
 	}
 }
