@@ -350,3 +350,22 @@ func TestSubmitQualifiesHeaderAddresses(t *testing.T) {
 		t.Errorf("envelope %q -> %q", m.From, m.To)
 	}
 }
+
+// The size limit lives in the reader handed to deposit, so that it holds
+// whatever deposit writes to: its error comes back through deposit
+// (wrapped) and nothing is left behind.
+func TestDepositSizeLimitReader(t *testing.T) {
+	sp := filepath.Join(t.TempDir(), "spool")
+	g := &Globals{Spool: sp}
+	env := spool.Envelope{From: "a@example.test", To: []string{"b@a.test"}}
+	big := "Subject: s\n\n" + strings.Repeat("x", 100<<10)
+	_, err := deposit(g, env, newSizeLimit(strings.NewReader(big), 64<<10))
+	var tb *tooBigError
+	if !errors.As(err, &tb) {
+		t.Fatalf("deposit: %v, want the *tooBigError wrapped", err)
+	}
+	nothingQueued(t, sp)
+	if _, err := deposit(g, env, newSizeLimit(strings.NewReader(big), int64(len(big)))); err != nil {
+		t.Errorf("a message of exactly the limit: %v", err)
+	}
+}
