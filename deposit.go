@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/mxflush/mxflush/addr"
+	"github.com/mxflush/mxflush/report"
 	"github.com/mxflush/mxflush/spool"
 )
 
@@ -32,7 +34,30 @@ import (
 // nothing the caller could not do without the binary, except create a
 // file in a maildrop/ of the group; the pickup, run by the spool's owner
 // with the owner's configuration, decides what enters the queue.
+//
+// Errors are *exitError wrapping the cause: 65 (EX_DATAERR) for an address
+// or message the spool refuses, 73 (EX_CANTCREAT) for a spool that cannot
+// be created or written, or the error from msg (a size limit: nothing is
+// left behind then).
 func deposit(g *Globals, env spool.Envelope, msg io.Reader) (id string, err error) {
+	id, err = depositTo(g, env, msg)
+	if err == nil {
+		return id, nil
+	}
+	var ee *exitError
+	var ae *addr.Error
+	var pe *spool.ParseError
+	switch {
+	case errors.As(err, &ee):
+		return "", err
+	case errors.As(err, &ae), errors.As(err, &pe):
+		return "", exitf(report.ExDataErr, "%w", err)
+	}
+	return "", exitf(report.ExCantCreat, "%w", err)
+}
+
+// depositTo is deposit's choice of new/ or maildrop/.
+func depositTo(g *Globals, env spool.Envelope, msg io.Reader) (id string, err error) {
 	fi, err := os.Stat(g.Spool)
 	owner := errors.Is(err, fs.ErrNotExist)
 	if err == nil {

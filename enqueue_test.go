@@ -18,7 +18,8 @@ func TestEnqueueRefusesBadAddresses(t *testing.T) {
 		{"CR in recipient", []string{"-f", "a@example.test", "bob@a.test\rRSET"}, "CR or LF"},
 		{"LF in sender", []string{"-f", "a@example.test\nRSET", "bob@a.test"}, "CR or LF"},
 		{"NUL", []string{"-f", "a@example.test", "bob\x00@a.test"}, "NUL"},
-		{"no @", []string{"-f", "a@example.test", "bob"}, "no @"},
+		{"empty domain", []string{"-f", "a@example.test", "bob@"}, "empty domain"},
+		{"sender empty local part", []string{"-f", "@a.test", "bob@a.test"}, "source route"},
 		{"local part too long", []string{"-f", "a@example.test", strings.Repeat("x", 65) + "@a.test"}, "local part longer than 64"},
 		{"path too long", []string{"-f", "a@example.test", "x@" + strings.Repeat("abcdefghi.", 26) + "test"}, "longer than"},
 	}
@@ -108,8 +109,10 @@ func TestEnqueueUsage(t *testing.T) {
 	if ents, _ := os.ReadDir("."); slices.ContainsFunc(ents, func(e os.DirEntry) bool { return e.Name() == "new" || e.Name() == "lock" }) {
 		t.Error("an empty --spool created spool directories in the current directory")
 	}
-	// A message that is not RFC 5322 is bad input: 65, like a bad address.
-	for _, in := range []string{"no header at all\n", "X-Envelope-To: <x@a.test>\nSubject: s\n\nb\n"} {
+	// A message that would read as envelope lines, or holds nothing, is bad
+	// input: 65, like a bad address. (Input without a header section is a
+	// body: see TestSubmitBareBody.)
+	for _, in := range []string{"", " \n\n", "X-Envelope-To: <x@a.test>\nSubject: s\n\nb\n"} {
 		if code := run([]string{"enqueue", "--spool", dir, "-f", "a@example.test", "b@a.test"}, strings.NewReader(in), &out, &errb); code != 65 {
 			t.Errorf("enqueue %q: exit %d, want 65", in, code)
 		}

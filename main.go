@@ -30,6 +30,12 @@ type Globals struct {
 	// Postfix's message_size_limit).
 	MaxMessageSize byteSize `help:"Largest message enqueue, sendmail and the pickup of maildrop/ take into the spool, in octets or with K, M or G; 0 means no limit." default:"10MiB" placeholder:"SIZE"`
 
+	// Submission settings (enqueue, sendmail): see submit.go.
+	Origin       string    `help:"Domain given to a sender or recipient written without one (root becomes root@DOMAIN) and to added Message-ID fields. Default: this host's fully qualified name, from the system's host name and /etc/hosts (no DNS query)." placeholder:"DOMAIN"`
+	Aliases      string    `help:"Aliases file (name: address, address) applied to local recipients at submission; a missing default file is fine, an empty value reads none." default:"/etc/mxflush/aliases" placeholder:"FILE"`
+	AdminAddress string    `help:"Catch-all for local recipients with no alias (a name without a domain, or NAME@ORIGIN), as nullmailer's adminaddr." placeholder:"ADDR"`
+	MinFree      *byteSize `help:"Free space to keep on the spool's file system: a submission is refused (exit 75) when less is free. Default: twice --max-message-size, 20MiB when that is 0." placeholder:"SIZE"`
+
 	Config string        `help:"JSON config file of flag values (see README); a missing default file is fine." env:"MXFLUSH_CONFIG" default:"/etc/mxflush/config.json" placeholder:"FILE"`
 	file   *fileConfig   // the config file read, for mxflush config
 	kctx   *kong.Context // the parse, for mxflush config
@@ -53,7 +59,7 @@ type CLI struct {
 
 	SpoolAdmin SpoolCmd `cmd:"" name:"spool" help:"Manage the spool itself: spool init creates or repairs it."`
 
-	Sendmail SendmailCmd `cmd:"" passthrough:"" help:"The sendmail(8) interface: queue the message on stdin (-t -i -f ADDR -F NAME), -bp lists, -q flushes. Also run when invoked as sendmail or mailq."`
+	Sendmail SendmailCmd `cmd:"" passthrough:"" help:"The sendmail(8) interface: queue the message on stdin (-t -i -f ADDR -F NAME), -bs speaks SMTP on stdin and stdout, -bp lists, -q flushes. Also run when invoked as sendmail or mailq."`
 
 	// Command line only: kong.DefaultEnvars would bind MXFLUSH_VERSION, and
 	// any value of it turned every run, a flush included, into a printed
@@ -140,6 +146,7 @@ func runGlobals(args []string, g Globals) (code int) {
 		return report.ExUsage
 	}
 	cli.kctx = kctx
+	cli.Globals.defaults()
 	err = kctx.Run(&cli.Globals)
 	if err == nil {
 		return report.ExOK

@@ -1,17 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"io"
-	"net/mail"
 	"os"
 	"os/user"
 	"path/filepath"
-	"strings"
-	"time"
 
 	"github.com/mxflush/mxflush/addr"
 	"github.com/mxflush/mxflush/report"
@@ -26,94 +19,45 @@ const defaultSpool = "/var/spool/mxflush"
 // cron, git send-email and PHP's mail() use. Everything after "sendmail"
 // is sendmail's options, parsed by parseSendmail.
 type SendmailCmd struct {
-	Args []string `arg:"" optional:"" passthrough:"" help:"sendmail options and recipients: -t -i -oi -f ADDR -F NAME -bm -bp -q --."`
+	Args []string `arg:"" optional:"" passthrough:"" help:"sendmail options and recipients: -t -i -oi -f ADDR -F NAME -bm -bs -bp -q --."`
 }
 
-// Run queues the message on stdin (-bm), lists the queue (-bp) or flushes
-// it once (-q). A queued message gets a Date and a Message-ID field when it
-// has none (RFC 5322 §3.6), and a From field when it has none, all with
-// the domain of MXFLUSH_HELO or this host's name; a recipient without "@"
-// (a local user name) gets "@" and that domain. On success it prints
+// Run queues the message on stdin (-bm), serves an SMTP dialog on stdin
+// and stdout (-bs, sendmail_bs.go), lists the queue (-bp) or flushes it
+// once (-q). A queued message goes through the submission path
+// (submit.go): it gets a Date, a Message-ID and a From field when it has
+// none (RFC 5322 §3.6); its sender defaults to the invoking user; local
+// names go through the aliases and get the origin. On success it prints
 // nothing, as sendmail does. Exit codes as enqueue: 64 bad option or no
-// recipient, 65 bad address or message, 73/74 spool errors.
+// recipient, 65 bad address or message, 73/74 spool errors, 75 too little
+// free space, 78 an aliases problem.
 func (c *SendmailCmd) Run(g *Globals) error {
 	o, err := parseSendmail(c.Args)
 	if err != nil {
 		return exitf(report.ExUsage, "%v", err)
 	}
-	helo := sendmailDomain()
 	switch o.mode {
 	case modeList:
 		return (&QueueCmd{}).Run(g)
 	case modeFlush:
-		if code := runGlobals([]string{"--spool", g.Spool, "flush", "--helo", helo}, *g); code != 0 {
+		if code := runGlobals([]string{"--spool", g.Spool, "flush", "--helo", sendmailDomain()}, *g); code != 0 {
 			return &exitError{code: code, err: fmt.Errorf("")}
 		}
 		return nil
 	}
-	raw, err := io.ReadAll(g.stdin)
+	sub, err := newSubmitter(g)
 	if err != nil {
-		return exitf(report.ExIOErr, "reading the message from stdin: %v", err)
+		return err
 	}
-	if o.from == nil {
-		if hdr := header(raw); hdr == nil || (hdr.Get("From") == "" && hdr.Get("Sender") == "") {
-			sender := localUser() + "@" + helo
-			o.from = &sender
-		}
+	if o.mode == modeSMTP {
+		return serveSMTP(g, sub)
 	}
-	raw = addFields(raw, o, helo, g.now())
-	for i, r := range o.rcpts {
-		if !strings.Contains(r, "@") { // a local name, as Debian cron passes: qualified like Postfix's $myorigin
-			o.rcpts[i] = r + "@" + helo
-		}
-	}
-	e := &EnqueueCmd{From: o.from, Headers: o.headers, Rcpts: o.rcpts}
-	quiet := *g
-	quiet.stdin, quiet.stdout = bytes.NewReader(raw), io.Discard
-	return e.Run(&quiet)
+	_, err = sub.submit(submission{from: o.from, rcpts: o.rcpts, headers: o.headers, fullName: o.fullName, complete: true}, g.stdin)
+	return err
 }
 
-// header parses raw's header section, or returns nil.
-func header(raw []byte) mail.Header {
-	m, err := mail.ReadMessage(bytes.NewReader(raw))
-	if err != nil {
-		return nil
-	}
-	return m.Header
-}
-
-// addFields puts the fields RFC 5322 §3.6 requires and the message lacks at
-// the top of its header section, in its line ending style: Date (the
-// origination date, now), Message-ID (<UTC-time.random@domain>, §3.6.4) and
-// From (the envelope sender, with -F's name). A message whose header
-// section cannot be parsed is left as it is (enqueue then refuses it).
-func addFields(raw []byte, o sendmailOpts, domain string, now time.Time) []byte {
-	hdr := header(raw)
-	if hdr == nil {
-		return raw
-	}
-	eol := "\n"
-	if i := bytes.IndexByte(raw, '\n'); i > 0 && raw[i-1] == '\r' {
-		eol = "\r\n"
-	}
-	var add bytes.Buffer
-	if hdr.Get("Date") == "" {
-		add.WriteString("Date: " + now.Format(time.RFC1123Z) + eol)
-	}
-	if hdr.Get("Message-ID") == "" {
-		var b [8]byte
-		rand.Read(b[:])
-		add.WriteString("Message-ID: <" + now.UTC().Format("20060102150405") + "." + hex.EncodeToString(b[:]) + "@" + domain + ">" + eol)
-	}
-	if hdr.Get("From") == "" && o.from != nil && *o.from != "" && *o.from != "<>" {
-		from := (&mail.Address{Name: o.fullName, Address: *o.from}).String()
-		add.WriteString("From: " + from + eol)
-	}
-	return append(add.Bytes(), raw...)
-}
-
-// sendmailDomain is the domain of added fields and of a default sender:
-// MXFLUSH_HELO, else this host's name, else "localhost".
+// sendmailDomain is the EHLO name of sendmail -q's flush: MXFLUSH_HELO,
+// else this host's name, else "localhost".
 func sendmailDomain() string {
 	for _, d := range []string{os.Getenv("MXFLUSH_HELO"), hostname()} {
 		if d == "" {

@@ -12,6 +12,7 @@ const (
 	modeDeliver sendmailMode = iota // -bm (the default): read a message on stdin and queue it
 	modeList                        // -bp: list the queue, like mailq
 	modeFlush                       // -q: run the queue once
+	modeSMTP                        // -bs: an SMTP dialog on stdin and stdout
 )
 
 // sendmailOpts is a parsed sendmail command line.
@@ -23,14 +24,23 @@ type sendmailOpts struct {
 	rcpts    []string
 }
 
+// ignoredWithValue are the letters of the options accepted and ignored
+// with their value: -B TYPE, and nullmailer's compatibility set -C FILE,
+// -d DEBUG, -h COUNT, -L TAG, -N DSN, -O OPTION, -p PROTOCOL, -R RETURN,
+// -V ENVID, -X LOGFILE.
+const ignoredWithValue = "BCdhLNOpRVX"
+
 // parseSendmail parses the options programs pass to sendmail(8), in the
 // forms sendmail and Postfix accept: "-f ADDR" and "-fADDR", "-F NAME" and
 // "-FNAME", "-B TYPE" and "-BTYPE". Accepted and ignored: -i and -oi (a
 // lone dot never ends the message here: stdin is read to its end), every
 // other -oX option (-oem, -odi, ...), -B (the body type: 8-bit bodies are
-// checked at delivery, RFC 6152). "--" ends the options;
-// options may be grouped when they take no value ("-ti"). Anything else is
-// an error naming the option, for exit 64.
+// checked at delivery, RFC 6152), and the options nullmailer 2.2's
+// sendmail(1) ignores for compatibility: -C FILE, -d DEBUG, -h COUNT,
+// -L TAG, -N DSN, -O OPTION, -p PROTOCOL, -R RETURN, -V ENVID and
+// -X LOGFILE (each with its value, attached or as the next word), -n, -U
+// and -v. "--" ends the options; options may be grouped when they take no
+// value ("-ti"). Anything else is an error naming the option, for exit 64.
 func parseSendmail(args []string) (sendmailOpts, error) {
 	var o sendmailOpts
 	for i := 0; i < len(args); i++ {
@@ -59,12 +69,14 @@ func parseSendmail(args []string) (sendmailOpts, error) {
 			o.mode = modeDeliver
 		case a == "-bp":
 			o.mode = modeList
+		case a == "-bs":
+			o.mode = modeSMTP
 		case a == "-q":
 			o.mode = modeFlush
 		case strings.HasPrefix(a, "-q"):
 			return o, fmt.Errorf("sendmail: %s: a queue interval is a daemon's; mxflush runs the queue once per -q (use cron or a systemd timer)", a)
 		case strings.HasPrefix(a, "-b"):
-			return o, fmt.Errorf("sendmail: %s: unsupported mode (only -bm and -bp)", a)
+			return o, fmt.Errorf("sendmail: %s: unsupported mode (only -bm, -bs and -bp)", a)
 		case strings.HasPrefix(a, "-o"):
 			if a == "-o" {
 				return o, fmt.Errorf("sendmail: -o needs an option letter, as in -oi")
@@ -82,7 +94,7 @@ func parseSendmail(args []string) (sendmailOpts, error) {
 				return o, err
 			}
 			o.fullName = v
-		case strings.HasPrefix(a, "-B"):
+		case len(a) >= 2 && strings.ContainsRune(ignoredWithValue, rune(a[1])):
 			if _, err := value(a[2:]); err != nil {
 				return o, err
 			}
@@ -91,9 +103,9 @@ func parseSendmail(args []string) (sendmailOpts, error) {
 				switch c {
 				case 't':
 					o.headers = true
-				case 'i':
+				case 'i', 'n', 'U', 'v': // -n (no aliasing), -U (initial submission), -v (verbose): ignored
 				default:
-					return o, fmt.Errorf("sendmail: unknown option -%c in %q (supported: -t -i -oi -f ADDR -F NAME -bm -bp -q --, and -oX, -B TYPE ignored)", c, a)
+					return o, fmt.Errorf("sendmail: unknown option -%c in %q (supported: -t -i -oi -f ADDR -F NAME -bm -bs -bp -q --; ignored: -oX, -B -C -d -h -L -N -O -p -R -V -X with a value, -n -U -v)", c, a)
 				}
 			}
 		}

@@ -38,7 +38,16 @@ func TestParseSendmailRealCallers(t *testing.T) {
 		{"php with -f", []string{"-t", "-i", "-fbounce@example.test"}, sendmailOpts{headers: true, from: str("bounce@example.test")}},
 		{"grouped and --", []string{"-ti", "-bm", "--", "-odd@a.test"}, sendmailOpts{headers: true, rcpts: []string{"-odd@a.test"}}},
 		{"mailq", []string{"-bp"}, sendmailOpts{mode: modeList}},
+		// Symfony Mailer's SendmailTransport default "/usr/sbin/sendmail -bs";
+		// Laravel's config/mail.php "/usr/sbin/sendmail -bs -i".
+		{"symfony", []string{"-bs"}, sendmailOpts{mode: modeSMTP}},
+		{"laravel", []string{"-bs", "-i"}, sendmailOpts{mode: modeSMTP}},
 		{"flush", []string{"-q"}, sendmailOpts{mode: modeFlush}},
+		// nullmailer 2.2's sendmail(1) "ignored for compatibility", each with its
+		// value attached or as the next word, and the flags without one.
+		{"ignored with values", []string{"-C", "/etc/mail/sendmail.cf", "-d0.1", "-h", "17", "-Lapp", "-N", "never", "-OTimeout=1",
+			"-p", "smtp", "-R", "hdrs", "-Venv1", "-X", "/tmp/log", "bob@a.test"}, sendmailOpts{rcpts: []string{"bob@a.test"}}},
+		{"ignored flags", []string{"-n", "-U", "-v", "-vti", "bob@a.test"}, sendmailOpts{headers: true, rcpts: []string{"bob@a.test"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseSendmail(tc.args)
@@ -58,8 +67,11 @@ func TestParseSendmailErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-v"}, "unknown option -v"},
+		{[]string{"-x"}, "unknown option -x"},
 		{[]string{"-tx"}, "unknown option -x"},
+		{[]string{"-C"}, "-C needs a value"},
+		{[]string{"-X"}, "-X needs a value"},
+		{[]string{"-q5m"}, "-q5m"},
 		{[]string{"-f"}, "-f needs a value"},
 		{[]string{"-q30m"}, "queue interval"},
 		{[]string{"-bd"}, "unsupported mode"},
@@ -94,7 +106,7 @@ func TestSendmailArgs(t *testing.T) {
 // Each caller's exact command line queues the message with the right
 // envelope, prints nothing, and adds Date and Message-ID only when missing.
 func TestSendmailEnqueue(t *testing.T) {
-	t.Setenv("MXFLUSH_HELO", "relay.test")
+	t.Setenv("MXFLUSH_ORIGIN", "relay.test")
 	const bare = "From: Cron Daemon <root@relay.test>\nTo: root\nSubject: cron job\n\noutput\n"
 	const dated = "From: dev@example.test\nTo: maint@a.test\nCc: list@b.test\nBcc: hidden@c.test\nDate: Sun, 29 Nov 2026 12:00:00 +0000\nMessage-ID: <x@example.test>\nSubject: [PATCH] fix\n\npatch\n"
 	for _, tc := range []struct {
@@ -147,7 +159,7 @@ func TestSendmailEnqueue(t *testing.T) {
 // A message without From gets one from -F and the default sender; -bp
 // lists the queue; a bad option exits 64 and queues nothing.
 func TestSendmailFromListAndErrors(t *testing.T) {
-	t.Setenv("MXFLUSH_HELO", "relay.test")
+	t.Setenv("MXFLUSH_ORIGIN", "relay.test")
 	sp := filepath.Join(t.TempDir(), "spool")
 	code, _, errs := runAt("To: ops@a.test\nSubject: disk\n\nfull\n", "--spool", sp, "sendmail", "-F", "Disk Monitor", "-t")
 	if code != 0 {
@@ -162,8 +174,8 @@ func TestSendmailFromListAndErrors(t *testing.T) {
 	if !strings.Contains(string(b), "\nFrom: \"Disk Monitor\" <") || !strings.Contains(string(b), "@relay.test>\n") {
 		t.Errorf("no From field with -F's name added:\n%s", b)
 	}
-	code, _, errs = runAt("To: ops@a.test\n\nx\n", "--spool", sp, "sendmail", "-v", "ops@a.test")
-	if code != 64 || !strings.Contains(errs, "unknown option -v") {
+	code, _, errs = runAt("To: ops@a.test\n\nx\n", "--spool", sp, "sendmail", "-G", "ops@a.test")
+	if code != 64 || !strings.Contains(errs, "unknown option -G") {
 		t.Errorf("exit %d, %q; want 64 and the option named", code, errs)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(sp, "new")); len(ents) != 1 {

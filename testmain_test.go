@@ -35,5 +35,9 @@ func isolated(m *testing.M) int {
 		return 1
 	}
 	os.Setenv("MXFLUSH_CONFIG", cfg)
+	// Nor may the machine's /etc/mxflush/aliases or its host name change
+	// what a submission queues: no aliases file, and a fixed origin.
+	os.Setenv("MXFLUSH_ALIASES", "")
+	os.Setenv("MXFLUSH_ORIGIN", "origin.test")
 	return m.Run()
 }

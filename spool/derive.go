@@ -2,6 +2,7 @@ package spool
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net/mail"
@@ -11,107 +12,81 @@ import (
 // span is a byte range [start, end) of a spool file.
 type span struct{ start, end int64 }
 
-// headerField is one unfolded header field of a plain maildir message.
-type headerField struct {
-	name  string // as written, without trailing white space
-	value string // unfolded (line breaks removed), untrimmed
-	line  int    // 1-based line of the field's first line
-}
-
 // derive reads the header block of a plain maildir message (a file with no
 // envelope lines) and derives the envelope as "sendmail -t" does: recipients
 // from every To, Cc and Bcc field in header order (RFC 5322 §3.6.3 address
 // lists, groups allowed, duplicates dropped), the sender from the first
 // Return-Path, else Sender, else From (the first address of From when it
 // lists several). Bcc fields, with their continuation lines, become skips.
+// The header is read by readHeader, the reader of submission; here a line
+// that is no header field before the empty line is an error, since the
+// file is read as it is, never repaired.
+// The header's octets go into sum, the fingerprint of a file without an
+// X-Envelope-Id (see Message.UID).
 // Syntax errors are *ParseError; I/O errors are returned as they are.
-func derive(br *bufio.Reader, h *lineSum) (parsed, error) {
-	var (
-		p       = parsed{derived: true}
-		fields  []headerField
-		cur     *headerField
-		curBcc  bool
-		curOff  int64
-		off     int64
-		buf     = make([]byte, 0, 256)
-		keptOne bool // a line that survives Bcc removal was seen
-	)
-	end := func() {
-		if cur != nil && curBcc {
-			p.skips = append(p.skips, span{curOff, off})
-		}
-		cur = nil
-	}
-	for lineNo := 1; ; lineNo++ {
-		line, err := readLine(br, buf, maxHeader)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if errors.Is(err, errLineTooLong) || off+int64(len(line)) > maxHeader {
-			return parsed{}, perr(lineNo, nil, "header block longer than %d octets", maxHeader)
-		}
-		if err != nil {
-			return parsed{}, err
-		}
-		buf = line
-		h.write(line)
-		text := trimEOL(line)
-		if len(text) == 0 { // the empty line that ends the header (RFC 5322 §2.1)
-			end()
-			break
-		}
-		if text[0] == ' ' || text[0] == '\t' {
-			if cur == nil {
-				return parsed{}, perr(lineNo, nil, "continuation line before any header field (RFC 5322 §2.2.3)")
-			}
-			cur.value += string(text)
-			off += int64(len(line))
-			continue
-		}
-		end()
-		colon := fieldNameEnd(text[:min(len(text), maxFieldName+1)]) // the window checkFirstLine sees
-		if colon < 0 {
-			return parsed{}, perr(lineNo, nil, "not a header field %q (RFC 5322 §2.2): a plain maildir message must start with its header", truncate(string(text), 40))
-		}
-		name := strings.TrimRight(string(text[:colon]), " \t")
-		fields = append(fields, headerField{name: name, value: string(text[colon+1:]), line: lineNo})
-		cur, curBcc, curOff = &fields[len(fields)-1], strings.EqualFold(name, "Bcc"), off
-		if !curBcc && !keptOne {
-			keptOne = true
-			if hasEnvPrefix(text) {
-				return parsed{}, perr(lineNo, nil, "field %q would be the first line once Bcc is removed and would read as an envelope line", name)
-			}
-		}
-		off += int64(len(line))
-	}
-	end()
-	if err := deriveAddrs(&p.env, fields); err != nil {
+func derive(br *bufio.Reader, sum *lineSum) (parsed, error) {
+	h, err := readHeader(br, maxHeader, true)
+	if err != nil {
 		return parsed{}, err
 	}
-	p.sum = *h
+	sum.write(h.Raw)
+	if !h.Ended {
+		b, err := br.Peek(maxFieldName + 1)
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+			return parsed{}, err
+		}
+		if len(b) > 0 { // readHeader stopped at a line that is no header field
+			if b[0] == ' ' || b[0] == '\t' {
+				return parsed{}, perr(h.lines+1, nil, "continuation line before any header field (RFC 5322 §2.2.3)")
+			}
+			text := b
+			if i := bytes.IndexAny(text, "\r\n"); i >= 0 {
+				text = text[:i]
+			}
+			return parsed{}, perr(h.lines+1, nil, "not a header field %q (RFC 5322 §2.2): a plain maildir message must start with its header", truncate(string(text), 40))
+		}
+	}
+	p := parsed{derived: true}
+	keptOne := false // a field that survives Bcc removal was seen
+	for _, f := range h.Fields {
+		if strings.EqualFold(f.Name, "Bcc") {
+			p.skips = append(p.skips, span{int64(f.start), int64(f.end)})
+			continue
+		}
+		if !keptOne {
+			keptOne = true
+			if hasEnvPrefix([]byte(f.Name)) {
+				return parsed{}, perr(f.Line, nil, "field %q would be the first line once Bcc is removed and would read as an envelope line", f.Name)
+			}
+		}
+	}
+	if err := deriveAddrs(&p.env, h.Fields); err != nil {
+		return parsed{}, err
+	}
+	p.sum = *sum
 	return p, nil
 }
 
 // deriveAddrs fills env.From and env.To from the header fields.
-func deriveAddrs(env *Envelope, fields []headerField) error {
+func deriveAddrs(env *Envelope, fields []HeaderField) error {
 	seen := make(map[string]bool)
 	for _, f := range fields {
 		switch {
-		case strings.EqualFold(f.name, "To"), strings.EqualFold(f.name, "Cc"), strings.EqualFold(f.name, "Bcc"):
+		case strings.EqualFold(f.Name, "To"), strings.EqualFold(f.Name, "Cc"), strings.EqualFold(f.Name, "Bcc"):
 		default:
 			continue
 		}
-		if strings.Trim(f.value, " \t") == "" {
+		if strings.Trim(f.Value, " \t") == "" {
 			continue // an empty Bcc: is common and lists nobody
 		}
-		list, err := mail.ParseAddressList(f.value)
+		list, err := mail.ParseAddressList(f.Value)
 		if err != nil {
-			return perr(f.line, err, "%s: cannot parse the address list (RFC 5322 §3.4): %v", f.name, err)
+			return perr(f.Line, err, "%s: cannot parse the address list (RFC 5322 §3.4): %v", f.Name, err)
 		}
 		for _, a := range list {
 			mbox, err := checkMailbox(a.Address)
 			if err != nil {
-				return perr(f.line, err, "%s: %v", f.name, err)
+				return perr(f.Line, err, "%s: %v", f.Name, err)
 			}
 			if !seen[rcptKey(mbox)] {
 				seen[rcptKey(mbox)] = true
@@ -124,10 +99,10 @@ func deriveAddrs(env *Envelope, fields []headerField) error {
 	}
 	for _, want := range [...]string{"Return-Path", "Sender", "From"} {
 		for _, f := range fields {
-			if !strings.EqualFold(f.name, want) {
+			if !strings.EqualFold(f.Name, want) {
 				continue
 			}
-			v := strings.Trim(f.value, " \t")
+			v := strings.Trim(f.Value, " \t")
 			if want == "Return-Path" && v == "<>" {
 				env.From = "" // the null reverse-path (RFC 5321 §4.4)
 				return nil
@@ -137,11 +112,11 @@ func deriveAddrs(env *Envelope, fields []headerField) error {
 				err = errors.New("no address")
 			}
 			if err != nil {
-				return perr(f.line, err, "%s: cannot take the sender from it (RFC 5322 §3.4): %v", f.name, err)
+				return perr(f.Line, err, "%s: cannot take the sender from it (RFC 5322 §3.4): %v", f.Name, err)
 			}
 			mbox, err := checkMailbox(list[0].Address)
 			if err != nil {
-				return perr(f.line, err, "%s: %v", f.name, err)
+				return perr(f.Line, err, "%s: %v", f.Name, err)
 			}
 			env.From = mbox
 			return nil
