@@ -27,13 +27,16 @@ import (
 // maildrop group, and that group's right is used for that file alone. The
 // next flush's pickup checks the file and moves it into new/.
 //
-// Settings a setgid run takes from its caller: all of them. The spool path
-// (--spool, MXFLUSH_SPOOL), --config and the flags and MXFLUSH_* variables
-// are the caller's, and every file is read with the caller's own rights
-// (main drops the group before anything else), so they can make it do
-// nothing the caller could not do without the binary, except create a
-// file in a maildrop/ of the group; the pickup, run by the spool's owner
-// with the owner's configuration, decides what enters the queue.
+// Settings a setgid run takes from its caller: all of them but two. The
+// spool path (--spool, MXFLUSH_SPOOL), --config and the flags and
+// MXFLUSH_* variables are the caller's, and every file is read with the
+// caller's own rights (main drops the group before anything else), so they
+// can make it do nothing the caller could not do without the binary,
+// except create a file in a maildrop/ of the group; the pickup, run by the
+// spool's owner with the owner's configuration, decides what enters the
+// queue. --max-message-size and --min-free the caller may only tighten
+// (setgidGroup.capLimits): the disk reserve protects the flush's writes
+// from local users.
 //
 // Errors are *exitError wrapping the cause: 65 (EX_DATAERR) for an address
 // or message the spool refuses, 73 (EX_CANTCREAT) for a spool that cannot

@@ -606,3 +606,58 @@ func TestQueueCountsMaildrop(t *testing.T) {
 		t.Errorf("mailq: exit %d %q %s", code, out.String(), errb.String())
 	}
 }
+
+// A setgid submission takes --max-message-size and --min-free from its
+// caller only to tighten them: nobody with MXFLUSH_MAX_MESSAGE_SIZE=0 is
+// still held to the default 10MiB, and with MXFLUSH_MIN_FREE=0 to the
+// default reserve, so that local users cannot fill the spool's file system
+// under the flush's state writes. (The system config file, which could
+// set other limits, must be absent for the defaults to apply.)
+func TestSetgidSubmissionCannotLoosenLimits(t *testing.T) {
+	needRoot(t, "setpriv", "groupadd", "groupdel", "mount", "umount")
+	if _, err := os.Stat(defaultConfig); err == nil {
+		t.Skipf("%s exists: its limits, not the defaults, would apply", defaultConfig)
+	}
+	if _, err := user.Lookup("daemon"); err != nil {
+		t.Skipf("no user daemon to own the spool: %v", err)
+	}
+	group, _ := uniqueGroup(t)
+	bin := install(t, group)
+	sendmail := filepath.Join(filepath.Dir(bin), "sendmail")
+	initAt := func(dir string) {
+		t.Helper()
+		if code, out := runBinary(t, "spool", "init", "--spool", dir, "--group", group, "--owner", "daemon"); code != 0 {
+			t.Fatalf("spool init: exit %d\n%s", code, out)
+		}
+	}
+	maildrop := func(dir string) int {
+		ents, _ := os.ReadDir(filepath.Join(dir, spool.DirMaildrop))
+		return len(ents)
+	}
+
+	dir := filepath.Join(t.TempDir(), "spool")
+	reachable(t, filepath.Dir(dir))
+	initAt(dir)
+	loose := []string{"MXFLUSH_SPOOL=" + dir, "MXFLUSH_MAX_MESSAGE_SIZE=0", "MXFLUSH_MIN_FREE=0"}
+	big := "Subject: big\n\n" + strings.Repeat(strings.Repeat("x", 99)+"\n", 110_000) // 11 MB
+	if code, out := asNobody(t, big, loose, sendmail, "bob@example.test"); code != 65 || maildrop(dir) != 0 {
+		t.Errorf("11 MB as nobody with MXFLUSH_MAX_MESSAGE_SIZE=0: exit %d, %d file(s) in maildrop/; want 65 and none\n%s", code, maildrop(dir), out)
+	}
+	if code, out := asNobody(t, "Subject: small\n\nhi\n", loose, sendmail, "bob@example.test"); code != 0 || maildrop(dir) != 1 {
+		t.Errorf("a small message as nobody: exit %d, %d file(s) in maildrop/; want 0 and one\n%s", code, maildrop(dir), out)
+	}
+
+	mnt := filepath.Join(t.TempDir(), "small")
+	os.Mkdir(mnt, 0o755)
+	reachable(t, mnt)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	small := filepath.Join(mnt, "spool")
+	initAt(small)
+	loose[0] = "MXFLUSH_SPOOL=" + small
+	if code, out := asNobody(t, "Subject: small\n\nhi\n", loose, sendmail, "bob@example.test"); code != 75 || maildrop(small) != 0 {
+		t.Errorf("as nobody with MXFLUSH_MIN_FREE=0 on a 4 MiB file system: exit %d, %d file(s) in maildrop/; want 75 and none\n%s", code, maildrop(small), out)
+	}
+}

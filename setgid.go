@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"github.com/mxflush/mxflush/report"
 )
 
 // setgidGroup is the privilege of a binary installed setgid the maildrop
@@ -54,4 +56,55 @@ func (s *setgidGroup) privileged(fn func() error) error {
 		os.Exit(71) // EX_OSERR
 	}
 	return err
+}
+
+// capLimits keeps a setgid run's submission within the limits of the
+// system's config file (sysConfig, the default path, whatever --config or
+// MXFLUSH_CONFIG say) or, where it sets none, the defaults: the caller may
+// tighten --max-message-size and --min-free, never loosen them. The disk
+// reserve exists so that local users cannot fill the spool's file system
+// under the flush's state writes (as Postfix's queue_minfree); a reserve
+// the caller could set to 0 would not do that. Without a setgid group
+// (nil) it does nothing: the caller is the spool's owner, or root.
+func (s *setgidGroup) capLimits(g *Globals, sysConfig string) error {
+	if s == nil {
+		return nil
+	}
+	fc, err := loadConfig(sysConfig, false)
+	if err != nil {
+		return err
+	}
+	size := func(key string, def byteSize) (byteSize, error) {
+		v, ok := fc.values[key]
+		if !ok {
+			return def, nil
+		}
+		switch v := v.(type) {
+		case string:
+			return parseByteSize(v)
+		case float64:
+			if v >= 0 && v == float64(int64(v)) {
+				return byteSize(v), nil
+			}
+		}
+		return 0, fmt.Errorf("config file %s: key %q: want octets or a size such as \"10M\"", sysConfig, key)
+	}
+	maxSize, err := size("max_message_size", 10<<20)
+	if err != nil {
+		return exitf(report.ExConfig, "%v", err)
+	}
+	reserve := 2 * maxSize
+	if reserve <= 0 {
+		reserve = 20 << 20
+	}
+	if reserve, err = size("min_free", reserve); err != nil {
+		return exitf(report.ExConfig, "%v", err)
+	}
+	if maxSize > 0 && (g.MaxMessageSize == 0 || g.MaxMessageSize > maxSize) {
+		g.MaxMessageSize = maxSize
+	}
+	if g.MinFree == nil || *g.MinFree < reserve {
+		g.MinFree = &reserve
+	}
+	return nil
 }

@@ -51,6 +51,9 @@ type submitter struct {
 // setting.
 func newSubmitter(g *Globals) (*submitter, error) {
 	s := &submitter{g: g, user: localUser()}
+	if err := g.setgid.capLimits(g, defaultConfig); err != nil {
+		return nil, err
+	}
 	if !validDomain(g.Origin) {
 		return nil, exitf(report.ExConfig, "--origin %q is not a domain name or address literal (RFC 5321 §4.1.2)", g.Origin)
 	}
