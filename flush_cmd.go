@@ -24,6 +24,7 @@ type FlushCmd struct {
 	Port     int    `help:"TCP port of every MX host." default:"25" placeholder:"P"`
 	DNS      string `name:"dns" help:"DNS server for every query, HOST:PORT; HOST is an IP address or a name in /etc/hosts, never looked up in DNS (default: the first nameserver in /etc/resolv.conf)." placeholder:"HOST:PORT"`
 	Helo     string `help:"Name to send in EHLO/HELO (default: this host's name)." placeholder:"NAME"`
+	Quiet    bool   `help:"Print nothing when the run exits 0, and no log line for a delivered recipient: for cron, which mails whatever a job prints (and would mail it through this relayer, every run). A run that exits otherwise prints its summary and the lines of what was deferred or bounced."`
 	DryRun   bool   `env:"-" help:"Resolve and print the plan; connect to no SMTP server and change nothing (command line only: no variable or config key may make a flush send nothing)."`
 	JSON     bool   `name:"json" help:"Print the summary as one JSON object on stdout."`
 	All      bool   `help:"Send every message now, even those whose next attempt is later."`
@@ -51,72 +52,111 @@ type FlushCmd struct {
 	ObsFlags   `embed:""`
 }
 
-// Run performs the flush and maps its summary to an exit code.
-func (c *FlushCmd) Run(g *Globals) (err error) {
-	obs := c.ObsFlags.observe(g)
-	defer obs.finish(&err) // --metrics-file, whatever the exit
+// Run performs the flush, writes the metrics file, prints the summary and
+// maps it to an exit code. Every way out states the code the process exits
+// with: the summary's last line and the JSON's exit_code (with --json, a
+// run that ends before it has a summary, such as on a held lock, still
+// prints one object with exit_code and error). With --quiet nothing is
+// printed on stdout when that code is 0.
+func (c *FlushCmd) Run(g *Globals) error {
+	obs := c.ObsFlags.observe(g, c.Quiet)
+	sum, err := c.flush(g, obs)
+	if err == nil {
+		if code := report.ExitCode(sum); code != report.ExOK {
+			err = &exitError{code: code, err: errors.New(configReason(sum))}
+		}
+	}
+	obs.summary = sum
+	obs.finish(&err) // --metrics-file, whatever the exit; may turn 0 into 74
+	return c.print(g, sum, err)
+}
+
+// print writes the summary of a run that ends with err (nil: exit 0) on
+// stdout. A summary that cannot be written (stdout closed: a pipe whose
+// reader is gone) changes nothing: the run's own code stands.
+func (c *FlushCmd) print(g *Globals, sum *batch.Summary, err error) error {
+	out := report.Outcome{Code: exitCodeOf(err)}
+	if c.Quiet && out.Code == report.ExOK {
+		return err
+	}
+	if err != nil && (sum == nil || out.Code != report.ExitCode(sum)) {
+		out.Error = err.Error()
+	}
+	switch {
+	case c.JSON:
+		report.JSON(g.stdout, sum, out)
+	case sum != nil:
+		report.Text(g.stdout, sum, out)
+	}
+	return err
+}
+
+// flush is one run up to its summary; an error is an exit before there is
+// one (bad flags, the lock held, a spool problem that stops the run).
+func (c *FlushCmd) flush(g *Globals, obs *observer) (*batch.Summary, error) {
 	if c.MaxConns < 1 || c.Port < 1 || c.Port > 65535 {
-		return exitf(report.ExUsage, "--max-conns must be at least 1 and --port between 1 and 65535")
+		return nil, exitf(report.ExUsage, "--max-conns must be at least 1 and --port between 1 and 65535")
 	}
 	if c.MaxRuntime < 0 {
-		return exitf(report.ExUsage, "--max-runtime must not be negative")
+		return nil, exitf(report.ExUsage, "--max-runtime must not be negative")
 	}
 	if c.ConnsPerDomain < 1 {
-		return exitf(report.ExUsage, "--conns-per-domain must be at least 1")
+		return nil, exitf(report.ExUsage, "--conns-per-domain must be at least 1")
 	}
 	if c.RetryMin <= 0 || c.RetryMax < c.RetryMin || c.MaxAge <= 0 || c.WarnAfter < 0 {
-		return exitf(report.ExUsage, "--retry-min and --max-age must be positive, --retry-max at least --retry-min, --warn-after not negative")
+		return nil, exitf(report.ExUsage, "--retry-min and --max-age must be positive, --retry-max at least --retry-min, --warn-after not negative")
 	}
 	server, err := dnsServer(c.DNS)
 	if err != nil {
-		return exitf(report.ExConfig, "%v", err)
+		return nil, exitf(report.ExConfig, "%v", err)
 	}
 	helo := c.Helo
 	if helo == "" {
 		if helo, err = os.Hostname(); err != nil || helo == "" {
-			return exitf(report.ExConfig, "cannot tell this host's name for EHLO; give --helo NAME")
+			return nil, exitf(report.ExConfig, "cannot tell this host's name for EHLO; give --helo NAME")
 		}
 		if _, err := addr.Domain("postmaster@" + helo); err != nil {
-			return exitf(report.ExConfig, "this host's name %q is not a domain name to send in EHLO (RFC 5321 §4.1.1.1); give --helo NAME", helo)
+			return nil, exitf(report.ExConfig, "this host's name %q is not a domain name to send in EHLO (RFC 5321 §4.1.1.1); give --helo NAME", helo)
 		}
 	} else if _, err := addr.Domain("postmaster@" + helo); err != nil {
-		return exitf(report.ExUsage, "--helo %q: want a domain name or an address literal such as [192.0.2.1] (RFC 5321 §4.1.1.1)", helo)
+		return nil, exitf(report.ExUsage, "--helo %q: want a domain name or an address literal such as [192.0.2.1] (RFC 5321 §4.1.1.1)", helo)
 	}
 	family, err := deliver.ParseFamily(c.InetProtocols)
 	if err != nil {
-		return exitf(report.ExUsage, "--inet-protocols: %v", err)
+		return nil, exitf(report.ExUsage, "--inet-protocols: %v", err)
 	}
 	bind, err := bindAddr(c.Bind)
 	if err != nil {
-		return exitf(report.ExConfig, "%v", err)
+		return nil, exitf(report.ExConfig, "%v", err)
 	}
 	routes, err := c.table(&mx.Resolver{Server: server, Timeout: c.DNSTimeout}, c.Port, c.DNS != "", g.stderr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Files above were read with the rights this run started with; the
 	// spool is opened as its owner (see asSpoolOwner).
 	if err := asSpoolOwner(g, "flushing the spool"); err != nil {
-		return err
+		return nil, err
 	}
 	sp, err := useSpool(g, true)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	unlock, err := sp.Lock()
 	if err != nil {
 		var le *spool.LockedError
 		if errors.As(err, &le) {
-			return exitf(report.ExTempFail, "%v", err)
+			return nil, exitf(report.ExTempFail, "%v", err)
 		}
-		return exitf(report.ExIOErr, "%v", err)
+		return nil, exitf(report.ExIOErr, "%v", err)
 	}
 	defer unlock()
 
-	// SIGINT/SIGTERM or --max-runtime stop opening transactions; a second
-	// signal aborts the ones in flight.
-	ctx, stopCtx, release := stopContexts(c.MaxRuntime)
+	// SIGINT/SIGTERM, --max-runtime or a closed stderr stop opening
+	// transactions; a second signal aborts the ones in flight.
+	ctx, stopCtx, stopNow, release := stopContexts(c.MaxRuntime)
 	defer release()
+	obs.out.onClosed(func() { stopNow(errors.New("as stderr was closed")) })
 
 	cfg := batch.Config{
 		MaxConns:  c.MaxConns,
@@ -155,24 +195,12 @@ func (c *FlushCmd) Run(g *Globals) (err error) {
 	stopProgress := obs.out.progress()
 	sum, err := batch.Run(ctx, sp, cfg)
 	stopProgress() // the progress line is gone before the summary
-	obs.summary = sum
 	if err != nil {
-		return exitf(report.ExIOErr, "%v", err)
+		return nil, exitf(report.ExIOErr, "%v", err)
 	}
 	sum.PickedUp = picked
 	sum.Problems = append(pickProbs, sum.Problems...)
-	if c.JSON {
-		err = report.JSON(g.stdout, sum)
-	} else {
-		err = report.Text(g.stdout, sum)
-	}
-	if err != nil {
-		return exitf(report.ExIOErr, "writing the summary: %v", err)
-	}
-	if code := report.ExitCode(sum); code != report.ExOK {
-		return &exitError{code: code, err: errors.New(configReason(sum))}
-	}
-	return nil
+	return sum, nil
 }
 
 // dnsServer checks --dns, or reads the system's resolver configuration.

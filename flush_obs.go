@@ -29,9 +29,12 @@ type observer struct {
 	summary *batch.Summary // set once batch.Run returned; nil if the run stopped earlier
 }
 
-func (f ObsFlags) observe(g *Globals) *observer {
-	return &observer{flags: f, g: g, started: g.now(),
-		out: newFlushOutput(g.stderr, f.LogFormat == "json", g.now)}
+// observe starts observing a flush; quiet leaves out the log lines of
+// delivered recipients and the progress line (--quiet).
+func (f ObsFlags) observe(g *Globals, quiet bool) *observer {
+	out := newFlushOutput(g.stderr, f.LogFormat == "json", g.now)
+	out.quiet = quiet
+	return &observer{flags: f, g: g, started: g.now(), out: out}
 }
 
 // finish writes the metrics file, when asked for, for a run that ends with

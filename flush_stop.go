@@ -10,11 +10,12 @@ import (
 )
 
 // stopContexts returns the two contexts of a flush: stop, done when the run
-// must open no new transaction (maxRuntime elapsed, when positive, or a
-// first SIGINT/SIGTERM; its cause says which, for the summary), and abort,
-// done at a second signal, which cuts the I/O of the transactions in flight.
-// release stops the timer and the signal handling.
-func stopContexts(maxRuntime time.Duration) (abort, stop context.Context, release func()) {
+// must open no new transaction (maxRuntime elapsed, when positive, a first
+// SIGINT/SIGTERM, or stopNow; its cause says which, for the summary), and
+// abort, done at a second signal, which cuts the I/O of the transactions
+// in flight. stopNow stops the run as a first signal would, with cause
+// (the first cause wins). release stops the timer and the signal handling.
+func stopContexts(maxRuntime time.Duration) (abort, stop context.Context, stopNow func(cause error), release func()) {
 	abort, cancelAbort := context.WithCancel(context.Background())
 	stop, cancelStop := context.WithCancelCause(context.Background())
 	var timer *time.Timer
@@ -42,7 +43,7 @@ func stopContexts(maxRuntime time.Duration) (abort, stop context.Context, releas
 			}
 		}
 	}()
-	return abort, stop, func() {
+	return abort, stop, cancelStop, func() {
 		if timer != nil {
 			timer.Stop()
 		}

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -176,6 +178,11 @@ func main() {
 		fmt.Fprintf(os.Stderr, "mxflush: %v\n", err)
 		os.Exit(71) // EX_OSERR
 	}
+	// A write to a closed stdout or stderr (flush | tee log, then Ctrl-C)
+	// returns EPIPE instead of killing the process with SIGPIPE: a flush
+	// then stops as for SIGTERM and ends with its summary's code, its
+	// journal emptied, instead of dying halfway with exit 141.
+	signal.Ignore(syscall.SIGPIPE)
 	args, _ := sendmailArgs(os.Args[0], os.Args[1:], os.Getenv)
 	os.Exit(runGlobals(args, Globals{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, now: time.Now, setgid: sg}))
 }

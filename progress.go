@@ -87,6 +87,35 @@ type flushOutput struct {
 	mu     sync.Mutex
 	counts progressCounts
 	shown  bool // the progress line is on the screen
+	quiet  bool // --quiet: no line for a delivered recipient, no progress line
+
+	// closed, when set, is called once when a write to w fails (stderr
+	// closed: its reader, a pipe, went away); later lines are dropped.
+	// The run then stops as for SIGTERM: a log nobody reads is no reason
+	// to die with SIGPIPE halfway, journal and all.
+	closed   func()
+	isClosed bool
+}
+
+// onClosed sets what to do when stderr turns out to be closed.
+func (o *flushOutput) onClosed(fn func()) {
+	o.mu.Lock()
+	o.closed = fn
+	o.mu.Unlock()
+}
+
+// write writes b to stderr, unless it is known to be closed; the first
+// failure calls closed. The caller holds o.mu.
+func (o *flushOutput) write(b []byte) {
+	if o.isClosed {
+		return
+	}
+	if _, err := o.w.Write(b); err != nil {
+		o.isClosed = true
+		if o.closed != nil {
+			go o.closed() // not under o.mu: stopping may log
+		}
+	}
 }
 
 func newFlushOutput(w io.Writer, json bool, now func() time.Time) *flushOutput {
@@ -112,16 +141,19 @@ func (o *flushOutput) result(e batch.Event) {
 	switch e.Status {
 	case batch.Sent:
 		o.counts.Sent++
+		if o.quiet {
+			return
+		}
 	case batch.Deferred:
 		o.counts.Deferred++
 	case batch.Bounced:
 		o.counts.Bounced++
 	}
 	if o.shown {
-		io.WriteString(o.w, clearLine)
+		o.write([]byte(clearLine))
 		o.shown = false
 	}
-	o.w.Write(append(line, '\n'))
+	o.write(append(line, '\n'))
 }
 
 // planned adds a pass's recipients to the progress line's total.
@@ -139,7 +171,7 @@ func (o *flushOutput) tick() {
 	if elapsed < progressDelay {
 		return
 	}
-	io.WriteString(o.w, clearLine+renderProgress(o.counts, elapsed, terminalWidth(o.w)))
+	o.write([]byte(clearLine + renderProgress(o.counts, elapsed, terminalWidth(o.w))))
 	o.shown = true
 }
 
@@ -148,7 +180,7 @@ func (o *flushOutput) clear() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.shown {
-		io.WriteString(o.w, clearLine)
+		o.write([]byte(clearLine))
 		o.shown = false
 	}
 }
@@ -158,7 +190,7 @@ func (o *flushOutput) clear() {
 // the line; call it before printing the summary. Not a terminal: nothing
 // is drawn, ever.
 func (o *flushOutput) progress() (stop func()) {
-	if !o.tty {
+	if !o.tty || o.quiet {
 		return func() {}
 	}
 	done := make(chan struct{})

@@ -59,8 +59,21 @@ func ExitCode(s *batch.Summary) int {
 	return ExOK
 }
 
-// Text writes the per-domain table and the totals, then any local problems.
-func Text(w io.Writer, s *batch.Summary) error {
+// Outcome is how a run ends: the exit code the process exits with and,
+// when that is not the summary's own (ExitCode), the error that made it so
+// ("--metrics-file: ..."). The summary's last line and the JSON's
+// exit_code state it, so that they never say 0 while the process exits 74.
+type Outcome struct {
+	Code  int
+	Error string
+}
+
+// Of is the outcome of a run that ended with summary s and no other error.
+func Of(s *batch.Summary) Outcome { return Outcome{Code: ExitCode(s)} }
+
+// Text writes the per-domain table and the totals, then any local
+// problems, then the exit line of out.
+func Text(w io.Writer, s *batch.Summary, out Outcome) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if s.DryRun {
 		fmt.Fprintln(w, "dry run: nothing was sent and the spool is unchanged")
@@ -125,7 +138,11 @@ func Text(w io.Writer, s *batch.Summary) error {
 		}
 		fmt.Fprintf(w, "spool problem: %s: %s (%s)\n", Escape(p.ID), Escape(p.Reason), where)
 	}
-	code := ExitCode(s)
+	code := out.Code
+	if out.Error != "" {
+		_, err := fmt.Fprintf(w, "exit %d: %s\n", code, Escape(out.Error))
+		return err
+	}
 	if s.DryRun {
 		meaning := "dry run, nothing was sent"
 		if code == ExDataErr {
@@ -159,13 +176,23 @@ func Meaning(code int) string {
 	return fmt.Sprintf("exit code %d", code)
 }
 
-// JSON writes the summary as one JSON object and a newline, with the exit
-// code under "exit_code".
-func JSON(w io.Writer, s *batch.Summary) error {
+// JSON writes the summary as one JSON object and a newline, with out's
+// exit code under "exit_code" and its error, if any, under "error". A run
+// that ended before it had a summary (s nil: the lock was held, a flag was
+// wrong, the spool is missing) still gets one object, with only those two,
+// so that a CI step that keeps the JSON never keeps an empty file.
+func JSON(w io.Writer, s *batch.Summary, out Outcome) error {
+	if s == nil {
+		return json.NewEncoder(w).Encode(struct {
+			ExitCode int    `json:"exit_code"`
+			Error    string `json:"error"`
+		}{out.Code, out.Error})
+	}
 	v := struct {
 		*batch.Summary
-		ExitCode int `json:"exit_code"`
-	}{s, ExitCode(s)}
+		ExitCode int    `json:"exit_code"`
+		Error    string `json:"error,omitempty"`
+	}{s, out.Code, out.Error}
 	if v.Domains == nil {
 		v.Domains = []batch.DomainStats{}
 	}

@@ -48,7 +48,7 @@ func golden(t *testing.T, name string, got []byte) {
 
 func TestText(t *testing.T) {
 	var b bytes.Buffer
-	if err := Text(&b, sample()); err != nil {
+	if err := Text(&b, sample(), Of(sample())); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "summary.txt", b.Bytes())
@@ -60,13 +60,13 @@ func TestText(t *testing.T) {
 	}
 	dry.Totals.Delivered, dry.Totals.Deferred, dry.Totals.Failed = 0, 0, 0
 	b.Reset()
-	Text(&b, dry)
+	Text(&b, dry, Of(dry))
 	golden(t, "dryrun.txt", b.Bytes())
 }
 
 func TestJSON(t *testing.T) {
 	var b bytes.Buffer
-	if err := JSON(&b, sample()); err != nil {
+	if err := JSON(&b, sample(), Of(sample())); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "summary.json", b.Bytes())

@@ -25,7 +25,7 @@ func TestTLSReport(t *testing.T) {
 		Error:       "temporary: AUTH: 4.7.8 relay.test[127.0.0.5]:587: relay.test[127.0.0.5]:587 refused the credentials",
 		ConfigError: "relay.test[127.0.0.5]:587 refused the credentials"})
 	var b bytes.Buffer
-	if err := Text(&b, s); err != nil {
+	if err := Text(&b, s, Of(s)); err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range []string{
