@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mxflush/mxflush/batch"
@@ -78,16 +79,17 @@ func thousands(n int) string {
 // progress line below them. Its methods are safe for concurrent use
 // (batch calls result from worker goroutines).
 type flushOutput struct {
-	w      io.Writer
-	json   bool
-	pid    int
-	now    func() time.Time
-	tty    bool // draw the progress line
-	start  time.Time
-	mu     sync.Mutex
-	counts progressCounts
-	shown  bool // the progress line is on the screen
-	quiet  bool // --quiet: no line for a delivered recipient, no progress line
+	w       io.Writer
+	json    bool
+	pid     int
+	now     func() time.Time
+	tty     bool // draw the progress line
+	start   time.Time
+	mu      sync.Mutex
+	counts  progressCounts
+	shown   bool // the progress line is on the screen
+	quiet   bool // --quiet: no line for a delivered recipient, no progress line
+	journal bool // w is systemd's journal stream: text lines go unstamped
 
 	// closed, when set, is called once when a write to w fails (stderr
 	// closed: its reader, a pipe, went away); later lines are dropped.
@@ -119,7 +121,24 @@ func (o *flushOutput) write(b []byte) {
 }
 
 func newFlushOutput(w io.Writer, json bool, now func() time.Time) *flushOutput {
-	return &flushOutput{w: w, json: json, pid: os.Getpid(), now: now, tty: isTerminal(w), start: now()}
+	return &flushOutput{w: w, json: json, pid: os.Getpid(), now: now, tty: isTerminal(w), start: now(),
+		journal: isJournal(w, os.Getenv("JOURNAL_STREAM"))}
+}
+
+// isJournal reports whether w is the stream systemd connected to the
+// journal: it sets JOURNAL_STREAM to that stream's "DEVICE:INODE", and the
+// journal time-stamps each line itself (systemd.exec(5)).
+func isJournal(w io.Writer, stream string) bool {
+	f, ok := w.(*os.File)
+	if !ok || stream == "" {
+		return false
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && stream == strconv.FormatUint(uint64(st.Dev), 10)+":"+strconv.FormatUint(st.Ino, 10)
 }
 
 // result logs one recipient outcome: it clears the progress line first, so
@@ -135,6 +154,11 @@ func (o *flushOutput) result(e batch.Event) {
 		line = b
 	} else {
 		line = []byte(report.LogLine(o.pid, e))
+		// A log file needs the time of each line; a terminal and the
+		// journal (which stamps lines itself) do not.
+		if !o.tty && !o.journal {
+			line = append([]byte(o.now().UTC().Format(time.RFC3339)+" "), line...)
+		}
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -120,5 +122,37 @@ func TestIsTerminalPTY(t *testing.T) {
 	defer f.Close()
 	if !isTerminal(f) {
 		t.Error("/dev/ptmx not taken for a terminal")
+	}
+}
+
+// Text log lines written to a file start with the time (RFC 3339 UTC):
+// a log file of undated lines tells nothing of when. The journal stamps
+// lines itself: on the stream JOURNAL_STREAM names, lines go unstamped.
+func TestLogLineTimeStamp(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2026, 11, 29, 12, 0, 5, 0, time.UTC)}
+	e := batch.Event{ID: "1.M1.h", Rcpt: "bob@a.test", Relay: "none", Status: batch.Sent, DSN: "2.0.0", Reply: "250 ok"}
+	file, err := os.CreateTemp(t.TempDir(), "log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	newFlushOutput(file, false, clk.now).result(e)
+	b, _ := os.ReadFile(file.Name())
+	if !strings.HasPrefix(string(b), "2026-11-29T12:00:05Z mxflush[") {
+		t.Errorf("log line in a file = %q, want it to start with the time", b)
+	}
+
+	fi, err := file.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	t.Setenv("JOURNAL_STREAM", strconv.FormatUint(uint64(st.Dev), 10)+":"+strconv.FormatUint(st.Ino, 10))
+	file.Truncate(0)
+	file.Seek(0, 0)
+	newFlushOutput(file, false, clk.now).result(e)
+	b, _ = os.ReadFile(file.Name())
+	if !strings.HasPrefix(string(b), "mxflush[") {
+		t.Errorf("log line on the journal's stream = %q, want no time stamp", b)
 	}
 }
