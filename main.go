@@ -21,7 +21,9 @@ import (
 
 // Globals are the flags every command takes.
 type Globals struct {
-	Spool string `help:"Spool directory (new/ cur/ failed/ hold/ bad/ tmp/ maildrop/ inside; mxflush spool init makes it)." env:"MXFLUSH_SPOOL" required:"" placeholder:"DIR"`
+	// Spool is required, but checked after parsing (runGlobals), so that
+	// sendmail --help and a misplaced --spool get their own answers.
+	Spool string `help:"Spool directory (new/ cur/ failed/ hold/ bad/ tmp/ maildrop/ inside; mxflush spool init makes it); required." env:"MXFLUSH_SPOOL" placeholder:"DIR"`
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -141,10 +143,17 @@ func runGlobals(args []string, g Globals) (code int) {
 		fmt.Fprintf(stderr, "mxflush: %v\n", err)
 		return report.ExUsage
 	}
+	if strings.HasPrefix(kctx.Command(), "sendmail") {
+		// sendmail's own syntax: --help, and mxflush's flags given after
+		// the word sendmail, are answered before the spool is needed.
+		if code, done := sendmailEarly(cli.Sendmail.Args, stdout, stderr); done {
+			return code
+		}
+	}
 	if strings.TrimSpace(cli.Spool) == "" {
 		// An empty --spool or MXFLUSH_SPOOL= would make the current
 		// directory the spool, and a Maildir there would be delivered.
-		fmt.Fprintln(stderr, "mxflush: --spool (or MXFLUSH_SPOOL) is empty: name the spool directory")
+		fmt.Fprintln(stderr, "mxflush: no spool: give --spool DIR or MXFLUSH_SPOOL")
 		return report.ExUsage
 	}
 	cli.kctx = kctx

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 )
 
@@ -111,4 +112,51 @@ func parseSendmail(args []string) (sendmailOpts, error) {
 		}
 	}
 	return o, nil
+}
+
+// sendmailUsage is what sendmail --help prints.
+const sendmailUsage = `Usage: sendmail [OPTIONS] [--] [RCPT...]   (mxflush's sendmail interface)
+
+Queues the message on stdin in the spool (MXFLUSH_SPOOL, else
+/var/spool/mxflush); the next mxflush flush delivers it.
+
+  -t              recipients from To, Cc and Bcc too; Bcc is removed
+  -f ADDR, -r     envelope sender (default: the message's Sender or From,
+                  else the invoking user at the origin)
+  -F NAME         the name in a From field added to a message without one
+  -i, -oi         accepted: a lone dot never ends the message
+  -bm             queue the message (the default)
+  -bs             speak SMTP on stdin and stdout (Symfony, Laravel)
+  -bp             list the queue, as mailq
+  -q              run one flush of the spool
+  --              the rest are recipients
+  Accepted and ignored: -oX, -B TYPE, -C FILE, -d X, -h N, -L TAG, -N DSN,
+  -O OPT, -p PROTO, -R RET, -V ENVID, -X FILE, -n, -U, -v.
+
+mxflush's own flags (--spool DIR, --config FILE, ...) go before the word
+sendmail: mxflush --spool DIR sendmail -t. See mxflush --help.
+`
+
+// sendmailEarly answers what needs no spool: --help (usage on stdout,
+// exit 0), and mxflush's flags given after the word sendmail, where
+// sendmail's syntax reads them as options (exit 64, saying where they go).
+// done is false for anything else.
+func sendmailEarly(args []string, stdout, stderr io.Writer) (code int, done bool) {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if !strings.HasPrefix(a, "--") {
+			continue
+		}
+		if a == "--help" {
+			io.WriteString(stdout, sendmailUsage)
+			return 0, true
+		}
+		name, _, _ := strings.Cut(a, "=")
+		fmt.Fprintf(stderr, "mxflush: sendmail: %s is a flag of mxflush, not a sendmail option: give it before the word sendmail (mxflush %s ... sendmail ...), or set it in MXFLUSH_%s\n",
+			name, name, strings.ToUpper(strings.ReplaceAll(strings.TrimPrefix(name, "--"), "-", "_")))
+		return 64, true
+	}
+	return 0, false
 }

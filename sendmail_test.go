@@ -199,3 +199,24 @@ func TestSendmailQueueRun(t *testing.T) {
 		t.Fatalf("exit %d, %q; want flush's 75 (locked)", code, errs)
 	}
 }
+
+// sendmail --help prints sendmail's options (it said "unknown option --"),
+// with no spool needed; mxflush's own flags after the word sendmail are
+// refused with where they go (it said "missing flags: --spool=DIR"); a
+// command without any spool says how to name one.
+func TestSendmailHelpAndMisplacedFlags(t *testing.T) {
+	t.Setenv("MXFLUSH_SPOOL", "")
+	w := &world{t: t}
+	code, out, errs := w.run("", "sendmail", "--help")
+	if code != 0 || !strings.Contains(out, "-bs") || !strings.Contains(out, "before the word") {
+		t.Errorf("sendmail --help: exit %d\n%s%s", code, out, errs)
+	}
+	code, _, errs = w.run("x", "sendmail", "--spool", t.TempDir(), "bob@example.test")
+	if code != 64 || !strings.Contains(errs, "--spool is a flag of mxflush") || !strings.Contains(errs, "before the word sendmail") {
+		t.Errorf("sendmail --spool DIR: exit %d, want 64 saying where --spool goes\n%s", code, errs)
+	}
+	code, _, errs = w.run("", "flush")
+	if code != 64 || !strings.Contains(errs, "give --spool DIR or MXFLUSH_SPOOL") {
+		t.Errorf("flush without a spool: exit %d\n%s", code, errs)
+	}
+}
