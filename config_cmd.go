@@ -1,10 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/alecthomas/kong"
 
@@ -20,7 +22,16 @@ type ConfigCmd struct {
 	FlushCmd `embed:""`
 }
 
-// Run prints the table on stdout.
+// configRow is one line of mxflush config: a flag (or an AUTH variable),
+// its effective value as an operator writes it, and where it came from.
+type configRow struct {
+	Flag  string `json:"flag"`
+	Value string `json:"value"`
+	From  string `json:"from"`
+}
+
+// Run prints the table on stdout, or with --json on the command line one
+// JSON object: {"settings": [{"flag", "value", "from"}, ...]}.
 func (c *ConfigCmd) Run(g *Globals) error {
 	kctx := g.kctx
 	onLine := map[*kong.Flag]bool{}
@@ -29,9 +40,12 @@ func (c *ConfigCmd) Run(g *Globals) error {
 			onLine[p.Flag] = true
 		}
 	}
-	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "flag\tvalue\tfrom\n")
+	var rows []configRow
+	asJSON := false // config's own output: --json on the command line only (MXFLUSH_JSON is flush's)
 	for _, f := range kctx.Flags() {
+		if f.Name == "json" && onLine[f] {
+			asJSON = true
+		}
 		if f.Name == "help" || f.Name == "version" {
 			continue
 		}
@@ -44,14 +58,34 @@ func (c *ConfigCmd) Run(g *Globals) error {
 		case g.file != nil && g.file.has(f):
 			from = "file " + g.file.path
 		}
-		fmt.Fprintf(tw, "--%s\t%s\t%s\n", f.Name, showValue(kctx.FlagValue(f)), from)
+		value := kctx.FlagValue(f)
+		if f.Name == "helo" && value == "" {
+			// flush's default: this host's name (see FlushCmd.flush).
+			if h, err := os.Hostname(); err == nil && h != "" {
+				value = h
+			}
+		}
+		rows = append(rows, configRow{Flag: "--" + f.Name, Value: showValue(value), From: from})
 	}
 	for _, name := range []string{route.EnvAuthUser, route.EnvAuthPassword} {
 		state := "(unset)"
 		if _, ok := os.LookupEnv(name); ok {
 			state = "(set)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\tenv\n", name, state)
+		rows = append(rows, configRow{Flag: name, Value: state, From: "env"})
+	}
+	if asJSON {
+		if err := json.NewEncoder(g.stdout).Encode(struct {
+			Settings []configRow `json:"settings"`
+		}{rows}); err != nil {
+			return exitf(report.ExIOErr, "writing the configuration: %v", err)
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "flag\tvalue\tfrom\n")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Flag, r.Value, r.From)
 	}
 	if err := tw.Flush(); err != nil {
 		return exitf(report.ExIOErr, "writing the configuration: %v", err)
@@ -69,8 +103,13 @@ func envSet(names []string) string {
 	return ""
 }
 
-// showValue prints a flag value; an empty string shows as "".
+// showValue prints a flag value as it is written on the command line: a
+// duration in days when it is whole days ("5d", not "120h0m0s"), else
+// without zero units ("4h", "1h30m"); an empty string shows as "".
 func showValue(v any) string {
+	if d, ok := v.(time.Duration); ok {
+		return formatDuration(d)
+	}
 	s := fmt.Sprint(v)
 	if s == "" {
 		return `""`

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -50,7 +51,7 @@ func TestConfigPrecedence(t *testing.T) {
 		{"port", "2527", "flag"},                                  // flag beats env and file
 		{"dns", "127.0.0.1:5353", "file "},                        // string from the file
 		{"max-runtime", "30s", "file "},                           // duration from the file
-		{"retry-min", "5m0s", "default"},
+		{"retry-min", "5m", "default"},
 		{"spool", "/tmp/from-file", "file "}, // the global flag too
 	} {
 		v, from := row(t, out, c.flag)
@@ -137,7 +138,36 @@ func TestConfigDurationBareNumberRefused(t *testing.T) {
 		t.Errorf("the error should name the key and show a duration with a unit:\n%s", errs)
 	}
 	// A string with a unit is still fine.
-	if code, out, errs := configRun(t, `{"max_age": "5d"}`, "config", "--spool", t.TempDir()); code != 0 || !strings.Contains(out, "120h") {
+	if code, out, errs := configRun(t, `{"max_age": "5d"}`, "config", "--spool", t.TempDir()); code != 0 || !strings.Contains(out, " 5d ") {
 		t.Errorf(`{"max_age": "5d"}: exit %d\n%s%s`, code, out, errs)
+	}
+}
+
+// mxflush config shows what flush would use, as an operator writes it: the
+// EHLO name (this host's name, not ""), durations as written (5d, not
+// 120h0m0s); with --json on the command line, one JSON object.
+func TestConfigShowsEffectiveValues(t *testing.T) {
+	t.Setenv("MXFLUSH_CONFIG", "")
+	host, _ := os.Hostname()
+	code, out, errs := configRun(t, "", "config", "--spool", t.TempDir(), "--max-age", "120h", "--retry-max", "90m")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+	for flag, want := range map[string]string{"helo": host, "max-age": "5d", "retry-max": "1h30m", "retry-min": "5m", "warn-after": "0s"} {
+		if v, _ := row(t, out, flag); v != want {
+			t.Errorf("--%s shows %q, want %q", flag, v, want)
+		}
+	}
+	code, out, errs = configRun(t, "", "config", "--spool", t.TempDir(), "--json")
+	var v struct {
+		Settings []struct{ Flag, Value, From string }
+	}
+	if err := json.Unmarshal([]byte(out), &v); code != 0 || err != nil || len(v.Settings) < 10 {
+		t.Fatalf("config --json: exit %d, %v\n%s%s", code, err, out, errs)
+	}
+	for _, s := range v.Settings {
+		if s.Flag == "--max-age" && (s.Value != "5d" || s.From != "default") {
+			t.Errorf("config --json: %+v, want 5d from default", s)
+		}
 	}
 }

@@ -84,3 +84,37 @@ func durationMapper() kong.Option {
 			return nil
 		}))
 }
+
+// formatDuration writes d the way parseDuration reads it and operators
+// write it: whole days as "5d", otherwise hours, minutes and seconds
+// without the zero ones ("4h", "1h30m", "90s" is "1m30s"); what is left
+// below a second in Go's own form ("250ms").
+func formatDuration(d time.Duration) string {
+	if d == 0 {
+		return "0s"
+	}
+	if d < 0 {
+		return "-" + formatDuration(-d)
+	}
+	const day = 24 * time.Hour
+	if d%day == 0 {
+		return strconv.FormatInt(int64(d/day), 10) + "d"
+	}
+	if d%time.Second != 0 && d < time.Second {
+		return d.String()
+	}
+	var b strings.Builder
+	for _, u := range []struct {
+		unit time.Duration
+		name string
+	}{{time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}} {
+		if n := d / u.unit; n > 0 {
+			b.WriteString(strconv.FormatInt(int64(n), 10) + u.name)
+			d -= n * u.unit
+		}
+	}
+	if d > 0 {
+		b.WriteString(d.String())
+	}
+	return b.String()
+}
