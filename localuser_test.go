@@ -602,7 +602,7 @@ func TestQueueCountsMaildrop(t *testing.T) {
 	}
 	var out, errb bytes.Buffer
 	if code := run([]string{"--spool", dir, "sendmail", "-bp"}, strings.NewReader(""), &out, &errb); code != 0 ||
-		out.String() != "no messages in new/, cur/\n2 message(s) in maildrop/ wait for the next flush to pick them up\n" {
+		out.String() != "no messages in new/, cur/, hold/\n2 message(s) in maildrop/ wait for the next flush to pick them up\n" {
 		t.Errorf("mailq: exit %d %q %s", code, out.String(), errb.String())
 	}
 }

@@ -15,9 +15,13 @@ import (
 type QueueCmd struct {
 	JSON   bool   `name:"json" help:"Print one JSON object per message, one per line." env:"-"`
 	Domain string `help:"Only messages with a recipient (pending or failed) in this domain." placeholder:"D" env:"-"`
-	Failed bool   `help:"List failed/ (permanently failed messages) instead of new/ and cur/." env:"-"`
-	Held   bool   `help:"List hold/ (held messages) instead of new/ and cur/; with --failed, both." env:"-"`
+	Failed bool   `help:"List failed/ (permanently failed messages) instead of the waiting queues." env:"-"`
+	Held   bool   `help:"List hold/ (held messages) alone; with --failed, both." env:"-"`
 }
+
+// listed are the queues a plain listing shows, as Postfix's mailq: new/,
+// cur/ and hold/, a held message marked "!" after its ID.
+var listed = []string{spool.QueueNew, spool.QueueCur, spool.QueueHold}
 
 // queueEntry is the JSON shape of one waiting message; field names are stable.
 type queueEntry struct {
@@ -42,7 +46,7 @@ type failureEntry struct {
 	Notice    string `json:"notice"`
 }
 
-// Run lists new/ and cur/ (or hold/, failed/), oldest first. It takes no
+// Run lists new/, cur/ and hold/ (or hold/, failed/), oldest first. It takes no
 // lock: a message that changes meanwhile shows in its old or new state.
 func (c *QueueCmd) Run(g *Globals) error {
 	if err := asSpoolOwner(g, "listing the queue"); err != nil {
@@ -52,7 +56,7 @@ func (c *QueueCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	queues := waiting
+	queues := listed
 	if c.Failed || c.Held {
 		queues = nil
 		if c.Held {
@@ -123,7 +127,7 @@ func (c *QueueCmd) Run(g *Globals) error {
 		}
 		e.ID = report.Escape(e.ID)
 		if e.Queue == spool.QueueHold {
-			e.ID += " (held)"
+			e.ID += "!" // Postfix's mark of a held message
 		}
 		for i, line := range lines {
 			if i == 0 {
@@ -136,7 +140,17 @@ func (c *QueueCmd) Run(g *Globals) error {
 	if err := tw.Flush(); err != nil {
 		return exitf(report.ExIOErr, "%v", err)
 	}
-	fmt.Fprintf(g.stdout, "%d message(s), %d recipient(s)\n", len(msgs), countRcpts(msgs))
+	held := 0
+	for _, m := range msgs {
+		if m.Queue == spool.QueueHold {
+			held++
+		}
+	}
+	if held > 0 {
+		fmt.Fprintf(g.stdout, "%d message(s), %d recipient(s); %d held (!: not sent until mxflush release)\n", len(msgs), countRcpts(msgs), held)
+	} else {
+		fmt.Fprintf(g.stdout, "%d message(s), %d recipient(s)\n", len(msgs), countRcpts(msgs))
+	}
 	return nil
 }
 
