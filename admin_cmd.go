@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -25,6 +27,7 @@ const exNoInput = 66
 // RetryCmd is `mxflush retry`: make messages due now.
 type RetryCmd struct {
 	IDs    []string `arg:"" optional:"" name:"id" help:"Message IDs (spool file names)."`
+	Stdin  bool     `help:"Read message IDs from stdin, one a line (as postsuper's - )." env:"-"`
 	Domain string   `help:"Every queued message with a pending recipient in this domain." placeholder:"D" env:"-"`
 	All    bool     `help:"Every message in new/ and cur/." env:"-"`
 	JSON   bool     `name:"json" help:"Print one JSON object per message, one per line." env:"-"`
@@ -33,22 +36,27 @@ type RetryCmd struct {
 // HoldCmd is `mxflush hold`: move messages to hold/.
 type HoldCmd struct {
 	IDs    []string `arg:"" optional:"" name:"id" help:"Message IDs (spool file names)."`
+	Stdin  bool     `help:"Read message IDs from stdin, one a line (as postsuper's - )." env:"-"`
 	Domain string   `help:"Every queued message with a pending recipient in this domain." placeholder:"D" env:"-"`
+	All    bool     `help:"Every message in new/ and cur/ (as postsuper -h ALL)." env:"-"`
 	JSON   bool     `name:"json" help:"Print one JSON object per message, one per line." env:"-"`
 }
 
 // ReleaseCmd is `mxflush release`: move held messages back to the queue.
 type ReleaseCmd struct {
 	IDs    []string `arg:"" optional:"" name:"id" help:"Message IDs (spool file names)."`
+	Stdin  bool     `help:"Read message IDs from stdin, one a line (as postsuper's - )." env:"-"`
 	Domain string   `help:"Every held message with a pending recipient in this domain." placeholder:"D" env:"-"`
-	All    bool     `help:"Every message in hold/." env:"-"`
+	All    bool     `help:"Every message in hold/ (as postsuper -H ALL)." env:"-"`
 	JSON   bool     `name:"json" help:"Print one JSON object per message, one per line." env:"-"`
 }
 
 // DeleteCmd is `mxflush delete`: remove messages.
 type DeleteCmd struct {
 	IDs    []string `arg:"" optional:"" name:"id" help:"Message IDs (spool file names)."`
+	Stdin  bool     `help:"Read message IDs from stdin, one a line (as postsuper -d -)." env:"-"`
 	Domain string   `help:"Every message in new/, cur/ and hold/ with a pending recipient in this domain (with --failed: every message in failed/ with a failed recipient in it)." placeholder:"D" env:"-"`
+	All    bool     `help:"Every message in new/, cur/ and hold/ (as postsuper -d ALL); with --failed, failed/ too." env:"-"`
 	Failed bool     `help:"Every message in failed/ (with --domain: those with a failed recipient in D)." env:"-"`
 	JSON   bool     `name:"json" help:"Print one JSON object per message, one per line." env:"-"`
 }
@@ -56,7 +64,9 @@ type DeleteCmd struct {
 // RequeueCmd is `mxflush requeue`: failed messages back to new/.
 type RequeueCmd struct {
 	IDs    []string `arg:"" optional:"" name:"id" help:"Message IDs in failed/."`
+	Stdin  bool     `help:"Read message IDs from stdin, one a line." env:"-"`
 	Failed bool     `help:"Every message in failed/." env:"-"`
+	All    bool     `help:"Every message in failed/ (the same as --failed)." env:"-"`
 	JSON   bool     `name:"json" help:"Print one JSON object per message, one per line." env:"-"`
 }
 
@@ -64,7 +74,7 @@ var waiting = []string{spool.QueueNew, spool.QueueCur}
 
 // Run clears the next attempt of each selected message.
 func (c *RetryCmd) Run(g *Globals) error {
-	sel := selection{ids: c.IDs, domain: c.Domain, all: c.All, queues: waiting,
+	sel := selection{ids: c.IDs, stdin: c.Stdin, domain: c.Domain, all: c.All, queues: waiting,
 		allowed: []string{spool.QueueNew, spool.QueueCur, spool.QueueHold}, filterName: "--domain or --all"}
 	return sel.apply(g, "retry", c.JSON, func(sp *spool.Spool, m *spool.Message) error {
 		_, err := sp.Retry(m)
@@ -74,32 +84,35 @@ func (c *RetryCmd) Run(g *Globals) error {
 
 // Run moves each selected message to hold/.
 func (c *HoldCmd) Run(g *Globals) error {
-	sel := selection{ids: c.IDs, domain: c.Domain, queues: waiting, allowed: waiting, filterName: "--domain"}
+	sel := selection{ids: c.IDs, stdin: c.Stdin, domain: c.Domain, all: c.All, queues: waiting, allowed: waiting, filterName: "--domain or --all"}
 	return sel.apply(g, "hold", c.JSON, (*spool.Spool).Hold)
 }
 
 // Run moves each selected held message back to new/ or cur/.
 func (c *ReleaseCmd) Run(g *Globals) error {
 	held := []string{spool.QueueHold}
-	sel := selection{ids: c.IDs, domain: c.Domain, all: c.All, queues: held, allowed: held, filterName: "--domain or --all"}
+	sel := selection{ids: c.IDs, stdin: c.Stdin, domain: c.Domain, all: c.All, queues: held, allowed: held, filterName: "--domain or --all"}
 	return sel.apply(g, "release", c.JSON, (*spool.Spool).Release)
 }
 
 // Run removes each selected message.
 func (c *DeleteCmd) Run(g *Globals) error {
-	queues := []string{spool.QueueNew, spool.QueueCur, spool.QueueHold}
-	if c.Failed {
-		queues = []string{spool.QueueFailed}
+	var queues []string
+	if c.All || !c.Failed {
+		queues = []string{spool.QueueNew, spool.QueueCur, spool.QueueHold}
 	}
-	sel := selection{ids: c.IDs, domain: c.Domain, all: c.Failed, queues: queues,
-		allowed: []string{spool.QueueNew, spool.QueueCur, spool.QueueHold, spool.QueueFailed}, filterName: "--domain or --failed"}
+	if c.Failed {
+		queues = append(queues, spool.QueueFailed)
+	}
+	sel := selection{ids: c.IDs, stdin: c.Stdin, domain: c.Domain, all: c.All || c.Failed, queues: queues,
+		allowed: []string{spool.QueueNew, spool.QueueCur, spool.QueueHold, spool.QueueFailed}, filterName: "--domain, --all or --failed"}
 	return sel.apply(g, "delete", c.JSON, (*spool.Spool).Delete)
 }
 
 // Run puts each selected failed message back in new/.
 func (c *RequeueCmd) Run(g *Globals) error {
 	failed := []string{spool.QueueFailed}
-	sel := selection{ids: c.IDs, all: c.Failed, queues: failed, allowed: failed, filterName: "--failed"}
+	sel := selection{ids: c.IDs, stdin: c.Stdin, all: c.Failed || c.All, queues: failed, allowed: failed, filterName: "--failed or --all"}
 	return sel.apply(g, "requeue", c.JSON, func(sp *spool.Spool, m *spool.Message) error {
 		return sp.Requeue(m, g.now())
 	})
@@ -109,6 +122,7 @@ func (c *RequeueCmd) Run(g *Globals) error {
 // message of queues (all), or those of queues with a recipient in domain.
 type selection struct {
 	ids        []string
+	stdin      bool // more IDs on stdin, one a line
 	domain     string
 	all        bool
 	queues     []string // searched by a filter
@@ -134,8 +148,26 @@ type actionResult struct {
 // other message is still acted on.
 func (s selection) apply(g *Globals, action string, asJSON bool, act func(*spool.Spool, *spool.Message) error) error {
 	filtered := s.domain != "" || s.all
-	if len(s.ids) > 0 == filtered {
-		return exitf(report.ExUsage, "%s: give message IDs or %s (one of the two)", action, s.filterName)
+	if s.stdin {
+		// IDs, not magic words: a message may be named ALL or "-"
+		// (any name that does not start with a dot), so the whole
+		// queue and stdin are flags, unlike postsuper's ALL and -.
+		if filtered {
+			return exitf(report.ExUsage, "%s: --stdin names messages by ID; it does not go with %s", action, s.filterName)
+		}
+		ids, err := readIDs(g.stdin)
+		if err != nil {
+			return exitf(report.ExIOErr, "%s: reading IDs from stdin: %v", action, err)
+		}
+		s.ids = append(s.ids, ids...)
+		if len(s.ids) == 0 {
+			if !asJSON {
+				fmt.Fprintf(g.stdout, "%s: 0 message(s)\n", action)
+			}
+			return nil
+		}
+	} else if len(s.ids) > 0 == filtered {
+		return exitf(report.ExUsage, "%s: give message IDs, --stdin or %s (one of them)", action, s.filterName)
 	}
 	for _, id := range s.ids {
 		if err := spool.CheckID(id); err != nil {
@@ -287,4 +319,17 @@ func queueNames(qs []string) string {
 		out[i] = q + "/"
 	}
 	return strings.Join(out, ", ")
+}
+
+// readIDs reads message IDs one a line (surrounding white space trimmed,
+// empty lines skipped), as postqueue -p | awk ... | postsuper -d - feeds.
+func readIDs(r io.Reader) ([]string, error) {
+	var ids []string
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		if id := strings.TrimSpace(sc.Text()); id != "" {
+			ids = append(ids, id)
+		}
+	}
+	return ids, sc.Err()
 }

@@ -154,8 +154,8 @@ func TestAdminErrors(t *testing.T) {
 		{"release a queued message", []string{"release", idNew}, 65, "it is in new/"},
 		{"requeue a queued message", []string{"requeue", idCur}, 65, "it is in cur/"},
 		{"retry a failed message", []string{"retry", idFailed}, 65, "it is in failed/"},
-		{"no selection", []string{"delete"}, 64, "give message IDs or --domain or --failed"},
-		{"ids and filter", []string{"retry", "--all", idNew}, 64, "one of the two"},
+		{"no selection", []string{"delete"}, 64, "give message IDs, --stdin or --domain, --all or --failed"},
+		{"ids and filter", []string{"retry", "--all", idNew}, 64, "(one of them)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sp := fixtureSpool(t)
@@ -327,5 +327,48 @@ func TestRequeueFromFailed(t *testing.T) {
 	}
 	if got := w.recv["127.0.0.2"].Messages(); len(got) != 1 {
 		t.Errorf("received %d messages, want the requeued one", len(got))
+	}
+}
+
+// delete --all empties new/, cur/ and hold/ (postsuper -d ALL), leaving
+// failed/; --stdin takes IDs one a line (postsuper -d -), and a message
+// named ALL or "-" is an ID like any other, never a selection.
+func TestAdminAllAndStdin(t *testing.T) {
+	sp := fixtureSpool(t)
+	code, out, errs := runAt("", "delete", "--spool", sp, "--all")
+	if code != 0 || !strings.Contains(out, "delete: 3 message(s)") {
+		t.Fatalf("delete --all: exit %d\n%s%s", code, out, errs)
+	}
+	for q, want := range map[string]int{"new": 0, "cur": 0, "hold": 0, "failed": 1} {
+		if ents, _ := os.ReadDir(filepath.Join(sp, q)); len(ents) != want {
+			t.Errorf("after delete --all, %s/ has %d files, want %d", q, len(ents), want)
+		}
+	}
+
+	sp = fixtureSpool(t)
+	for _, name := range []string{"ALL", "-"} {
+		if err := os.WriteFile(filepath.Join(sp, "new", name), []byte("X-Envelope-From: <a@example.test>\nX-Envelope-To: <b@example.test>\n\nhi\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errs = runAt("  "+idNew+"\n\nALL\n"+idCur+"\n", "hold", "--spool", sp, "--stdin")
+	if code != 0 || !strings.Contains(out, "hold: 3 message(s)") {
+		t.Fatalf("hold --stdin: exit %d\n%s%s", code, out, errs)
+	}
+	for _, id := range []string{idNew, "ALL", idCur} {
+		if _, err := os.Stat(filepath.Join(sp, "hold", id)); err != nil {
+			t.Errorf("%s not held: %v", id, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(sp, "new", "-")); err != nil {
+		t.Errorf("the message named - was moved: %v", err)
+	}
+	code, out, errs = runAt("", "release", "--spool", sp, "--stdin")
+	if code != 0 || !strings.Contains(out, "release: 0 message(s)") {
+		t.Errorf("release --stdin with nothing on stdin: exit %d\n%s%s", code, out, errs)
+	}
+	code, _, errs = runAt(idNew+"\n", "delete", "--spool", sp, "--stdin", "--all")
+	if code != 64 || !strings.Contains(errs, "--stdin names messages by ID") {
+		t.Errorf("delete --stdin --all: exit %d, want 64\n%s", code, errs)
 	}
 }
