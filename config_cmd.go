@@ -19,7 +19,7 @@ import (
 // PATH or default), then whether the SMTP AUTH environment is set. A
 // password is never printed.
 type ConfigCmd struct {
-	FlushCmd `embed:""`
+	FlushFlags `embed:""`
 }
 
 // configRow is one line of mxflush config: a flag (or an AUTH variable),

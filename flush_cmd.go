@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/mxflush/mxflush/addr"
@@ -18,8 +19,17 @@ import (
 	"github.com/mxflush/mxflush/spool"
 )
 
-// FlushCmd is `mxflush flush`: one batch run over the spool.
+// FlushCmd is `mxflush flush`: one batch run over the spool, or over the
+// messages and domains it names (as Postfix's postqueue -i and -s).
 type FlushCmd struct {
+	FlushFlags `embed:""`
+
+	IDs     []string `arg:"" optional:"" name:"id" help:"Deliver only these messages (IDs as mxflush queue prints them), now, whatever their next attempt."`
+	Domains []string `name:"domain" help:"Deliver only the recipients in this domain (repeatable), now, whatever their next attempt; their messages' other recipients are left as they are." placeholder:"D" env:"-"`
+}
+
+// FlushFlags are flush's settings, which mxflush config shows too.
+type FlushFlags struct {
 	MaxConns int    `help:"Concurrent SMTP sessions at most; each domain gets one session, or more with --conns-per-domain." default:"8" placeholder:"N"`
 	Port     int    `help:"TCP port of every MX host." default:"25" placeholder:"P"`
 	DNS      string `name:"dns" help:"DNS server for every query, HOST:PORT; HOST is an IP address or a name in /etc/hosts, never looked up in DNS (default: the first nameserver in /etc/resolv.conf)." placeholder:"HOST:PORT"`
@@ -121,6 +131,10 @@ func (c *FlushCmd) flush(g *Globals, obs *observer) (*batch.Summary, error) {
 	} else if _, err := addr.Domain("postmaster@" + helo); err != nil {
 		return nil, exitf(report.ExUsage, "--helo %q: want a domain name or an address literal such as [192.0.2.1] (RFC 5321 §4.1.1.1)", helo)
 	}
+	only, err := c.selection()
+	if err != nil {
+		return nil, err
+	}
 	family, err := deliver.ParseFamily(c.InetProtocols)
 	if err != nil {
 		return nil, exitf(report.ExUsage, "--inet-protocols: %v", err)
@@ -184,6 +198,7 @@ func (c *FlushCmd) flush(g *Globals, obs *observer) (*batch.Summary, error) {
 		ConnsPerDomain: c.ConnsPerDomain,
 		SlowRemovals:   moreProcs(runtime.GOMAXPROCS(0)),
 		Stop:           stopCtx,
+		Only:           only,
 	}
 	// A dry run changes nothing, so it leaves maildrop/ alone.
 	var picked int
@@ -258,4 +273,26 @@ func pickup(ctx context.Context, sp *spool.Spool, g *Globals, helo string) (int,
 		out = append(out, batch.Problem{ID: spool.DirMaildrop, Reason: err.Error(), IOError: true})
 	}
 	return n, out
+}
+
+// selection is the run's batch.Selection from flush ID... and --domain D,
+// nil for a whole run. A domain is compared in A-label form, any case.
+func (c *FlushCmd) selection() (*batch.Selection, error) {
+	if len(c.IDs) == 0 && len(c.Domains) == 0 {
+		return nil, nil
+	}
+	sel := &batch.Selection{IDs: c.IDs}
+	for _, id := range c.IDs {
+		if err := spool.CheckID(id); err != nil {
+			return nil, exitf(report.ExUsage, "%v", err)
+		}
+	}
+	for _, d := range c.Domains {
+		a, err := addr.Domain("postmaster@" + strings.TrimSuffix(d, "."))
+		if err != nil {
+			return nil, exitf(report.ExUsage, "--domain %q: not a domain name: %v", d, err)
+		}
+		sel.Domains = append(sel.Domains, a)
+	}
+	return sel, nil
 }

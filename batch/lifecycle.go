@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/mxflush/mxflush/addr"
 	"github.com/mxflush/mxflush/spool"
 )
 
@@ -16,18 +17,21 @@ const PassBounces = "bounces"
 // the queue lifetime for their final try.
 func (r *runner) plan(msgs []*spool.Message, skip map[string]bool, now time.Time) *Plan {
 	due := make([]*spool.Message, 0, len(msgs))
-	notDue := 0
+	notDue, notSelected := 0, 0
+	only := r.cfg.Only
 	for _, m := range msgs {
 		switch {
 		case skip[m.ID]:
-		case r.cfg.due(m, now):
+		case only != nil && !only.message(m, addr.Domain):
+			notSelected++
+		case only != nil || r.cfg.due(m, now): // selected: now, whatever its next attempt
 			due = append(due, m)
 		default:
 			notDue++
 		}
 	}
-	p := NewPlanBy(due, now, true, r.cfg.hopKey())
-	p.NotDue = notDue
+	p := newPlan(due, now, true, r.cfg.hopKey(), only)
+	p.NotDue, p.NotSelected = notDue, notSelected
 	for _, st := range p.states {
 		st.expired = r.cfg.expired(st.m, now)
 	}

@@ -14,8 +14,10 @@ type Plan struct {
 	Batches  []*Batch // one per domain, the largest first
 	Messages int      // due messages taking part
 	NotDue   int      // messages skipped because their next attempt is in the future
-	invalid  []invalidRcpt
-	states   []*msgState
+	// NotSelected counts the messages Config.Only left out.
+	NotSelected int
+	invalid     []invalidRcpt
+	states      []*msgState
 }
 
 // Batch is the whole share of a run for one domain. One worker and one SMTP
@@ -67,6 +69,13 @@ func NewPlan(msgs []*spool.Message, now time.Time, all bool) *Plan {
 // message to several of them is one item, one transaction. nil hop groups
 // by domain.
 func NewPlanBy(msgs []*spool.Message, now time.Time, all bool, hop func(domain string) string) *Plan {
+	return newPlan(msgs, now, all, hop, nil)
+}
+
+// newPlan is NewPlanBy for the recipients whose domain only keeps (nil:
+// all); the others are recorded as unselected, and a message left with
+// none is not planned.
+func newPlan(msgs []*spool.Message, now time.Time, all bool, hop func(domain string) string, only *Selection) *Plan {
 	p := &Plan{}
 	byDomain := map[string]*Batch{}
 	for _, m := range msgs {
@@ -86,6 +95,10 @@ func NewPlanBy(msgs []*spool.Message, now time.Time, all bool, hop func(domain s
 			}
 			if err != nil {
 				p.invalid = append(p.invalid, invalidRcpt{state: st, rcpt: rcpt, err: err})
+				continue
+			}
+			if !only.keeps(dom) {
+				st.record(rcpt, outcome{status: unselected})
 				continue
 			}
 			if hop != nil {

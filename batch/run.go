@@ -59,8 +59,12 @@ type Config struct {
 	// message still pending at that age; never repeated. 0: no warning.
 	WarnAfter time.Duration
 	NoBounce  bool // record and report permanent failures, but enqueue no DSN (CI use)
-	Now       func() time.Time
-	OnResult  func(Event) // called once per recipient outcome, from worker goroutines; may be nil
+	// Only, when not nil, narrows the run to the messages and recipient
+	// domains it selects (see Selection); they are due now. The bounce
+	// pass is not narrowed: DSNs made by the run are its own mail.
+	Only     *Selection
+	Now      func() time.Time
+	OnResult func(Event) // called once per recipient outcome, from worker goroutines; may be nil
 	// OnPlan, when not nil, is called before each pass delivers (the main
 	// pass, then the bounce pass) with the recipients planned in it: the
 	// progress line's total.
@@ -179,7 +183,7 @@ func Run(ctx context.Context, sp *spool.Spool, cfg Config) (*Summary, error) {
 		msgs = r.journalled(msgs)
 	}
 	plan := r.plan(msgs, skip, start)
-	sum.NotDue = plan.NotDue
+	sum.NotDue, sum.NotSelected = plan.NotDue, plan.NotSelected
 	if !cfg.DryRun {
 		r.invalid(plan, sum)
 	}

@@ -117,7 +117,7 @@ func (r *runner) apply(s *msgState) error {
 			o = outcome{status: Deferred, reply: "4.3.0 not attempted: the run ended first"}
 		}
 		switch o.status {
-		case skipped, changed: // the run stopped first, or the file was swapped: pending, its last reply kept
+		case skipped, changed, unselected: // the run stopped first, the file was swapped, or not selected: pending, its last reply kept
 			if o.status == skipped {
 				stopped++
 			}

@@ -38,16 +38,19 @@ type Problem struct {
 
 // Summary is the result of one run.
 type Summary struct {
-	Started  time.Time     `json:"started"`
-	Seconds  float64       `json:"seconds"`
-	DryRun   bool          `json:"dry_run"`
-	Domains  []DomainStats `json:"domains"`
-	Totals   DomainStats   `json:"totals"`
-	NotDue   int           `json:"not_due"`             // messages waiting for their next attempt, not tried
-	Bounces  int           `json:"bounces,omitempty"`   // DSNs enqueued to senders in this run (failures and delay warnings)
-	Replayed int           `json:"replayed,omitempty"`  // recipients a killed run had delivered, taken from its crash journal
-	PickedUp int           `json:"picked_up,omitempty"` // messages other users submitted, moved from maildrop/ into new/ before the scan
-	Problems []Problem     `json:"problems"`
+	Started time.Time     `json:"started"`
+	Seconds float64       `json:"seconds"`
+	DryRun  bool          `json:"dry_run"`
+	Domains []DomainStats `json:"domains"`
+	Totals  DomainStats   `json:"totals"`
+	NotDue  int           `json:"not_due"` // messages waiting for their next attempt, not tried
+	// NotSelected counts the messages a selection (flush ID..., --domain)
+	// left as they were.
+	NotSelected int       `json:"not_selected,omitempty"`
+	Bounces     int       `json:"bounces,omitempty"`   // DSNs enqueued to senders in this run (failures and delay warnings)
+	Replayed    int       `json:"replayed,omitempty"`  // recipients a killed run had delivered, taken from its crash journal
+	PickedUp    int       `json:"picked_up,omitempty"` // messages other users submitted, moved from maildrop/ into new/ before the scan
+	Problems    []Problem `json:"problems"`
 	// Stopped says why the run stopped before reaching every message
 	// ("after --max-runtime 30s", "by SIGTERM"); LeftQueued counts the
 	// messages it left in the spool untouched and still due. Both are zero

@@ -122,6 +122,9 @@ func Text(w io.Writer, s *batch.Summary, out Outcome) error {
 	if s.NotDue > 0 {
 		fmt.Fprintf(w, "%d message(s) not due yet (use --all to send them now)\n", s.NotDue)
 	}
+	if s.NotSelected > 0 {
+		fmt.Fprintf(w, "%d message(s) not selected, left as they were\n", s.NotSelected)
+	}
 	if s.PickedUp > 0 {
 		fmt.Fprintf(w, "%d message(s) picked up from maildrop/\n", s.PickedUp)
 	}
