@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 
 	"github.com/mxflush/mxflush/addr"
+	"github.com/mxflush/mxflush/batch"
+	"github.com/mxflush/mxflush/deliver"
 	"github.com/mxflush/mxflush/report"
 	"github.com/mxflush/mxflush/spool"
 )
@@ -70,7 +73,40 @@ type RequeueCmd struct {
 	JSON   bool     `name:"json" help:"Print one JSON object per message, one per line." env:"-"`
 }
 
+// ExpireCmd is `mxflush expire`: fail pending recipients now and bounce.
+type ExpireCmd struct {
+	IDs    []string `arg:"" optional:"" name:"id" help:"Message IDs (spool file names)."`
+	Stdin  bool     `help:"Read message IDs from stdin, one a line." env:"-"`
+	Domain string   `help:"The pending recipients in this domain, in every message of new/ and cur/ (the message's other recipients stay pending)." placeholder:"D" env:"-"`
+	JSON   bool     `name:"json" help:"Print one JSON object per message, one per line." env:"-"`
+}
+
 var waiting = []string{spool.QueueNew, spool.QueueCur}
+
+// Run fails the selected messages' pending recipients (those in --domain
+// D only, with it) with 4.4.7, as postsuper -e: one DSN each to the sender,
+// queued for the next flush, and the message moves to failed/ (or stays in
+// cur/ with its other recipients).
+func (c *ExpireCmd) Run(g *Globals) error {
+	var domains []string
+	if c.Domain != "" {
+		d, err := addr.Domain("postmaster@" + strings.TrimSuffix(c.Domain, "."))
+		if err != nil {
+			return exitf(report.ExUsage, "--domain %q: not a domain name: %v", c.Domain, err)
+		}
+		domains = []string{d}
+	}
+	helo, _ := os.Hostname()
+	if _, err := addr.Domain("postmaster@" + helo); err != nil {
+		helo = g.Origin // the DSN's Reporting-MTA (RFC 3464 §2.2.2) needs a name
+	}
+	cfg := batch.Config{Deliver: deliver.Options{Helo: helo}, Now: g.now}
+	sel := selection{ids: c.IDs, stdin: c.Stdin, domain: c.Domain, queues: waiting, allowed: waiting, filterName: "--domain"}
+	return sel.apply(g, "expire", c.JSON, func(sp *spool.Spool, m *spool.Message) error {
+		_, err := batch.Expire(sp, m, domains, cfg)
+		return err
+	})
+}
 
 // Run clears the next attempt of each selected message.
 func (c *RetryCmd) Run(g *Globals) error {

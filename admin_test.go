@@ -372,3 +372,49 @@ func TestAdminAllAndStdin(t *testing.T) {
 		t.Errorf("delete --stdin --all: exit %d, want 64\n%s", code, errs)
 	}
 }
+
+// expire fails the pending recipients now with 4.4.7 (postsuper -e): the
+// sender gets one DSN, queued in new/ for the next flush, with the last
+// reply as its diagnostic, and the message goes to failed/. With --domain,
+// only that domain's recipients fail; the others stay pending, untried.
+func TestExpire(t *testing.T) {
+	sp := fixtureSpool(t)
+	code, out, errs := runAt("", "expire", "--spool", sp, idCur)
+	if code != 0 || !strings.Contains(out, "expire: "+idCur+" (cur/ -> failed/)") {
+		t.Fatalf("expire %s: exit %d\n%s%s", idCur, code, out, errs)
+	}
+	failed, err := os.ReadFile(filepath.Join(sp, "failed", idCur))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(failed), "X-Envelope-Failed: bounced <dave@a.test> 4.4.7 delivery time expired: expired by the operator") ||
+		!strings.Contains(string(failed), "X-Envelope-Failed: bounced <gone@b.test> 550 5.1.1") {
+		t.Errorf("failed/%s:\n%s", idCur, failed)
+	}
+	var dsns []string
+	ents, _ := os.ReadDir(filepath.Join(sp, "new"))
+	for _, e := range ents {
+		b, _ := os.ReadFile(filepath.Join(sp, "new", e.Name()))
+		if strings.HasPrefix(string(b), "X-Envelope-From: <>\n") {
+			dsns = append(dsns, string(b))
+		}
+	}
+	if len(dsns) != 1 || !strings.Contains(dsns[0], "X-Envelope-To: <alice@example.test>") ||
+		!strings.Contains(dsns[0], "Status: 4.4.7") || !strings.Contains(dsns[0], "451 4.7.1 Greylisted") || strings.Contains(dsns[0], "Final-Recipient: rfc822; gone@b.test") {
+		t.Errorf("want one DSN to alice for dave@a.test (4.4.7, last reply 451), none for the earlier failure; got %d:\n%s", len(dsns), strings.Join(dsns, "\n---\n"))
+	}
+
+	sp = fixtureSpool(t)
+	code, out, errs = runAt("", "expire", "--spool", sp, "--domain", "b.test")
+	if code != 0 || !strings.Contains(out, "expire: "+idNew+" (new/ -> cur/)") || !strings.Contains(out, "expire: 1 message(s)") {
+		t.Fatalf("expire --domain b.test: exit %d\n%s%s", code, out, errs)
+	}
+	rest, err := os.ReadFile(filepath.Join(sp, "cur", idNew))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(rest); !strings.Contains(s, "X-Envelope-To: <bob@a.test>") || strings.Contains(s, "X-Envelope-To: <carol@b.test>") ||
+		!strings.Contains(s, "bounced <carol@b.test> 4.4.7") {
+		t.Errorf("after expire --domain b.test, %s should keep bob@a.test pending and carol@b.test failed:\n%s", idNew, s)
+	}
+}

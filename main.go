@@ -58,6 +58,7 @@ type CLI struct {
 	Hold    HoldCmd    `cmd:"" help:"Move messages to hold/: never sent until released."`
 	Release ReleaseCmd `cmd:"" help:"Move held messages back to the queue."`
 	Delete  DeleteCmd  `cmd:"" help:"Remove messages from the spool, without a bounce."`
+	Expire  ExpireCmd  `cmd:"" help:"Fail the pending recipients of messages now (4.4.7) and bounce them to the sender, as postsuper -e."`
 	Requeue RequeueCmd `cmd:"" help:"Put failed messages back in the queue, their failed recipients pending again."`
 	Config  ConfigCmd  `cmd:"" help:"Print flush's effective configuration: each flag's value and where it came from."`
 
