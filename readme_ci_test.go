@@ -137,3 +137,29 @@ func TestReadmeCISteps(t *testing.T) {
 		}
 	}
 }
+
+// The README's crontab line, as printed (the binary at the path Install
+// gives it, the spool at its path), run on an empty spool: it prints
+// nothing, so cron mails nothing, and exits 0.
+func TestReadmeCronLine(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\*/10 \* \* \* \* (/\S+/mxflush) (flush .*)$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("README.md has no crontab line '*/10 * * * * /PATH/mxflush flush ...'")
+	}
+	if string(m[1]) != "/usr/local/bin/mxflush" {
+		t.Errorf("the crontab line calls %s, not the path Install puts the binary at", m[1])
+	}
+	w := newWorld(t, nil, nil)
+	openSpool(t, w.spool)
+	args := strings.Fields(strings.ReplaceAll(string(m[2]), "/var/spool/mxflush", w.spool))
+	cmd := exec.Command(binary(t), args...)
+	cmd.Env = append(os.Environ(), "MXFLUSH_DNS="+w.dns.Addr(), "MXFLUSH_CONFIG=")
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(out) > 0 {
+		t.Errorf("%s: %v, printed %q; want exit 0 and nothing for cron to mail", strings.Join(args, " "), err, out)
+	}
+}
