@@ -475,7 +475,7 @@ func TestFlushPicksUpMaildrop(t *testing.T) {
 	}
 	md := filepath.Join(w.spool, spool.DirMaildrop)
 	if _, err := spool.Drop(md, spool.Envelope{From: "alice@example.test", To: []string{"bob@example.test"}}, strings.NewReader(msg("dropped")),
-		func(fn func() error) error { return fn() }); err != nil {
+		0, func(fn func() error) error { return fn() }); err != nil {
 		t.Fatal(err)
 	}
 	secret := filepath.Join(t.TempDir(), "secret")
@@ -596,7 +596,7 @@ func TestQueueCountsMaildrop(t *testing.T) {
 	}
 	for range 2 {
 		if _, err := spool.Drop(filepath.Join(dir, spool.DirMaildrop), spool.Envelope{From: "a@example.test", To: []string{"b@example.test"}},
-			strings.NewReader(msg("d")), func(fn func() error) error { return fn() }); err != nil {
+			strings.NewReader(msg("d")), 0, func(fn func() error) error { return fn() }); err != nil {
 			t.Fatal(err)
 		}
 	}

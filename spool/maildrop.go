@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,22 @@ import (
 // maildropMode is the mode of a file Drop writes: the submitter owns it,
 // the maildrop group (the spool's pickup) reads it, nobody else can.
 const maildropMode = 0o640
+
+// errMaildropSymlink is why Drop refuses a maildrop/ that is a symbolic
+// link (see openDropDir).
+var errMaildropSymlink = errors.New("is a symbolic link: maildrop/ must be a directory of the spool (run mxflush spool init)")
+
+// LowSpaceError is Drop's refusal when the file system its file is on has
+// less free space than the reserve: nothing is left behind, the submitter
+// may try again later.
+type LowSpaceError struct {
+	Dir           string // the maildrop directory
+	Free, Reserve int64  // octets available to unprivileged users, and the reserve asked for
+}
+
+func (e *LowSpaceError) Error() string {
+	return fmt.Sprintf("the file system of %s has %d octets free, less than the reserve of %d (--min-free): nothing queued, try again later", e.Dir, e.Free, e.Reserve)
+}
 
 // Drop writes one message into the maildrop directory dir (SPOOL/maildrop)
 // for a user who is not the spool's owner, as Postfix's postdrop does, and
@@ -33,7 +50,14 @@ const maildropMode = 0o640
 // write into dir (the maildrop group of a setgid binary); Drop calls it
 // only around the create, the rename and the removal of its own file. The
 // data is written through the descriptor, with the caller's own rights.
-func Drop(dir string, env Envelope, msg io.Reader, privileged func(func() error) error) (name string, err error) {
+//
+// reserve (when above 0) is the free space to leave on the file system
+// (Postfix's queue_minfree): it is measured on the file just created
+// (fstatfs(2)), so a submitter who chose the spool path cannot have it
+// measured on another file system than the one written (a symlinked
+// maildrop/, a path component swapped after a statfs of the path). Below
+// it Drop fails with a *LowSpaceError and leaves nothing behind.
+func Drop(dir string, env Envelope, msg io.Reader, reserve int64, privileged func(func() error) error) (name string, err error) {
 	nenv, br, err := prepare(env, msg)
 	if err != nil {
 		return "", err
@@ -75,6 +99,15 @@ func Drop(dir string, env Envelope, msg io.Reader, privileged func(func() error)
 	// own group otherwise), so Pickup can read the file.
 	if err := f.Chmod(maildropMode); err != nil {
 		return "", err
+	}
+	if reserve > 0 {
+		free, ok, err := freeOn(f)
+		if err != nil {
+			return "", err
+		}
+		if ok && free < reserve {
+			return "", &LowSpaceError{Dir: dir, Free: free, Reserve: reserve}
+		}
 	}
 	if ffi, err := f.Stat(); err != nil {
 		return "", err

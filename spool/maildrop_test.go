@@ -151,7 +151,7 @@ func TestDropWritesEnqueueFormat(t *testing.T) {
 	env := Envelope{From: "alice@example.test", To: []string{"bob@example.test"}, Arrival: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
 		UID: "0123456789abcdef0123456789abcdef"} // Enqueue would draw a fresh one
 	old := syscall.Umask(0o077)
-	name, err := Drop(filepath.Join(s.Dir(), DirMaildrop), env, strings.NewReader(dropMsg), direct)
+	name, err := Drop(filepath.Join(s.Dir(), DirMaildrop), env, strings.NewReader(dropMsg), 0, direct)
 	syscall.Umask(old)
 	if err != nil {
 		t.Fatal(err)
@@ -190,13 +190,13 @@ func TestDropLeavesNothingOnError(t *testing.T) {
 	s := initSpool(t)
 	md := filepath.Join(s.Dir(), DirMaildrop)
 	env := Envelope{From: "alice@example.test", To: []string{"bob@example.test"}}
-	if _, err := Drop(md, env, &failReader{n: 200 << 10}, direct); err == nil || !strings.Contains(err.Error(), "too large") {
+	if _, err := Drop(md, env, &failReader{n: 200 << 10}, 0, direct); err == nil || !strings.Contains(err.Error(), "too large") {
 		t.Errorf("err = %v, want the reader's", err)
 	}
-	if _, err := Drop(md, Envelope{From: "a@example.test", To: []string{"bob"}}, strings.NewReader(dropMsg), direct); err == nil {
+	if _, err := Drop(md, Envelope{From: "a@example.test", To: []string{"bob"}}, strings.NewReader(dropMsg), 0, direct); err == nil {
 		t.Error("Drop took a recipient without a domain")
 	}
-	if _, err := Drop(md, env, strings.NewReader("not a header\n"), direct); err == nil {
+	if _, err := Drop(md, env, strings.NewReader("not a header\n"), 0, direct); err == nil {
 		t.Error("Drop took a message that does not start with a header field")
 	}
 	if n := files(t, s, DirMaildrop); len(n) != 0 {
@@ -204,9 +204,50 @@ func TestDropLeavesNothingOnError(t *testing.T) {
 	}
 }
 
+// The reserve is measured on the file Drop creates, whatever path led
+// there: below it Drop fails with a *LowSpaceError and leaves nothing.
+func TestDropKeepsTheReserve(t *testing.T) {
+	s := initSpool(t)
+	md := filepath.Join(s.Dir(), DirMaildrop)
+	env := Envelope{From: "alice@example.test", To: []string{"bob@example.test"}}
+	_, err := Drop(md, env, strings.NewReader(dropMsg), 1<<62, direct)
+	var le *LowSpaceError
+	if !errors.As(err, &le) {
+		t.Fatalf("err = %v, want a *LowSpaceError", err)
+	}
+	if n := files(t, s, DirMaildrop); len(n) != 0 {
+		t.Errorf("maildrop/ = %q after a refusal for space", n)
+	}
+	if _, err := Drop(md, env, strings.NewReader(dropMsg), 1, direct); err != nil {
+		t.Errorf("Drop with a reserve of 1 octet: %v", err)
+	}
+}
+
+// A maildrop/ replaced by a symlink (the spool's owner controls the spool
+// directory; root's own sendmail drops there too) is refused, and nothing
+// is created where it points.
+func TestDropRefusesSymlinkedMaildrop(t *testing.T) {
+	s := initSpool(t)
+	md := filepath.Join(s.Dir(), DirMaildrop)
+	target := t.TempDir()
+	if err := os.Rename(md, md+".real"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, md); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Drop(md, Envelope{From: "alice@example.test", To: []string{"bob@example.test"}}, strings.NewReader(dropMsg), 0, direct)
+	if err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("err = %v, want a refusal naming the symbolic link", err)
+	}
+	if es, _ := os.ReadDir(target); len(es) != 0 {
+		t.Errorf("Drop created %s in the symlink's target", es[0].Name())
+	}
+}
+
 func dropOne(t *testing.T, s *Spool, to string) string {
 	t.Helper()
-	name, err := Drop(filepath.Join(s.Dir(), DirMaildrop), Envelope{From: "alice@example.test", To: []string{to}}, strings.NewReader(dropMsg), direct)
+	name, err := Drop(filepath.Join(s.Dir(), DirMaildrop), Envelope{From: "alice@example.test", To: []string{to}}, strings.NewReader(dropMsg), 0, direct)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +369,7 @@ func TestPickupDotFiles(t *testing.T) {
 func TestPickupLarge(t *testing.T) {
 	s := initSpool(t)
 	body := "Subject: big\n\n" + strings.Repeat("0123456789abcdef\n", 1<<16)
-	if _, err := Drop(filepath.Join(s.Dir(), DirMaildrop), Envelope{From: "a@example.test", To: []string{"b@example.test"}}, strings.NewReader(body), direct); err != nil {
+	if _, err := Drop(filepath.Join(s.Dir(), DirMaildrop), Envelope{From: "a@example.test", To: []string{"b@example.test"}}, strings.NewReader(body), 0, direct); err != nil {
 		t.Fatal(err)
 	}
 	if n, probs, err := s.Pickup(t.Context(), PickupOptions{Host: "h.test"}); n != 1 || err != nil || len(probs) != 0 {
