@@ -62,6 +62,12 @@ func Drop(dir string, env Envelope, msg io.Reader, reserve int64, privileged fun
 	if err != nil {
 		return "", err
 	}
+	// Pickup moves a file whose envelope lines pass maxDropEnvelope to
+	// bad/ once its message is near the size limit: refuse it here, where
+	// the submitter still hears of it, rather than report it queued.
+	if n := len(formatEnvelope(nenv)); n > maxDropEnvelope {
+		return "", &ParseError{File: "message", Msg: fmt.Sprintf("%d recipients make %d octets of envelope lines, over the %d a maildrop file may hold: send it in smaller parts", len(nenv.To), n, maxDropEnvelope)}
+	}
 	dir = filepath.Clean(dir)
 	d, err := openDropDir(dir)
 	if err != nil {

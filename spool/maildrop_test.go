@@ -3,6 +3,7 @@ package spool
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -242,6 +243,25 @@ func TestDropRefusesSymlinkedMaildrop(t *testing.T) {
 	}
 	if es, _ := os.ReadDir(target); len(es) != 0 {
 		t.Errorf("Drop created %s in the symlink's target", es[0].Name())
+	}
+}
+
+// Envelope lines past what Pickup takes are refused at submission, where
+// the submitter hears of it, and leave nothing in maildrop/.
+func TestDropRefusesEnvelopePickupWouldNot(t *testing.T) {
+	s := initSpool(t)
+	md := filepath.Join(s.Dir(), DirMaildrop)
+	env := Envelope{From: "alice@example.test"}
+	for i := 0; len(env.To)*40 < maxDropEnvelope; i++ {
+		env.To = append(env.To, fmt.Sprintf("r%06d-aaaaaaaaaaaaaaaa@example.test", i))
+	}
+	_, err := Drop(md, env, strings.NewReader(dropMsg), 0, direct)
+	var pe *ParseError
+	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "envelope lines") {
+		t.Errorf("err = %v, want a *ParseError about the envelope lines", err)
+	}
+	if n := files(t, s, DirMaildrop); len(n) != 0 {
+		t.Errorf("maildrop/ = %q after a refused envelope", n)
 	}
 }
 
