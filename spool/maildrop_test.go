@@ -143,6 +143,36 @@ func TestInitLayout(t *testing.T) {
 	}
 }
 
+// A file in the spool with a second link may be a file outside it (the
+// spool's owner planted the link): Init, run by root, must not give it to
+// the owner nor change its mode, and says that it left it.
+func TestInitLeavesHardLinks(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	o := InitOptions{UID: os.Getuid(), GID: os.Getgid(), Group: os.Getgid()}
+	if _, err := Init(dir, o); err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(t.TempDir(), "shadow")
+	if err := os.WriteFile(outside, []byte("secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(outside, 0o644)
+	link := filepath.Join(dir, QueueNew, "x")
+	if err := os.Link(outside, link); err != nil {
+		t.Fatal(err)
+	}
+	out, err := Init(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(outside); fi.Mode().Perm() != 0o644 {
+		t.Errorf("Init changed a file outside the spool, linked into new/, to %v", fi.Mode())
+	}
+	if joined := strings.Join(out, "\n"); !strings.Contains(joined, "left "+link+": it has 2 links") {
+		t.Errorf("Init said:\n%s", joined)
+	}
+}
+
 const dropMsg = "From: alice@example.test\nSubject: hi\n\nhello\n"
 
 // Drop writes exactly what Enqueue would write, under a final name
