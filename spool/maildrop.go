@@ -55,8 +55,11 @@ func (e *LowSpaceError) Error() string {
 // (Postfix's queue_minfree): it is measured on the file just created
 // (fstatfs(2)), so a submitter who chose the spool path cannot have it
 // measured on another file system than the one written (a symlinked
-// maildrop/, a path component swapped after a statfs of the path). Below
-// it Drop fails with a *LowSpaceError and leaves nothing behind.
+// maildrop/, a path component swapped after a statfs of the path), and
+// again as the message is written (see reserveGuard), so that many
+// submissions at once cannot all pass the first check and fill the disk
+// together. Below it Drop fails with a *LowSpaceError and leaves nothing
+// behind.
 func Drop(dir string, env Envelope, msg io.Reader, reserve int64, privileged func(func() error) error) (name string, err error) {
 	nenv, br, err := prepare(env, msg)
 	if err != nil {
@@ -122,7 +125,11 @@ func Drop(dir string, env Envelope, msg io.Reader, reserve int64, privileged fun
 			return "", err
 		}
 	}
-	if _, err := fill(f, nenv, br, true); err != nil {
+	var body io.Reader = br
+	if reserve > 0 {
+		body = &reserveGuard{r: br, f: f, dir: dir, reserve: reserve}
+	}
+	if _, err := fill(f, nenv, body, true); err != nil {
 		return "", fmt.Errorf("writing %s: %w", f.Name(), err)
 	}
 	if err := privileged(func() error { return d.rename(dot, name) }); err != nil {
@@ -141,4 +148,32 @@ func Drop(dir string, env Envelope, msg io.Reader, reserve int64, privileged fun
 		return name, fmt.Errorf("spool: maildrop: %s was written but not synced: %w", filepath.Join(dir, name), serr)
 	}
 	return name, nil
+}
+
+// reserveGuard reads a message for Drop and, before each read, measures
+// the free space on the file system of f: the free space plus what this
+// file has taken so far (what was free when it started, less what others
+// wrote since) must stay at least reserve. Alone, a submission passes
+// whenever the first check passed; with others writing at once, each stops
+// once the others have taken what was above the reserve, so together they
+// leave at least the reserve less one message (and one read each).
+type reserveGuard struct {
+	r       io.Reader
+	f       *os.File
+	dir     string
+	reserve int64
+	read    int64
+}
+
+func (g *reserveGuard) Read(p []byte) (int, error) {
+	free, ok, err := freeOn(g.f)
+	if err != nil {
+		return 0, err
+	}
+	if ok && free+g.read < g.reserve {
+		return 0, &LowSpaceError{Dir: g.dir, Free: free, Reserve: g.reserve}
+	}
+	n, err := g.r.Read(p)
+	g.read += int64(n)
+	return n, err
 }

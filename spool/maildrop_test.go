@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -251,6 +253,62 @@ func TestDropKeepsTheReserve(t *testing.T) {
 	}
 	if _, err := Drop(md, env, strings.NewReader(dropMsg), 1, direct); err != nil {
 		t.Errorf("Drop with a reserve of 1 octet: %v", err)
+	}
+}
+
+// fillingReader is a message of size octets of body lines that, once
+// after, octets have been read, writes filler octets into the file
+// fill: another submitter writing at the same time.
+type fillingReader struct {
+	r      io.Reader
+	after  int64
+	read   int64
+	fill   string
+	filler int
+	err    error
+}
+
+func (r *fillingReader) Read(p []byte) (int, error) {
+	if r.read >= r.after && r.fill != "" {
+		r.err = os.WriteFile(r.fill, bytes.Repeat([]byte("x"), r.filler), 0o600)
+		r.fill = ""
+	}
+	n, err := r.r.Read(p)
+	r.read += int64(n)
+	return n, err
+}
+
+// Submissions at once cannot all pass the first check and fill the disk
+// together: the reserve is measured again as the message is written, and
+// Drop stops once others took what was above it. Needs root to mount a
+// tmpfs of 8 MiB: a reserve of 5 MiB passes at the start; another writer
+// then takes 4 MiB while a 1 MiB message is being written.
+func TestDropKeepsTheReserveWhileWriting(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	dir := filepath.Join(mnt, "spool")
+	if _, err := Init(dir, InitOptions{UID: os.Getuid(), GID: os.Getgid(), Group: os.Getgid()}); err != nil {
+		t.Fatal(err)
+	}
+	body := "Subject: big\n\n" + strings.Repeat(strings.Repeat("a", 76)+"\n", (1<<20)/77)
+	r := &fillingReader{r: strings.NewReader(body), after: 256 << 10, fill: filepath.Join(mnt, "filler"), filler: 4 << 20}
+	md := filepath.Join(dir, DirMaildrop)
+	_, err := Drop(md, Envelope{From: "alice@example.test", To: []string{"bob@example.test"}}, r, 5<<20, direct)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	var le *LowSpaceError
+	if !errors.As(err, &le) {
+		t.Errorf("err = %v, want a *LowSpaceError once the other writer took the space", err)
+	}
+	if es, _ := os.ReadDir(md); len(es) != 0 {
+		t.Errorf("maildrop/ holds %s after a refusal for space", es[0].Name())
 	}
 }
 
