@@ -39,7 +39,8 @@ import (
 // from local users.
 //
 // Errors are *exitError wrapping the cause: 65 (EX_DATAERR) for an address
-// or message the spool refuses, 73 (EX_CANTCREAT) for a spool that cannot
+// or message the spool refuses, 75 (EX_TEMPFAIL) for a maildrop/ on a file
+// system with less free space than --min-free, 73 (EX_CANTCREAT) for a spool that cannot
 // be created or written, or the error from msg (a size limit: nothing is
 // left behind then).
 func deposit(g *Globals, env spool.Envelope, msg io.Reader) (id string, err error) {
@@ -50,9 +51,12 @@ func deposit(g *Globals, env spool.Envelope, msg io.Reader) (id string, err erro
 	var ee *exitError
 	var ae *addr.Error
 	var pe *spool.ParseError
+	var le *spool.LowSpaceError
 	switch {
 	case errors.As(err, &ee):
 		return "", err
+	case errors.As(err, &le):
+		return "", exitf(report.ExTempFail, "%w", err)
 	case errors.As(err, &ae), errors.As(err, &pe):
 		return "", exitf(report.ExDataErr, "%w", err)
 	}
@@ -87,7 +91,14 @@ func depositTo(g *Globals, env spool.Envelope, msg io.Reader) (id string, err er
 		}
 		return sp.Enqueue(env, msg)
 	}
-	name, err := spool.Drop(md, env, msg, g.setgid.privileged)
+	// The reserve is measured again by Drop on the file it creates: the
+	// caller's spool path may lead checkFree's statfs(2) to another file
+	// system than the one maildrop/ is on.
+	var reserve int64
+	if g.MinFree != nil {
+		reserve = int64(*g.MinFree)
+	}
+	name, err := spool.Drop(md, env, msg, reserve, g.setgid.privileged)
 	if errors.Is(err, fs.ErrPermission) {
 		return "", fmt.Errorf("%w (the spool belongs to another user: is mxflush installed setgid the group of %s?)", err, md)
 	} else if errors.Is(err, fs.ErrNotExist) {

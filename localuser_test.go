@@ -475,7 +475,7 @@ func TestFlushPicksUpMaildrop(t *testing.T) {
 	}
 	md := filepath.Join(w.spool, spool.DirMaildrop)
 	if _, err := spool.Drop(md, spool.Envelope{From: "alice@example.test", To: []string{"bob@example.test"}}, strings.NewReader(msg("dropped")),
-		func(fn func() error) error { return fn() }); err != nil {
+		0, func(fn func() error) error { return fn() }); err != nil {
 		t.Fatal(err)
 	}
 	secret := filepath.Join(t.TempDir(), "secret")
@@ -596,7 +596,7 @@ func TestQueueCountsMaildrop(t *testing.T) {
 	}
 	for range 2 {
 		if _, err := spool.Drop(filepath.Join(dir, spool.DirMaildrop), spool.Envelope{From: "a@example.test", To: []string{"b@example.test"}},
-			strings.NewReader(msg("d")), func(fn func() error) error { return fn() }); err != nil {
+			strings.NewReader(msg("d")), 0, func(fn func() error) error { return fn() }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -659,5 +659,25 @@ func TestSetgidSubmissionCannotLoosenLimits(t *testing.T) {
 	loose[0] = "MXFLUSH_SPOOL=" + small
 	if code, out := asNobody(t, "Subject: small\n\nhi\n", loose, sendmail, "bob@example.test"); code != 75 || maildrop(small) != 0 {
 		t.Errorf("as nobody with MXFLUSH_MIN_FREE=0 on a 4 MiB file system: exit %d, %d file(s) in maildrop/; want 75 and none\n%s", code, maildrop(small), out)
+	}
+}
+
+// A maildrop/ on a file system with less free space than --min-free: the
+// refusal Drop makes, measured on the file it created, is exit 75 (the
+// caller may try again), and nothing is left in maildrop/.
+func TestDepositMaildropReserveExit75(t *testing.T) {
+	needRoot(t)
+	dir := filepath.Join(t.TempDir(), "spool")
+	if _, err := spool.Init(dir, spool.InitOptions{UID: nobodyUID, GID: nobodyUID, Group: 4242}); err != nil {
+		t.Fatal(err)
+	}
+	reserve := byteSize(1 << 62)
+	g := &Globals{Spool: dir, MinFree: &reserve}
+	_, err := deposit(g, spool.Envelope{From: "a@example.test", To: []string{"b@example.test"}}, strings.NewReader(msg("x")))
+	if code := exitCodeOf(err); code != 75 {
+		t.Errorf("deposit: exit %d (%v), want 75", code, err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, spool.DirMaildrop)); len(ents) != 0 {
+		t.Errorf("maildrop/ = %v after a refusal for space", ents)
 	}
 }

@@ -2,6 +2,7 @@ package spool
 
 import (
 	"io/fs"
+	"os"
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
@@ -11,7 +12,11 @@ import (
 // that needs no permission on the directory itself, and every later call
 // (create, rename, remove) is made relative to the descriptor, so a
 // caller who swaps a component of the spool path meanwhile cannot point
-// them at another directory.
+// them at another directory. The last component is opened with
+// O_NOFOLLOW: maildrop/ is an entry of the spool directory, which its
+// owner controls, and root's own sendmail drops there too; a symlink the
+// owner put in its place must not make root create a file wherever it
+// points.
 type dropDir struct {
 	fd   int
 	path string
@@ -19,9 +24,15 @@ type dropDir struct {
 
 func openDropDir(path string) (*dropDir, error) {
 	for {
-		fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err == unix.EINTR {
 			continue
+		}
+		if err == unix.ENOTDIR || err == unix.ELOOP {
+			var st unix.Stat_t
+			if unix.Lstat(path, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+				return nil, &fs.PathError{Op: "open", Path: path, Err: errMaildropSymlink}
+			}
 		}
 		if err != nil {
 			return nil, &fs.PathError{Op: "open", Path: path, Err: err}
@@ -76,3 +87,13 @@ func (d *dropDir) remove(name string) error {
 }
 
 func (d *dropDir) close() { unix.Close(d.fd) }
+
+// freeOn is the space available to unprivileged users on the file system
+// of f; ok is false where it cannot be measured.
+func freeOn(f *os.File) (free int64, ok bool, err error) {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		return 0, false, &fs.PathError{Op: "statfs", Path: f.Name(), Err: err}
+	}
+	return int64(st.Bavail) * int64(st.Bsize), true, nil
+}

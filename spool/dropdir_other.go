@@ -14,9 +14,12 @@ import (
 type dropDir struct{ path string }
 
 func openDropDir(path string) (*dropDir, error) {
-	fi, err := os.Stat(path)
+	fi, err := os.Lstat(path)
 	if err != nil {
 		return nil, err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: errMaildropSymlink}
 	}
 	if !fi.IsDir() {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: syscall.ENOTDIR}
@@ -48,3 +51,6 @@ func (d *dropDir) rename(old, new string) error {
 func (d *dropDir) remove(name string) error { return os.Remove(filepath.Join(d.path, name)) }
 
 func (d *dropDir) close() {}
+
+// freeOn does not measure free space here: the reserve is not checked.
+func freeOn(*os.File) (int64, bool, error) { return 0, false, nil }

@@ -135,7 +135,8 @@ func fixOpen(f *os.File, uid, gid int, mode os.FileMode) (string, error) {
 }
 
 // fixFiles gives every regular file directly in dir the owner and mode
-// 0600; symlinks and other types are left alone (never followed).
+// 0600; symlinks and other types are left alone (never followed), and so
+// is a file with more than one link, said in a line.
 func fixFiles(dir string, uid, gid int) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -157,6 +158,15 @@ func fixFiles(dir string, uid, gid int) ([]string, error) {
 		fi, err := f.Stat()
 		if err != nil || !fi.Mode().IsRegular() {
 			f.Close()
+			continue
+		}
+		if n := fi.Sys().(*syscall.Stat_t).Nlink; n != 1 {
+			// A second link may be a file outside the spool (the spool's
+			// owner can link any file it may read and write, and any file
+			// at all where fs.protected_hardlinks is 0): giving it to the
+			// owner would give away, say, /etc/shadow when root runs init.
+			f.Close()
+			out = append(out, fmt.Sprintf("left %s: it has %d links, so it may be a file outside the spool; its owner and mode are not changed", quoteName(p), n))
 			continue
 		}
 		what, err := fixOpen(f, uid, gid, modeFile)

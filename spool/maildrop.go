@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,22 @@ import (
 // maildropMode is the mode of a file Drop writes: the submitter owns it,
 // the maildrop group (the spool's pickup) reads it, nobody else can.
 const maildropMode = 0o640
+
+// errMaildropSymlink is why Drop refuses a maildrop/ that is a symbolic
+// link (see openDropDir).
+var errMaildropSymlink = errors.New("is a symbolic link: maildrop/ must be a directory of the spool (run mxflush spool init)")
+
+// LowSpaceError is Drop's refusal when the file system its file is on has
+// less free space than the reserve: nothing is left behind, the submitter
+// may try again later.
+type LowSpaceError struct {
+	Dir           string // the maildrop directory
+	Free, Reserve int64  // octets available to unprivileged users, and the reserve asked for
+}
+
+func (e *LowSpaceError) Error() string {
+	return fmt.Sprintf("the file system of %s has %d octets free, less than the reserve of %d (--min-free): nothing queued, try again later", e.Dir, e.Free, e.Reserve)
+}
 
 // Drop writes one message into the maildrop directory dir (SPOOL/maildrop)
 // for a user who is not the spool's owner, as Postfix's postdrop does, and
@@ -33,10 +50,26 @@ const maildropMode = 0o640
 // write into dir (the maildrop group of a setgid binary); Drop calls it
 // only around the create, the rename and the removal of its own file. The
 // data is written through the descriptor, with the caller's own rights.
-func Drop(dir string, env Envelope, msg io.Reader, privileged func(func() error) error) (name string, err error) {
+//
+// reserve (when above 0) is the free space to leave on the file system
+// (Postfix's queue_minfree): it is measured on the file just created
+// (fstatfs(2)), so a submitter who chose the spool path cannot have it
+// measured on another file system than the one written (a symlinked
+// maildrop/, a path component swapped after a statfs of the path), and
+// again as the message is written (see reserveGuard), so that many
+// submissions at once cannot all pass the first check and fill the disk
+// together. Below it Drop fails with a *LowSpaceError and leaves nothing
+// behind.
+func Drop(dir string, env Envelope, msg io.Reader, reserve int64, privileged func(func() error) error) (name string, err error) {
 	nenv, br, err := prepare(env, msg)
 	if err != nil {
 		return "", err
+	}
+	// Pickup moves a file whose envelope lines pass maxDropEnvelope to
+	// bad/ once its message is near the size limit: refuse it here, where
+	// the submitter still hears of it, rather than report it queued.
+	if n := len(formatEnvelope(nenv)); n > maxDropEnvelope {
+		return "", &ParseError{File: "message", Msg: fmt.Sprintf("%d recipients make %d octets of envelope lines, over the %d a maildrop file may hold: send it in smaller parts", len(nenv.To), n, maxDropEnvelope)}
 	}
 	dir = filepath.Clean(dir)
 	d, err := openDropDir(dir)
@@ -76,6 +109,15 @@ func Drop(dir string, env Envelope, msg io.Reader, privileged func(func() error)
 	if err := f.Chmod(maildropMode); err != nil {
 		return "", err
 	}
+	if reserve > 0 {
+		free, ok, err := freeOn(f)
+		if err != nil {
+			return "", err
+		}
+		if ok && free < reserve {
+			return "", &LowSpaceError{Dir: dir, Free: free, Reserve: reserve}
+		}
+	}
 	if ffi, err := f.Stat(); err != nil {
 		return "", err
 	} else if fst, ok := ffi.Sys().(*syscall.Stat_t); ok && fst.Gid != group {
@@ -83,7 +125,11 @@ func Drop(dir string, env Envelope, msg io.Reader, privileged func(func() error)
 			return "", err
 		}
 	}
-	if _, err := fill(f, nenv, br, true); err != nil {
+	var body io.Reader = br
+	if reserve > 0 {
+		body = &reserveGuard{r: br, f: f, dir: dir, reserve: reserve}
+	}
+	if _, err := fill(f, nenv, body, true); err != nil {
 		return "", fmt.Errorf("writing %s: %w", f.Name(), err)
 	}
 	if err := privileged(func() error { return d.rename(dot, name) }); err != nil {
@@ -102,4 +148,32 @@ func Drop(dir string, env Envelope, msg io.Reader, privileged func(func() error)
 		return name, fmt.Errorf("spool: maildrop: %s was written but not synced: %w", filepath.Join(dir, name), serr)
 	}
 	return name, nil
+}
+
+// reserveGuard reads a message for Drop and, before each read, measures
+// the free space on the file system of f: the free space plus what this
+// file has taken so far (what was free when it started, less what others
+// wrote since) must stay at least reserve. Alone, a submission passes
+// whenever the first check passed; with others writing at once, each stops
+// once the others have taken what was above the reserve, so together they
+// leave at least the reserve less one message (and one read each).
+type reserveGuard struct {
+	r       io.Reader
+	f       *os.File
+	dir     string
+	reserve int64
+	read    int64
+}
+
+func (g *reserveGuard) Read(p []byte) (int, error) {
+	free, ok, err := freeOn(g.f)
+	if err != nil {
+		return 0, err
+	}
+	if ok && free+g.read < g.reserve {
+		return 0, &LowSpaceError{Dir: g.dir, Free: free, Reserve: g.reserve}
+	}
+	n, err := g.r.Read(p)
+	g.read += int64(n)
+	return n, err
 }

@@ -3,8 +3,11 @@ package spool
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -142,6 +145,36 @@ func TestInitLayout(t *testing.T) {
 	}
 }
 
+// A file in the spool with a second link may be a file outside it (the
+// spool's owner planted the link): Init, run by root, must not give it to
+// the owner nor change its mode, and says that it left it.
+func TestInitLeavesHardLinks(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	o := InitOptions{UID: os.Getuid(), GID: os.Getgid(), Group: os.Getgid()}
+	if _, err := Init(dir, o); err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(t.TempDir(), "shadow")
+	if err := os.WriteFile(outside, []byte("secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(outside, 0o644)
+	link := filepath.Join(dir, QueueNew, "x")
+	if err := os.Link(outside, link); err != nil {
+		t.Fatal(err)
+	}
+	out, err := Init(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(outside); fi.Mode().Perm() != 0o644 {
+		t.Errorf("Init changed a file outside the spool, linked into new/, to %v", fi.Mode())
+	}
+	if joined := strings.Join(out, "\n"); !strings.Contains(joined, "left "+link+": it has 2 links") {
+		t.Errorf("Init said:\n%s", joined)
+	}
+}
+
 const dropMsg = "From: alice@example.test\nSubject: hi\n\nhello\n"
 
 // Drop writes exactly what Enqueue would write, under a final name
@@ -151,7 +184,7 @@ func TestDropWritesEnqueueFormat(t *testing.T) {
 	env := Envelope{From: "alice@example.test", To: []string{"bob@example.test"}, Arrival: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
 		UID: "0123456789abcdef0123456789abcdef"} // Enqueue would draw a fresh one
 	old := syscall.Umask(0o077)
-	name, err := Drop(filepath.Join(s.Dir(), DirMaildrop), env, strings.NewReader(dropMsg), direct)
+	name, err := Drop(filepath.Join(s.Dir(), DirMaildrop), env, strings.NewReader(dropMsg), 0, direct)
 	syscall.Umask(old)
 	if err != nil {
 		t.Fatal(err)
@@ -190,13 +223,13 @@ func TestDropLeavesNothingOnError(t *testing.T) {
 	s := initSpool(t)
 	md := filepath.Join(s.Dir(), DirMaildrop)
 	env := Envelope{From: "alice@example.test", To: []string{"bob@example.test"}}
-	if _, err := Drop(md, env, &failReader{n: 200 << 10}, direct); err == nil || !strings.Contains(err.Error(), "too large") {
+	if _, err := Drop(md, env, &failReader{n: 200 << 10}, 0, direct); err == nil || !strings.Contains(err.Error(), "too large") {
 		t.Errorf("err = %v, want the reader's", err)
 	}
-	if _, err := Drop(md, Envelope{From: "a@example.test", To: []string{"bob"}}, strings.NewReader(dropMsg), direct); err == nil {
+	if _, err := Drop(md, Envelope{From: "a@example.test", To: []string{"bob"}}, strings.NewReader(dropMsg), 0, direct); err == nil {
 		t.Error("Drop took a recipient without a domain")
 	}
-	if _, err := Drop(md, env, strings.NewReader("not a header\n"), direct); err == nil {
+	if _, err := Drop(md, env, strings.NewReader("not a header\n"), 0, direct); err == nil {
 		t.Error("Drop took a message that does not start with a header field")
 	}
 	if n := files(t, s, DirMaildrop); len(n) != 0 {
@@ -204,9 +237,125 @@ func TestDropLeavesNothingOnError(t *testing.T) {
 	}
 }
 
+// The reserve is measured on the file Drop creates, whatever path led
+// there: below it Drop fails with a *LowSpaceError and leaves nothing.
+func TestDropKeepsTheReserve(t *testing.T) {
+	s := initSpool(t)
+	md := filepath.Join(s.Dir(), DirMaildrop)
+	env := Envelope{From: "alice@example.test", To: []string{"bob@example.test"}}
+	_, err := Drop(md, env, strings.NewReader(dropMsg), 1<<62, direct)
+	var le *LowSpaceError
+	if !errors.As(err, &le) {
+		t.Fatalf("err = %v, want a *LowSpaceError", err)
+	}
+	if n := files(t, s, DirMaildrop); len(n) != 0 {
+		t.Errorf("maildrop/ = %q after a refusal for space", n)
+	}
+	if _, err := Drop(md, env, strings.NewReader(dropMsg), 1, direct); err != nil {
+		t.Errorf("Drop with a reserve of 1 octet: %v", err)
+	}
+}
+
+// fillingReader is a message of size octets of body lines that, once
+// after, octets have been read, writes filler octets into the file
+// fill: another submitter writing at the same time.
+type fillingReader struct {
+	r      io.Reader
+	after  int64
+	read   int64
+	fill   string
+	filler int
+	err    error
+}
+
+func (r *fillingReader) Read(p []byte) (int, error) {
+	if r.read >= r.after && r.fill != "" {
+		r.err = os.WriteFile(r.fill, bytes.Repeat([]byte("x"), r.filler), 0o600)
+		r.fill = ""
+	}
+	n, err := r.r.Read(p)
+	r.read += int64(n)
+	return n, err
+}
+
+// Submissions at once cannot all pass the first check and fill the disk
+// together: the reserve is measured again as the message is written, and
+// Drop stops once others took what was above it. Needs root to mount a
+// tmpfs of 8 MiB: a reserve of 5 MiB passes at the start; another writer
+// then takes 4 MiB while a 1 MiB message is being written.
+func TestDropKeepsTheReserveWhileWriting(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	dir := filepath.Join(mnt, "spool")
+	if _, err := Init(dir, InitOptions{UID: os.Getuid(), GID: os.Getgid(), Group: os.Getgid()}); err != nil {
+		t.Fatal(err)
+	}
+	body := "Subject: big\n\n" + strings.Repeat(strings.Repeat("a", 76)+"\n", (1<<20)/77)
+	r := &fillingReader{r: strings.NewReader(body), after: 256 << 10, fill: filepath.Join(mnt, "filler"), filler: 4 << 20}
+	md := filepath.Join(dir, DirMaildrop)
+	_, err := Drop(md, Envelope{From: "alice@example.test", To: []string{"bob@example.test"}}, r, 5<<20, direct)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	var le *LowSpaceError
+	if !errors.As(err, &le) {
+		t.Errorf("err = %v, want a *LowSpaceError once the other writer took the space", err)
+	}
+	if es, _ := os.ReadDir(md); len(es) != 0 {
+		t.Errorf("maildrop/ holds %s after a refusal for space", es[0].Name())
+	}
+}
+
+// A maildrop/ replaced by a symlink (the spool's owner controls the spool
+// directory; root's own sendmail drops there too) is refused, and nothing
+// is created where it points.
+func TestDropRefusesSymlinkedMaildrop(t *testing.T) {
+	s := initSpool(t)
+	md := filepath.Join(s.Dir(), DirMaildrop)
+	target := t.TempDir()
+	if err := os.Rename(md, md+".real"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, md); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Drop(md, Envelope{From: "alice@example.test", To: []string{"bob@example.test"}}, strings.NewReader(dropMsg), 0, direct)
+	if err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("err = %v, want a refusal naming the symbolic link", err)
+	}
+	if es, _ := os.ReadDir(target); len(es) != 0 {
+		t.Errorf("Drop created %s in the symlink's target", es[0].Name())
+	}
+}
+
+// Envelope lines past what Pickup takes are refused at submission, where
+// the submitter hears of it, and leave nothing in maildrop/.
+func TestDropRefusesEnvelopePickupWouldNot(t *testing.T) {
+	s := initSpool(t)
+	md := filepath.Join(s.Dir(), DirMaildrop)
+	env := Envelope{From: "alice@example.test"}
+	for i := 0; len(env.To)*40 < maxDropEnvelope; i++ {
+		env.To = append(env.To, fmt.Sprintf("r%06d-aaaaaaaaaaaaaaaa@example.test", i))
+	}
+	_, err := Drop(md, env, strings.NewReader(dropMsg), 0, direct)
+	var pe *ParseError
+	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "envelope lines") {
+		t.Errorf("err = %v, want a *ParseError about the envelope lines", err)
+	}
+	if n := files(t, s, DirMaildrop); len(n) != 0 {
+		t.Errorf("maildrop/ = %q after a refused envelope", n)
+	}
+}
+
 func dropOne(t *testing.T, s *Spool, to string) string {
 	t.Helper()
-	name, err := Drop(filepath.Join(s.Dir(), DirMaildrop), Envelope{From: "alice@example.test", To: []string{to}}, strings.NewReader(dropMsg), direct)
+	name, err := Drop(filepath.Join(s.Dir(), DirMaildrop), Envelope{From: "alice@example.test", To: []string{to}}, strings.NewReader(dropMsg), 0, direct)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +477,7 @@ func TestPickupDotFiles(t *testing.T) {
 func TestPickupLarge(t *testing.T) {
 	s := initSpool(t)
 	body := "Subject: big\n\n" + strings.Repeat("0123456789abcdef\n", 1<<16)
-	if _, err := Drop(filepath.Join(s.Dir(), DirMaildrop), Envelope{From: "a@example.test", To: []string{"b@example.test"}}, strings.NewReader(body), direct); err != nil {
+	if _, err := Drop(filepath.Join(s.Dir(), DirMaildrop), Envelope{From: "a@example.test", To: []string{"b@example.test"}}, strings.NewReader(body), 0, direct); err != nil {
 		t.Fatal(err)
 	}
 	if n, probs, err := s.Pickup(t.Context(), PickupOptions{Host: "h.test"}); n != 1 || err != nil || len(probs) != 0 {
