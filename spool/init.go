@@ -43,6 +43,16 @@ func Init(dir string, o InitOptions) ([]string, error) {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return out, fmt.Errorf("spool: init: %w", err)
 	}
+	// Files of the spool are the previous owner's (or root's, who ran
+	// it): those are the ones to hand over. A file of anyone else was
+	// moved in by the owner from elsewhere (a shared directory), and
+	// giving it to the owner would let it read another user's file.
+	keep := map[int]bool{0: true, o.UID: true}
+	if fi, err := os.Lstat(dir); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && fi.IsDir() {
+			keep[int(st.Uid)] = true
+		}
+	}
 	dirs := []struct {
 		name     string
 		gid      int
@@ -79,7 +89,7 @@ func Init(dir string, o InitOptions) ([]string, error) {
 			say("ok %s (%s)", p, describe(o.UID, d.gid, d.mode))
 		}
 		if d.ownFiles {
-			fixed, err := fixFiles(p, o.UID, o.GID)
+			fixed, err := fixFiles(p, o.UID, o.GID, keep)
 			if err != nil {
 				return out, err
 			}
@@ -136,8 +146,9 @@ func fixOpen(f *os.File, uid, gid int, mode os.FileMode) (string, error) {
 
 // fixFiles gives every regular file directly in dir the owner and mode
 // 0600; symlinks and other types are left alone (never followed), and so
-// is a file with more than one link, said in a line.
-func fixFiles(dir string, uid, gid int) ([]string, error) {
+// is a file with more than one link, or one owned by a user not in owners
+// (the spool's previous owner, the new one, root), each said in a line.
+func fixFiles(dir string, uid, gid int, owners map[int]bool) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("spool: init: %w", err)
@@ -167,6 +178,11 @@ func fixFiles(dir string, uid, gid int) ([]string, error) {
 			// owner would give away, say, /etc/shadow when root runs init.
 			f.Close()
 			out = append(out, fmt.Sprintf("left %s: it has %d links, so it may be a file outside the spool; its owner and mode are not changed", quoteName(p), n))
+			continue
+		}
+		if fu := int(fi.Sys().(*syscall.Stat_t).Uid); !owners[fu] {
+			f.Close()
+			out = append(out, fmt.Sprintf("left %s: it belongs to uid %d, who is not the spool's owner; its owner and mode are not changed", quoteName(p), fu))
 			continue
 		}
 		what, err := fixOpen(f, uid, gid, modeFile)

@@ -175,6 +175,46 @@ func TestInitLeavesHardLinks(t *testing.T) {
 	}
 }
 
+// Root's Init hands the spool's files to its owner, but not a file of
+// another user that the owner moved in (from a shared directory): the
+// owner could then read it. A file of the previous owner, or root's, is
+// handed over.
+func TestInitLeavesOtherUsersFiles(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: chown")
+	}
+	dir := filepath.Join(t.TempDir(), "spool")
+	o := InitOptions{UID: 1, GID: 1, Group: 1} // daemon
+	if _, err := Init(dir, o); err != nil {
+		t.Fatal(err)
+	}
+	theirs := filepath.Join(dir, QueueNew, "theirs")
+	mine := filepath.Join(dir, QueueNew, "root-made")
+	for _, p := range []string{theirs, mine} {
+		if err := os.WriteFile(p, []byte("secret\n"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chown(theirs, 65534, 65534) // nobody's file, moved in
+	out, err := Init(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := func(p string) (int, os.FileMode) {
+		fi, _ := os.Stat(p)
+		return int(fi.Sys().(*syscall.Stat_t).Uid), fi.Mode().Perm()
+	}
+	if uid, mode := st(theirs); uid != 65534 || mode != 0o640 {
+		t.Errorf("another user's file was changed to uid %d mode %v", uid, mode)
+	}
+	if uid, mode := st(mine); uid != 1 || mode != 0o600 {
+		t.Errorf("root's file in the spool is uid %d mode %v, want the owner's 0600", uid, mode)
+	}
+	if joined := strings.Join(out, "\n"); !strings.Contains(joined, "left "+theirs+": it belongs to uid 65534") {
+		t.Errorf("Init said:\n%s", joined)
+	}
+}
+
 const dropMsg = "From: alice@example.test\nSubject: hi\n\nhello\n"
 
 // Drop writes exactly what Enqueue would write, under a final name
