@@ -30,16 +30,17 @@ func (h *hookResolver) Lookup(ctx context.Context, domain string) (mx.Route, err
 	return h.Resolver.Lookup(ctx, domain)
 }
 
-// testWorld is a DNS server and a receiver for a.test, and a spool.
+// testWorld is a DNS server and a receiver for a.test (and the domains
+// of extra records, such as "b.test. MX 10 mx.a.test."), and a spool.
 type testWorld struct {
 	sp   *spool.Spool
 	recv *testnet.Receiver
 	cfg  Config
 }
 
-func newTestWorld(t *testing.T, o testnet.SMTPOptions) *testWorld {
+func newTestWorld(t *testing.T, o testnet.SMTPOptions, extra ...string) *testWorld {
 	t.Helper()
-	dns, err := testnet.StartDNS("a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2")
+	dns, err := testnet.StartDNS(append([]string{"a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2"}, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
