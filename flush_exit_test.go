@@ -65,6 +65,8 @@ func TestFlushJSONEarlyExits(t *testing.T) {
 		{"lock held", []string{"--spool", w.spool}, 75, "locked by another flush"},
 		{"spool missing", []string{"--spool", missing}, 66, missing},
 		{"bad flag value", []string{"--spool", w.spool, "--max-conns", "0"}, 64, "--max-conns"},
+		{"flag value kong refuses", []string{"--spool", w.spool, "--max-conns", "abc"}, 64, "--max-conns"},
+		{"unknown flag", []string{"--spool", w.spool, "--no-such-flag"}, 64, "no-such-flag"},
 	} {
 		args := append([]string{"flush", "--json", "--dns", w.dns.Addr(), "--port", strconv.Itoa(w.port), "--helo", "relay.test"}, tc.args...)
 		code, out, errs := w.run("", args...)

@@ -43,7 +43,10 @@ type Globals struct {
 	Config string        `help:"JSON config file of flag values (see README); a missing default file is fine." env:"MXFLUSH_CONFIG" default:"/etc/mxflush/config.json" placeholder:"FILE"`
 	file   *fileConfig   // the config file read, for mxflush config
 	kctx   *kong.Context // the parse, for mxflush config
-	setgid *setgidGroup  // the maildrop group of a setgid binary, held back; nil when not setgid
+	// asSendmail: the binary was invoked as sendmail or mailq, whose
+	// callers name no spool: defaultSpool when no setting names one.
+	asSendmail bool
+	setgid     *setgidGroup // the maildrop group of a setgid binary, held back; nil when not setgid
 }
 
 // CLI is the command line of mxflush.
@@ -97,7 +100,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 // runGlobals is run with the streams and clock given in g.
 func runGlobals(args []string, g Globals) (code int) {
 	stdout, stderr := g.stdout, g.stderr
+	// A flush --json that fails before its command runs (a flag value
+	// kong refuses, a bad config file) still prints one JSON object, as
+	// every later exit of flush does (see FlushCmd.Run).
+	stderr = earlyJSON(args, stdout, stderr)
+	defer func() {
+		if w, ok := stderr.(*jsonOnError); ok {
+			w.finish(code)
+		}
+	}()
 	cli := CLI{Globals: g}
+	cli.stderr = stderr
 	fc, err := loadConfig(configPath(args, os.Getenv))
 	if err != nil {
 		return exitCode(stderr, err)
@@ -151,11 +164,18 @@ func runGlobals(args []string, g Globals) (code int) {
 			return code
 		}
 	}
+	if cli.Spool == "" && cli.asSendmail {
+		cli.Spool = defaultSpool
+	}
 	if strings.TrimSpace(cli.Spool) == "" {
 		// An empty --spool or MXFLUSH_SPOOL= would make the current
 		// directory the spool, and a Maildir there would be delivered.
 		fmt.Fprintln(stderr, "mxflush: no spool: give --spool DIR or MXFLUSH_SPOOL")
 		return report.ExUsage
+	}
+	if w, ok := stderr.(*jsonOnError); ok {
+		// From here FlushCmd.Run prints its own JSON, early exits too.
+		w.done = true
 	}
 	cli.kctx = kctx
 	cli.Globals.defaults()
@@ -193,6 +213,6 @@ func main() {
 	// then stops as for SIGTERM and ends with its summary's code, its
 	// journal emptied, instead of dying halfway with exit 141.
 	signal.Ignore(syscall.SIGPIPE)
-	args, _ := sendmailArgs(os.Args[0], os.Args[1:], os.Getenv)
-	os.Exit(runGlobals(args, Globals{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, now: time.Now, setgid: sg}))
+	args, asSendmail := sendmailArgs(os.Args[0], os.Args[1:])
+	os.Exit(runGlobals(args, Globals{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, now: time.Now, setgid: sg, asSendmail: asSendmail}))
 }

@@ -84,19 +84,17 @@ func localUser() string {
 }
 
 // sendmailArgs turns the arguments of a binary invoked as "sendmail" into
-// mxflush's: the sendmail command, on MXFLUSH_SPOOL or defaultSpool.
-func sendmailArgs(argv0 string, args []string, getenv func(string) string) ([]string, bool) {
+// mxflush's: the sendmail command; asSendmail says it was so invoked, and
+// the spool is then defaultSpool when neither MXFLUSH_SPOOL nor the config
+// file names one (see runGlobals: a --spool added here would beat the
+// config file's spool key).
+func sendmailArgs(argv0 string, args []string) (out []string, asSendmail bool) {
 	name := filepath.Base(argv0)
 	if name != "sendmail" && name != "mailq" {
 		return args, false
 	}
-	out := []string{}
-	if getenv("MXFLUSH_SPOOL") == "" {
-		out = append(out, "--spool", defaultSpool)
-	}
-	out = append(out, "sendmail")
 	if name == "mailq" {
-		return append(out, "-bp"), true
+		return []string{"sendmail", "-bp"}, true
 	}
-	return append(out, args...), true
+	return append([]string{"sendmail"}, args...), true
 }

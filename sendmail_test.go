@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mxflush/mxflush/spool"
 )
@@ -83,20 +85,20 @@ func TestParseSendmailErrors(t *testing.T) {
 	}
 }
 
-// Invoked as sendmail or mailq, the binary runs the sendmail command on
-// MXFLUSH_SPOOL or /var/spool/mxflush; as anything else, nothing changes.
+// Invoked as sendmail or mailq, the binary runs the sendmail command (on
+// the spool of the settings, else /var/spool/mxflush: see
+// TestSendmailSpoolFromConfig); as anything else, nothing changes.
 func TestSendmailArgs(t *testing.T) {
-	env := func(v string) func(string) string { return func(string) string { return v } }
 	for _, tc := range []struct {
-		argv0, spool string
-		args, want   []string
+		argv0      string
+		args, want []string
 	}{
-		{"/usr/sbin/sendmail", "", []string{"-t", "-i"}, []string{"--spool", "/var/spool/mxflush", "sendmail", "-t", "-i"}},
-		{"sendmail", "/x", []string{"-i", "bob@a.test"}, []string{"sendmail", "-i", "bob@a.test"}},
-		{"/usr/bin/mailq", "/x", nil, []string{"sendmail", "-bp"}},
-		{"/usr/bin/mxflush", "", []string{"queue"}, []string{"queue"}},
+		{"/usr/sbin/sendmail", []string{"-t", "-i"}, []string{"sendmail", "-t", "-i"}},
+		{"sendmail", []string{"-i", "bob@a.test"}, []string{"sendmail", "-i", "bob@a.test"}},
+		{"/usr/bin/mailq", nil, []string{"sendmail", "-bp"}},
+		{"/usr/bin/mxflush", []string{"queue"}, []string{"queue"}},
 	} {
-		got, _ := sendmailArgs(tc.argv0, tc.args, env(tc.spool))
+		got, _ := sendmailArgs(tc.argv0, tc.args)
 		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("sendmailArgs(%q, %q) = %q, want %q", tc.argv0, tc.args, got, tc.want)
 		}
@@ -218,5 +220,27 @@ func TestSendmailHelpAndMisplacedFlags(t *testing.T) {
 	code, _, errs = w.run("", "flush")
 	if code != 64 || !strings.Contains(errs, "give --spool DIR or MXFLUSH_SPOOL") {
 		t.Errorf("flush without a spool: exit %d\n%s", code, errs)
+	}
+}
+
+// Invoked as mailq or sendmail, the spool comes from the settings like
+// any flag's: MXFLUSH_SPOOL, else the config file's spool key, else
+// /var/spool/mxflush. (The spool used to be put on the command line, where
+// it beat the config file's key.)
+func TestSendmailSpoolFromConfig(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	openSpool(t, dir)
+	cfg := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(cfg, []byte(`{"spool": "`+dir+`"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("MXFLUSH_SPOOL", "")
+	os.Unsetenv("MXFLUSH_SPOOL") // restored by t.Setenv's cleanup
+	t.Setenv("MXFLUSH_CONFIG", cfg)
+	args, asSendmail := sendmailArgs("/usr/bin/mailq", nil)
+	var out, errb bytes.Buffer
+	code := runGlobals(args, Globals{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, now: time.Now, asSendmail: asSendmail})
+	if code != 0 || !strings.Contains(out.String(), "no messages in") {
+		t.Errorf("mailq with the config file's spool: exit %d\n%s%s", code, out.String(), errb.String())
 	}
 }
