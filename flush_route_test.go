@@ -225,10 +225,10 @@ func noSecret(t *testing.T, pass string, outputs ...string) {
 	}
 }
 
-// C14 end to end: the MX offers STARTTLS but no handshake can succeed.
+// STARTTLS failing end to end: the MX offers it but no handshake can succeed.
 // Under the default policy the mail goes in cleartext in the same run and
 // the log says why; under encrypt it is deferred, never sent in cleartext.
-func TestFlushSTARTTLSFailsC14(t *testing.T) {
+func TestFlushSTARTTLSFails(t *testing.T) {
 	_, cert, _ := testCA(t, "mx.a.test")
 	broken := testnet.ServerTLS(cert)
 	broken.MaxVersion = tls.VersionTLS11 // mxflush wants TLS 1.2 at least: every handshake fails

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -122,7 +123,82 @@ type stdioConn struct {
 }
 
 func newStdioConn(r io.Reader, w io.Writer) *stdioConn {
-	return &stdioConn{Reader: r, Writer: w, closed: make(chan struct{})}
+	return &stdioConn{Reader: &crlfReader{r: r}, Writer: w, closed: make(chan struct{})}
+}
+
+// crlfReader turns each bare LF of r into CRLF. A terminal and most
+// scripts end their lines with LF alone, and go-smtp's server, reading
+// the network's form (RFC 5321 §2.3.8), would never see the line "." end
+// the DATA of such input: the message was lost with exit 0. Postfix's
+// sendmail -bs takes LF too. A CR already before the LF is kept as it is,
+// and the octets of a BDAT chunk (RFC 3030 §2), counted by their sender,
+// pass unchanged: the line "BDAT n" given as a command is followed by n
+// octets taken as they are.
+type crlfReader struct {
+	r      io.Reader
+	buf    []byte
+	line   []byte // the current line so far, to recognise DATA, "." and BDAT
+	prevCR bool   // the last octet handed out was a CR
+	inData bool   // between a DATA command and the line "."
+	raw    int64  // octets of a BDAT chunk still to pass unchanged
+	out    []byte // converted octets not yet handed out
+}
+
+func (c *crlfReader) Read(p []byte) (int, error) {
+	for len(c.out) == 0 {
+		if cap(c.buf) == 0 {
+			c.buf = make([]byte, 4096)
+		}
+		n, err := c.r.Read(c.buf[:cap(c.buf)])
+		for _, b := range c.buf[:n] {
+			c.take(b)
+		}
+		if err != nil && len(c.out) == 0 {
+			return 0, err
+		}
+		if err != nil {
+			break
+		}
+	}
+	n := copy(p, c.out)
+	c.out = c.out[n:]
+	return n, nil
+}
+
+// take converts one octet into c.out.
+func (c *crlfReader) take(b byte) {
+	if c.raw > 0 {
+		c.raw--
+		c.out = append(c.out, b)
+		c.prevCR = false
+		return
+	}
+	if b == '\n' && !c.prevCR {
+		c.out = append(c.out, '\r')
+	}
+	c.out = append(c.out, b)
+	c.prevCR = b == '\r'
+	if b != '\n' {
+		if len(c.line) < 64 { // enough to tell the commands apart
+			c.line = append(c.line, b)
+		}
+		return
+	}
+	line := strings.TrimRight(string(c.line), "\r")
+	c.line = c.line[:0]
+	switch {
+	case c.inData:
+		c.inData = line != "."
+	case strings.EqualFold(line, "DATA"):
+		c.inData = true
+	case len(line) > 5 && strings.EqualFold(line[:5], "BDAT "):
+		f := strings.Fields(line[5:])
+		if len(f) > 0 {
+			if n, err := strconv.ParseInt(f[0], 10, 64); err == nil && n > 0 {
+				c.raw = n
+			}
+		}
+	}
 }
 
 func (c *stdioConn) Close() error {

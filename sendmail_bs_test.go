@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -193,6 +194,40 @@ func TestReplyFor(t *testing.T) {
 		r := replyFor(tc.err)
 		if r.Code != tc.code || r.EnhancedCode != tc.enh || strings.ContainsAny(r.Message, "\r\n") {
 			t.Errorf("replyFor(%v) = %d %v %q, want %d %v", tc.err, r.Code, r.EnhancedCode, r.Message, tc.code, tc.enh)
+		}
+	}
+}
+
+// sendmail -bs takes lines ended by LF alone, as a terminal or a script
+// writes them (Postfix's does too): the message is queued. It used to wait
+// for a CRLF "." that never came, and lose the message with exit 0.
+func TestSendmailBSBareLF(t *testing.T) {
+	sp := filepath.Join(t.TempDir(), "spool")
+	w := &world{t: t}
+	script := "EHLO a.test\nMAIL FROM:<d@example.test>\nRCPT TO:<a@a.test>\nDATA\nSubject: x\n\nhi\n.\nQUIT\n"
+	code, out, errs := w.run(script, "--spool", sp, "sendmail", "-bs")
+	if code != 0 || !strings.Contains(out, "250 2.0.0 OK: queued") || !strings.Contains(out, "221 ") {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	ents, _ := os.ReadDir(filepath.Join(sp, "new"))
+	if len(ents) != 1 {
+		t.Fatalf("new/ has %d messages, want 1", len(ents))
+	}
+}
+
+// The LF-to-CRLF conversion leaves CRLF as it is and the counted octets of
+// a BDAT chunk (RFC 3030) unchanged.
+func TestCRLFReader(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"EHLO a\nQUIT\n", "EHLO a\r\nQUIT\r\n"},
+		{"EHLO a\r\nDATA\r\nx\n.\r\n", "EHLO a\r\nDATA\r\nx\r\n.\r\n"},
+		{"BDAT 4 LAST\na\nb\nQUIT\n", "BDAT 4 LAST\r\na\nb\nQUIT\r\n"},
+		// In DATA, a line that reads "BDAT 3" is text, converted.
+		{"DATA\nBDAT 3\nx\n.\n", "DATA\r\nBDAT 3\r\nx\r\n.\r\n"},
+	} {
+		got, err := io.ReadAll(&crlfReader{r: iotest.OneByteReader(strings.NewReader(tc.in))})
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%q: got %q (%v), want %q", tc.in, got, err, tc.want)
 		}
 	}
 }

@@ -244,3 +244,27 @@ func TestSendmailSpoolFromConfig(t *testing.T) {
 		t.Errorf("mailq with the config file's spool: exit %d\n%s%s", code, out.String(), errb.String())
 	}
 }
+
+// sendmail removes a Bcc field even without -t, as Postfix's does: a
+// program that names the recipients itself (and writes Bcc for its own
+// records) must not show the blind copies to everyone. enqueue without
+// -t keeps the message byte for byte.
+func TestSendmailStripsBccWithoutT(t *testing.T) {
+	sp := filepath.Join(t.TempDir(), "spool")
+	w := &world{t: t}
+	in := "From: app@example.test\nTo: a@a.test\nBcc: hidden@b.test\nSubject: x\n\nbody\n"
+	if code, _, errs := w.run(in, "--spool", sp, "sendmail", "a@a.test", "hidden@b.test"); code != 0 {
+		t.Fatalf("sendmail: exit %d\n%s", code, errs)
+	}
+	ents, _ := os.ReadDir(filepath.Join(sp, "new"))
+	if len(ents) != 1 {
+		t.Fatalf("new/ has %d files", len(ents))
+	}
+	b, _ := os.ReadFile(filepath.Join(sp, "new", ents[0].Name()))
+	if strings.Contains(string(b), "Bcc:") || !strings.Contains(string(b), "X-Envelope-To: <hidden@b.test>") {
+		t.Errorf("stored message:\n%s\nwant no Bcc field, hidden@b.test in the envelope", b)
+	}
+	if code, _, errs := w.run(in, "--spool", sp, "enqueue", "a@a.test"); code != 0 {
+		t.Fatalf("enqueue: exit %d\n%s", code, errs)
+	}
+}

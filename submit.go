@@ -141,8 +141,13 @@ func (s *submitter) submit(sub submission, in io.Reader) (string, error) {
 
 	eol := lineEnd(h.Raw, more)
 	raw := h.Rewrite(func(f spool.HeaderField) ([]byte, bool) {
-		if sub.headers && strings.EqualFold(f.Name, "Bcc") {
-			return nil, true // sendmail -t (RFC 5322 §3.6.3)
+		// A Bcc field is never sent (RFC 5322 §3.6.3): removed by -t, and
+		// by sendmail always, as Postfix's does, so that one written by
+		// a program that lists its recipients itself does not show the
+		// blind copies to every recipient. enqueue without -t keeps the
+		// message byte for byte.
+		if (sub.headers || sub.complete) && strings.EqualFold(f.Name, "Bcc") {
+			return nil, true
 		}
 		if v, ok := s.qualifyField(f); ok {
 			return []byte(f.Name + ":" + v + eol), true
