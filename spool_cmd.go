@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/mxflush/mxflush/report"
@@ -70,6 +71,18 @@ func (c *SpoolInitCmd) Run(g *Globals) error {
 	if err != nil {
 		return exitf(report.ExCantCreat, "%v", err)
 	}
-	fmt.Fprintf(g.stdout, "maildrop/ takes messages from the members of group %s (gid %d): install mxflush setgid that group (chgrp %s mxflush; chmod 2755 mxflush) so every user can submit\n", grp.Name, mgid, grp.Name)
+	// Say how to install the binary only when this one is not already
+	// setgid the maildrop group (install step 2 comes first).
+	if exe, err := os.Executable(); err == nil {
+		if fi, err := os.Stat(exe); err == nil {
+			st, ok := fi.Sys().(*syscall.Stat_t)
+			if !ok || fi.Mode()&os.ModeSetgid == 0 || int(st.Gid) != mgid {
+				fmt.Fprintf(g.stdout, "maildrop/ takes messages from group %s (gid %d): for every user to submit, install the binary setgid that group: chgrp %s %s && chmod 2755 %s\n", grp.Name, mgid, grp.Name, exe, exe)
+			}
+		}
+	}
+	if !strings.Contains(g.Origin, ".") {
+		fmt.Fprintf(g.stdout, "warning: this host's name %q is not fully qualified: local names (root, www-data) would become @%s, which no one can answer; set --origin (config key origin) or an alias for them\n", g.Origin, g.Origin)
+	}
 	return nil
 }

@@ -407,7 +407,7 @@ func dropOne(t *testing.T, s *Spool, to string) string {
 // envelope, and removes it from maildrop/.
 func TestPickup(t *testing.T) {
 	s := initSpool(t)
-	dropOne(t, s, "bob@example.test")
+	dropped := dropOne(t, s, "bob@example.test")
 	// A submitter's own envelope lines beyond From and To are not taken.
 	forged := "X-Envelope-From: <alice@example.test>\nX-Envelope-To: <carol@example.test>\nX-Envelope-Arrival: 2000-01-01T00:00:00Z\nX-Envelope-Attempts: 7\n" + dropMsg
 	os.WriteFile(filepath.Join(s.Dir(), DirMaildrop, "forged"), []byte(forged), 0o640)
@@ -428,7 +428,11 @@ func TestPickup(t *testing.T) {
 			t.Errorf("%s: arrival %v attempts %d, want the pickup time and 0", m.ID, m.Arrival, m.Attempts)
 		}
 		body := string(readAll(t, s, m))
-		want := "Received: by mx.example.test (mxflush, from userid " + strconv.Itoa(os.Getuid()) + ")\n\tid " + m.ID + "; " + now.Format(time.RFC1123Z) + "\n" + dropMsg
+		name := dropped
+		if m.To[0] == "carol@example.test" {
+			name = "forged"
+		}
+		want := "Received: by mx.example.test (mxflush, from userid " + strconv.Itoa(os.Getuid()) + ")\n\tid " + m.ID + " (maildrop " + name + "); " + now.Format(time.RFC1123Z) + "\n" + dropMsg
 		if body != want {
 			t.Errorf("message:\n%q\nwant\n%q", body, want)
 		}

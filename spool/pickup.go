@@ -221,8 +221,10 @@ func (s *Spool) pickOne(name string, typ fs.FileMode, group uint32, o PickupOpti
 			eol = "\r\n"
 		}
 	}
+	// The maildrop name is the ID sendmail and enqueue printed to the
+	// submitter: the field ties it to the queue ID the logs use.
 	recv := "Received: by " + o.Host + " (mxflush, from userid " + strconv.FormatUint(uint64(st.Uid), 10) + ")" + eol +
-		"\tid " + id + "; " + now.Format(time.RFC1123Z) + eol
+		"\tid " + id + " (maildrop " + name + "); " + now.Format(time.RFC1123Z) + eol
 	msg := io.MultiReader(strings.NewReader(recv), br)
 	nenv, mbr, err := prepare(env, msg)
 	if err != nil {
