@@ -59,10 +59,17 @@ func (c *ConfigCmd) Run(g *Globals) error {
 			from = "file " + g.file.path
 		}
 		value := kctx.FlagValue(f)
-		if f.Name == "helo" && value == "" {
+		switch {
+		case f.Name == "helo" && value == "":
 			// flush's default: this host's name (see FlushCmd.flush).
 			if h, err := os.Hostname(); err == nil && h != "" {
 				value = h
+			}
+		case f.Name == "dns" && value == "":
+			// flush's default: the first nameserver of resolv.conf.
+			if srv, err := dnsServer(""); err == nil {
+				value = srv
+				from = "default (/etc/resolv.conf)"
 			}
 		}
 		rows = append(rows, configRow{Flag: "--" + f.Name, Value: showValue(value), From: from})

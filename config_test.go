@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/mxflush/mxflush/mx"
 )
 
 // configRun runs mxflush with a config file holding body ("" for none).
@@ -153,7 +155,11 @@ func TestConfigShowsEffectiveValues(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, errs)
 	}
-	for flag, want := range map[string]string{"helo": host, "max-age": "5d", "retry-max": "1h30m", "retry-min": "5m", "warn-after": "0s"} {
+	want := map[string]string{"helo": host, "max-age": "5d", "retry-max": "1h30m", "retry-min": "5m", "warn-after": "0s"}
+	if srv, err := mx.ServerFromResolvConf("/etc/resolv.conf"); err == nil {
+		want["dns"] = srv
+	}
+	for flag, want := range want {
 		if v, _ := row(t, out, flag); v != want {
 			t.Errorf("--%s shows %q, want %q", flag, v, want)
 		}
