@@ -108,7 +108,7 @@ func tail(s string, n int) string {
 
 // 10,000 messages to one domain under a 64-file limit: with
 // --conns-per-domain 1, one session carries them all, and open files stay
-// bounded by the connection limit (C39).
+// bounded by the connection limit, well within the open-file limit.
 func TestFlushTenThousandOneDomainUnderFileLimit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long: 10,000 messages through the built binary")
@@ -135,7 +135,8 @@ func TestFlushTenThousandOneDomainUnderFileLimit(t *testing.T) {
 }
 
 // Many domains under a small file limit: sessions are closed as each
-// domain's batch ends, so descriptors stay near the connection limit (C39).
+// domain's batch ends, so descriptors stay near the connection limit, within
+// the open-file limit.
 func TestFlushManyDomainsUnderFileLimit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long: 3,000 messages to 600 domains through the built binary")
@@ -167,9 +168,9 @@ func TestFlushManyDomainsUnderFileLimit(t *testing.T) {
 	}
 }
 
-// C36: two flushes started together, as overlapping cron runs: one runs, the
-// other exits 75 at once, and every recipient gets exactly one copy. A flush
-// killed with SIGKILL leaves no lock behind.
+// Two flushes started at once, as overlapping cron runs: one runs, the other
+// exits 75 at once, and every recipient gets exactly one copy. A flush killed
+// with SIGKILL leaves no lock behind.
 func TestFlushOverlappingRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the built binary")

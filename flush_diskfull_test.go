@@ -83,12 +83,12 @@ var diskFulls = []diskFull{
 	},
 }
 
-// C41: the disk fills up while a run records its results. Variant A: M goes
-// to ok@ (250) and gone@ (550), and the DSN for gone@ cannot be written;
-// variant B: M goes to ok@ (250) and busy@ (451), and M's new state cannot
-// be written; variant C: M goes to ok@, gone@ and busy@, its DSN is written
-// but its new state is not, so the DSN is taken back. Each time M stays
-// exactly as it was, no temp file or DSN is left, and the run exits 74
+// A full disk: the disk fills up while a run records its results. Variant A:
+// M goes to ok@ (250) and gone@ (550), and the DSN for gone@ cannot be
+// written; variant B: M goes to ok@ (250) and busy@ (451), and M's new state
+// cannot be written; variant C: M goes to ok@, gone@ and busy@, its DSN is
+// written but its new state is not, so the DSN is taken back. Each time M
+// stays exactly as it was, no temp file or DSN is left, and the run exits 74
 // naming the problem. On the next run, with space again, ok@ is not sent a
 // second copy (the crash journal recorded it), and M gets the outcome it
 // should have had, with exactly one DSN.

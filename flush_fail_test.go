@@ -19,7 +19,7 @@ import (
 func TestFlushOutcomes(t *testing.T) {
 	zone := []string{
 		"a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2",
-		"nullmx.test. MX 0 .", "nullmx.test. A 127.0.0.2", // C16: the A record must not be used
+		"nullmx.test. MX 0 .", "nullmx.test. A 127.0.0.2", // null MX: the A record must not be used
 		"servfail.test. MX 10 mx.a.test.",
 		"idn.xn--bcher-kva.test. MX 10 mx.a.test.",
 	}
@@ -43,16 +43,16 @@ func TestFlushOutcomes(t *testing.T) {
 		log       string   // must appear in the log lines
 	}{
 		{"5yz fails", []string{"gone@a.test"}, 69, "failed", nil, "status=bounced (550 5.1.1 No such user)"},
-		{"mixed RCPT replies (C12 A)", []string{"gone@a.test", "bob@a.test", "busy@a.test"}, 69, "cur", []string{"bob@a.test"}, "status=deferred (450 4.2.1 Mailbox busy)"},
-		{"null MX (C16)", []string{"x@nullmx.test"}, 69, "failed", nil, "dsn=5.1.10"},
-		{"NXDOMAIN (C17)", []string{"x@missing.test"}, 69, "failed", nil, "dsn=5.1.2"},
+		{"mixed RCPT replies", []string{"gone@a.test", "bob@a.test", "busy@a.test"}, 69, "cur", []string{"bob@a.test"}, "status=deferred (450 4.2.1 Mailbox busy)"},
+		{"null MX", []string{"x@nullmx.test"}, 69, "failed", nil, "dsn=5.1.10"},
+		{"NXDOMAIN, no implicit MX", []string{"x@missing.test"}, 69, "failed", nil, "dsn=5.1.2"},
 		{"SERVFAIL defers", []string{"x@servfail.test"}, 75, "cur", nil, "dsn=4.4.3"},
-		{"address literal (C21)", []string{"bob@[127.0.0.2]"}, 0, "", []string{"bob@[127.0.0.2]"}, "status=sent"},
-		{"malformed literal (C21)", []string{"dan@[999.1.1.1]", "bob@a.test"}, 69, "failed", []string{"bob@a.test"}, "dsn=5.1.3"},
-		{"source route (C33)", []string{"@hop1.example.test,@hop2.example.test:bob@a.test"}, 0, "", []string{"bob@a.test"}, "status=sent"},
-		{"malformed source route (C33)", []string{"@hop1.example.test;bob@a.test"}, 69, "failed", nil, "dsn=5.1.3"},
-		{"space in a source route is damage (C33)", []string{"@hop1.example.test bob@a.test"}, 65, "bad", nil, ""},
-		{"IDN domain in A-label form (C24 A)", []string{"user@idn.bücher.test"}, 0, "", []string{"user@idn.xn--bcher-kva.test"}, "status=sent"},
+		{"address literal", []string{"bob@[127.0.0.2]"}, 0, "", []string{"bob@[127.0.0.2]"}, "status=sent"},
+		{"malformed address literal", []string{"dan@[999.1.1.1]", "bob@a.test"}, 69, "failed", []string{"bob@a.test"}, "dsn=5.1.3"},
+		{"source route", []string{"@hop1.example.test,@hop2.example.test:bob@a.test"}, 0, "", []string{"bob@a.test"}, "status=sent"},
+		{"malformed source route", []string{"@hop1.example.test;bob@a.test"}, 69, "failed", nil, "dsn=5.1.3"},
+		{"space in a source route is damage", []string{"@hop1.example.test bob@a.test"}, 65, "bad", nil, ""},
+		{"IDN domain in A-label form", []string{"user@idn.bücher.test"}, 0, "", []string{"user@idn.xn--bcher-kva.test"}, "status=sent"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -118,8 +118,9 @@ func writeSpoolFile(t *testing.T, spoolDir, content string) string {
 	return name
 }
 
-// C31: CR/LF injected into an envelope address: the entry is moved aside,
-// sent to nobody, and no receiver ever sees the injected command.
+// Command injection (RFC 5321 §4.1.2): CR/LF in an envelope address: the
+// entry is moved aside, sent to nobody, and no receiver ever sees the
+// injected command.
 func TestFlushInjectedEnvelopeIsQuarantined(t *testing.T) {
 	w := newWorld(t, []string{"127.0.0.2", "127.0.0.3"}, nil,
 		"a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2", "spy.test. MX 10 mx.spy.test.", "mx.spy.test. A 127.0.0.3")
@@ -145,8 +146,8 @@ func TestFlushInjectedEnvelopeIsQuarantined(t *testing.T) {
 	}
 }
 
-// C36: a second flush while one holds the lock exits at once with 75 and
-// names the holder's pid.
+// Two flushes at once: a second flush while one holds the lock exits at once
+// with 75 and names the holder's pid.
 func TestFlushLockHeld(t *testing.T) {
 	w := newWorld(t, nil, nil, "a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2")
 	w.enqueue("alice@example.test", msg("x"), "bob@a.test")

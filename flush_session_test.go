@@ -39,7 +39,7 @@ func TestFlushSessionFaults(t *testing.T) {
 	}{
 		{
 			// The connection drops at the third message's DATA, before any
-			// of it was sent: reconnect, resend it, go on (C09).
+			// of it was sent: reconnect, resend it, go on.
 			name: "dropped at DATA, reconnect and resend", msgs: 5, rcpts: 1,
 			hook: func(session int, cmd string, s *scriptedState) (string, bool) {
 				return "", session == 1 && cmd == "DATA" && s.Delivered == 2
@@ -57,8 +57,8 @@ func TestFlushSessionFaults(t *testing.T) {
 			code: 75, sessions: 2, delivered: 4, deferred: 1,
 		},
 		{
-			// C08: the server closes with 421 right after a message is accepted.
-			name: "421 on a reused connection (C08)", msgs: 2, rcpts: 1,
+			// The server closes with 421 right after a message is accepted.
+			name: "421 on a reused connection", msgs: 2, rcpts: 1,
 			hook: func(session int, cmd string, s *scriptedState) (string, bool) {
 				if session == 1 && cmd == "MAIL" && s.Delivered == 1 {
 					return "421 4.4.2 closing: idle timeout", false
@@ -104,8 +104,8 @@ func TestFlushSessionFaults(t *testing.T) {
 			code: 0, sessions: 2, delivered: 3,
 		},
 		{
-			// C03: a multi-line greeting ending in 521: no EHLO, recipients fail.
-			name: "521 greeting (C03)", msgs: 1, rcpts: 1,
+			// A multi-line greeting ending in 521: no EHLO, recipients fail.
+			name: "multi-line greeting ending in 521", msgs: 1, rcpts: 1,
 			hook: func(session int, cmd string, s *scriptedState) (string, bool) {
 				if cmd == "greeting" {
 					return "220-scripted.test ESMTP\r\n521 5.7.1 sending host is on a blocklist", false
@@ -161,8 +161,8 @@ func TestFlushSessionFaults(t *testing.T) {
 	}
 }
 
-// C42: a receiver that never greets is given up on after the timeout; the
-// other domains go through in the same run.
+// Stalled servers: a receiver that never greets is given up on after the
+// timeout; the other domains go through in the same run.
 func TestFlushStalledReceiver(t *testing.T) {
 	w := newWorld(t, []string{"127.0.0.3"}, nil, "a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2",
 		"ok.test. MX 10 mx.ok.test.", "mx.ok.test. A 127.0.0.3")

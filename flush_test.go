@@ -82,7 +82,8 @@ func TestFlushThreeDomainMessageBytes(t *testing.T) {
 }
 
 // 4yz defers with the reply recorded; a later run sends only to the pending
-// recipient with the same sender and removes the entry (C04, C13).
+// recipient with the same sender and removes the entry (greylisting: retry
+// only the pending recipients).
 func TestFlushDeferThenRetry(t *testing.T) {
 	var mu sync.Mutex
 	greylist := true

@@ -11,9 +11,9 @@ import (
 	"github.com/mxflush/mxflush/spool"
 )
 
-// C35 and C40 E2: a message past --max-age gets one final try; a recipient
-// still deferred fails with 4.4.7 and the last reply, and is bounced. A
-// longer --max-age keeps it queued.
+// A message past --max-age gets one final try; a recipient still deferred
+// fails with 4.4.7 and the last reply, and is bounced. A longer --max-age
+// keeps it queued.
 func TestExpiry(t *testing.T) {
 	state := "X-Envelope-From: <alice@example.test>\nX-Envelope-To: <busy@a.test>\nX-Envelope-To: <bob@a.test>\n" +
 		"X-Envelope-Arrival: " + ago(6*24*time.Hour) + "\nX-Envelope-Attempts: 30\nX-Envelope-Next-Attempt: " + ago(time.Minute) + "\n"
@@ -71,7 +71,7 @@ func TestExpiry(t *testing.T) {
 	}
 }
 
-// C40 E1 and E3: times written by a wrong clock never leave a message stuck
+// Clock skew: times written by a wrong clock never leave a message stuck
 // for longer than --retry-max, and a future arrival is not "expired" but is
 // reset to now; a next attempt 20 minutes away waits, unless --all.
 func TestClockSkew(t *testing.T) {

@@ -88,10 +88,10 @@ func TestBounceFormat(t *testing.T) {
 	}
 }
 
-// C35 and C12 A: every recipient that fails in one run, across domains,
-// goes into one DSN; later runs send nothing more for the message; the
-// recipient still pending is retried alone, and its later success bounces
-// nothing again.
+// A 5xx is final: every recipient that fails in one run, across domains, goes
+// into one DSN; later runs send nothing more for the message; the recipient
+// still pending is retried alone, and its later success bounces nothing
+// again.
 func TestBounceOncePerMessage(t *testing.T) {
 	w := lifeWorld(t)
 	id := w.enqueue("alice@example.test", original, "gone1@a.test", "bob@a.test", "gone2@a.test", "relay@b.test", "busy@b.test")

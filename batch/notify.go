@@ -34,9 +34,10 @@ type rcptResult struct {
 // warning is due once per message: when WarnAfter is set, the message is at
 // least that old, has recipients still pending, and has no Warned time yet.
 //
-// The DSN is enqueued (written, fsynced, renamed into new/) before the
-// caller records anything: an error here (ENOSPC, EACCES) means nothing was
-// enqueued and the caller must leave the original as it is (C41).
+// The DSN is enqueued (written, fsynced, renamed into new/) before the caller
+// records anything: an error here (ENOSPC, EACCES) means nothing was enqueued
+// and the caller must leave the original as it is (on a full disk, for
+// example).
 func (r *runner) notify(m *spool.Message, fresh, pending []rcptResult, now time.Time) (spool.Notice, bool, string, error) {
 	if m.From == "" || r.cfg.NoBounce {
 		return spool.NoticeNone, false, "", nil

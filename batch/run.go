@@ -50,7 +50,7 @@ type Config struct {
 	DryRun   bool          // resolve and plan, connect to no SMTP server, change nothing
 	All      bool          // every message is due, whatever its next-attempt time
 	RetryMin time.Duration // first retry delay (default 5m); doubles per attempt, ±10% jitter
-	RetryMax time.Duration // longest retry delay (default 4h); a next attempt further away is due now (C40)
+	RetryMax time.Duration // longest retry delay (default 4h); a next attempt further away is due now (clock skew)
 	// MaxAge is the queue lifetime (default 5d): a message older than this
 	// gets one final try, and its recipients still deferred after it fail
 	// with 4.4.7 (delivery time expired) and are bounced.

@@ -30,9 +30,9 @@ func TestRetryDelay(t *testing.T) {
 	}
 }
 
-// C40: a next attempt beyond the longest backoff is due (E1), a near one is
-// not unless --all (E3); a message past its lifetime is due for its final
-// try; a future arrival has age 0 and is not expired (E1).
+// Clock skew: a next attempt beyond the longest backoff is due, a near one
+// is not unless --all; a message past its lifetime is due for its final
+// try; a future arrival has age 0 and is not expired.
 func TestDueAndExpiry(t *testing.T) {
 	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	cfg := Config{RetryMin: 5 * time.Minute, RetryMax: 4 * time.Hour, MaxAge: 5 * 24 * time.Hour}
@@ -52,11 +52,11 @@ func TestDueAndExpiry(t *testing.T) {
 	}{
 		{"never tried", msg(-time.Hour, 0), false, true, false},
 		{"next attempt passed", msg(-time.Hour, -time.Minute), false, true, false},
-		{"C40 E3: next attempt in 20 minutes", msg(-time.Hour, 20*time.Minute), false, false, false},
-		{"C40 E3 with --all", msg(-time.Hour, 20*time.Minute), true, true, false},
+		{"next attempt in 20 minutes", msg(-time.Hour, 20*time.Minute), false, false, false},
+		{"next attempt in 20 minutes, with --all", msg(-time.Hour, 20*time.Minute), true, true, false},
 		{"next attempt exactly the longest backoff away", msg(-time.Hour, 4*time.Hour), false, false, false},
-		{"C40 E1: queued and next attempt 3 years ahead", msg(3*365*24*time.Hour, 3*365*24*time.Hour), false, true, false},
-		{"C40 E2: 6 days old, next attempt a minute ago", msg(-6*24*time.Hour, -time.Minute), false, true, true},
+		{"clock skew: queued and next attempt 3 years ahead", msg(3*365*24*time.Hour, 3*365*24*time.Hour), false, true, false},
+		{"6 days old, next attempt a minute ago", msg(-6*24*time.Hour, -time.Minute), false, true, true},
 		{"past the lifetime, next attempt later: final try now", msg(-6*24*time.Hour, time.Hour), false, true, true},
 		{"never tried, arrival 10 days ago: not expired on its first try", msg(-10*24*time.Hour, 0), false, true, false},
 		{"never tried, modified 10 days ago: not expired on its first try", fromMtime(msg(-10*24*time.Hour, 0)), false, true, false},

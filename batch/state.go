@@ -84,7 +84,7 @@ func Backoff(attempts int, min, max time.Duration) time.Duration {
 //  2. notify: enqueue one DSN to the sender for all the fresh failures (and
 //     the pending ones when the delay warning is due). If that fails, stop:
 //     the original is left exactly as it was and the error is reported
-//     (C41); its recipients are tried again next run.
+//     (a full disk, for example); its recipients are tried again next run.
 //  3. Record: all delivered -> removed; something pending -> rewritten into
 //     cur/ with only the pending recipients and a jittered next attempt;
 //     nothing pending but failures -> failed/. Each fresh failure's

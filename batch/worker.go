@@ -161,7 +161,8 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 			if lost != nil && lost.Safe && !it.resent {
 				// The final dot was never sent, so nothing was delivered
 				// in this transaction: send it again, once, on a fresh
-				// session (C08, C09), to the recipients without a final
+				// session (after a 421 on a reused connection or a drop in
+				// the middle of DATA), to the recipients without a final
 				// result only (see keepFinal).
 				// When the dot was sent and only its reply was lost, the
 				// receiver may have the message (RFC 5321 §4.1.1.4): it is

@@ -138,7 +138,7 @@ var errMalformedReply = errors.New("malformed reply")
 
 // readReply reads one complete reply (RFC 5321 §4.2.1): lines "ddd-text"
 // until a line "ddd text" or "ddd". It returns the code of the LAST line
-// (servers that change codes between lines exist, C03) and every line as
+// (servers that change codes between lines exist) and every line as
 // received without its line end. Bare LF line ends are accepted.
 func readReply(br *bufio.Reader) (code int, lines []string, err error) {
 	for len(lines) < maxReplyLines {

@@ -29,7 +29,8 @@ const normBufSize = 8 << 10
 // Folding keeps a header's meaning (unfolding restores it, except for the SP
 // added where no whitespace was found); breaking a body line changes the
 // content. Either change breaks a DKIM signature over that part (RFC 6376
-// §3.4.4), which is the price of not being refused for long lines (C27).
+// §3.4.4), which is the price of not being refused for lines over 998 octets
+// (RFC 5321 §4.5.3.1.6).
 //
 // The conversion streams in constant memory (about 26 KiB) and is correct
 // whatever sizes the underlying Reads return. Errors from r are passed on

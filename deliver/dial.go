@@ -90,7 +90,7 @@ func (o Options) withDefaults() Options {
 //
 // TLS follows o.TLS (see TLSMode). Under TLSMay a TLS failure during or
 // after the handshake is followed at once by a new connection to the same
-// address without STARTTLS (C14, RFC 7435); a 454 to STARTTLS goes on in
+// address without STARTTLS (RFC 7435); a 454 to STARTTLS goes on in
 // cleartext on the same connection. Under TLSEncrypt, TLSVerify and
 // TLSDANE nothing is ever sent in cleartext: such failures are temporary
 // errors (4.7.4 no STARTTLS, 4.7.5 handshake or certificate), never

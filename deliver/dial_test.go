@@ -23,7 +23,7 @@ func refuse554(c net.Conn) {
 	io.Copy(io.Discard, c)
 }
 
-// blocklist is C03: a multi-line greeting whose last line is 521, then close.
+// blocklist sends a multi-line greeting whose last line is 521, then closes.
 func blocklist(c net.Conn) {
 	io.WriteString(c, "220-mx.b.test ESMTP\r\n521 5.7.1 Service unavailable; sending host is on a blocklist\r\n")
 }
@@ -50,7 +50,7 @@ func TestDialOrder(t *testing.T) {
 			relay: "mx1.b.test[127.0.0.3]",
 		},
 		{
-			name:    "421 banner, next host (C22)",
+			name:    "421 banner, next host in MX order",
 			servers: []srv{{ip: "127.0.0.2", handle: refuse421}, {ip: "127.0.0.4"}},
 			hosts: func(int) []Host {
 				return []Host{host("mx1.b.test", "127.0.0.2"), host("mx2.b.test", "127.0.0.4")}
@@ -71,7 +71,7 @@ func TestDialOrder(t *testing.T) {
 			errSubstr: "all MX hosts failed (last: mx2.b.test[127.0.0.3]:%d: connection refused)",
 		},
 		{
-			name:      "C03 multi-line greeting ending in 521: permanent",
+			name:      "multi-line greeting ending in 521: permanent",
 			servers:   []srv{{ip: "127.0.0.2", handle: blocklist}},
 			hosts:     func(int) []Host { return []Host{host("mx.b.test", "127.0.0.2")} },
 			perm:      true,
@@ -144,7 +144,8 @@ func TestDialOrder(t *testing.T) {
 	}
 }
 
-// C03 in full: no EHLO to a host whose greeting ends in 521.
+// A multi-line greeting whose last line differs: no EHLO to a host whose
+// greeting ends in 521.
 func TestDialNoEHLOAfter521(t *testing.T) {
 	port := freePort(t, "127.0.0.2")
 	f := &fake{greet: []string{"220-mx.b.test ESMTP\r\n521 5.7.1 on a blocklist\r\n"}}
@@ -160,8 +161,8 @@ func TestDialNoEHLOAfter521(t *testing.T) {
 	}
 }
 
-// C01: greeting and EHLO reply arrive in pieces with pauses; nothing may be
-// sent before a reply's last line.
+// Replies split across segments: greeting and EHLO reply arrive in pieces
+// with pauses; nothing may be sent before a reply's last line.
 func TestDialSplitReplies(t *testing.T) {
 	port := freePort(t, "127.0.0.2")
 	f := &fake{
@@ -218,7 +219,7 @@ func TestDialHeloName(t *testing.T) {
 	}
 }
 
-// C42, stall1: the server accepts TCP and never greets.
+// A stalled server: it accepts TCP and never greets.
 func TestDialGreetingStall(t *testing.T) {
 	port := freePort(t, "127.0.0.2")
 	startScript(t, "127.0.0.2", port, func(c net.Conn) { io.Copy(io.Discard, c) })

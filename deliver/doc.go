@@ -11,7 +11,7 @@
 //   - dial.go: hosts and addresses are tried in order with a per-address
 //     connect timeout; under TLSDANE each host's TLSA records are looked up
 //     first; under TLSMay a TLS failure is retried at once on a new
-//     connection without STARTTLS (C14).
+//     connection without STARTTLS (RFC 7435).
 //   - open.go: the greeting is read by deliver itself and judged by the
 //     code of its last line (RFC 5321 §4.2.1). Unless the policy is none,
 //     deliver then says EHLO itself on the raw connection, and runs

@@ -59,11 +59,11 @@ type Error struct {
 	OutOfOrder bool
 
 	// plainRetry: TLS failed during or after the handshake under TLSMay,
-	// so the same address is tried again without STARTTLS (C14).
+	// so the same address is tried again without STARTTLS (RFC 7435).
 	plainRetry bool
 	// heloRetry: EHLO got 500 or 502 and the server closed the connection
 	// before HELO could follow, so the same address is tried again on a
-	// new connection that starts with HELO (C06, RFC 5321 §4.1.4).
+	// new connection that starts with HELO (RFC 5321 §4.1.4).
 	heloRetry bool
 }
 

@@ -11,8 +11,8 @@ import (
 	"github.com/mxflush/mxflush/internal/testnet"
 )
 
-// C06: EHLO refused with 500: HELO, then no extension is used; 8-bit and
-// UTF-8 messages fail locally (C25 B, C24 C).
+// HELO fallback: EHLO refused with 500: HELO, then no extension is used;
+// 8-bit and UTF-8 messages fail locally (no 8BITMIME, no SMTPUTF8).
 func TestSendHELOFallback(t *testing.T) {
 	port := freePort(t, "127.0.0.2")
 	f := &fake{ehlo: []string{"500 5.5.1 Command unrecognized\r\n"}}
@@ -36,10 +36,11 @@ func TestSendHELOFallback(t *testing.T) {
 	}
 }
 
-// C06 variant: the server refuses EHLO with 500 and closes the connection
-// before HELO can follow. The same address is dialled again, starting with
-// HELO, and the message goes out without extensions, under the policies
-// that allow cleartext; a policy that needs TLS defers instead.
+// HELO fallback on a new connection: the server refuses EHLO with 500 and
+// closes the connection before HELO can follow. The same address is dialled
+// again, starting with HELO, and the message goes out without extensions,
+// under the policies that allow cleartext; a policy that needs TLS defers
+// instead.
 func TestSendHELOAfterClose(t *testing.T) {
 	tests := []struct {
 		mode     TLSMode
@@ -91,7 +92,7 @@ func TestSendHELOAfterClose(t *testing.T) {
 	}
 }
 
-// C24: SMTPUTF8 when offered and needed; an IDN domain alone needs none.
+// SMTPUTF8 (RFC 6531) when offered and needed; an IDN domain alone needs none.
 func TestSendSMTPUTF8(t *testing.T) {
 	port := freePort(t, "127.0.0.2", "127.0.0.3")
 	utf := startReceiver(t, "127.0.0.2", port, testnet.SMTPOptions{SMTPUTF8: true})
@@ -148,7 +149,7 @@ func TestSendSMTPUTF8(t *testing.T) {
 	}
 }
 
-// C30: SIZE limits, including odd advertisements, and MAIL refusals.
+// SIZE (RFC 1870) limits, including odd advertisements, and MAIL refusals.
 func TestSendSize(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -202,7 +203,7 @@ func TestSendSize(t *testing.T) {
 	}
 }
 
-// C25 A and the 7-bit case without 8BITMIME.
+// 8BITMIME (RFC 6152) when offered, and the 7-bit case without it.
 func TestSendEightBit(t *testing.T) {
 	port := freePort(t, "127.0.0.2")
 	f := &fake{ehlo: []string{"250-fake.b.test\r\n250 PIPELINING\r\n"}}

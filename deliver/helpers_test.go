@@ -257,7 +257,8 @@ func (f *fake) bodies() []string {
 }
 
 // write sends chunks; during each pause it checks that the client sends
-// nothing (a reply is not complete before its last line, C01).
+// nothing (a reply is not complete before its last line, even when split
+// across segments).
 func (f *fake) write(c net.Conn, br *bufio.Reader, chunks []string) {
 	for i, ch := range chunks {
 		io.WriteString(c, ch)

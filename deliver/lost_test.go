@@ -34,10 +34,11 @@ func (r repeatReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// C08: the server says 421 right after accepting a message and closes; the
-// next Send finds it at MAIL: lost, safe to resend on a fresh connection.
-// Each lost-session test here runs with and without PIPELINING (eachMode):
-// pipelined, the whole first group is written before the 421 is read.
+// A 421 on a reused connection: the server says 421 right after accepting a
+// message and closes; the next Send finds it at MAIL: lost, safe to resend on
+// a fresh connection. Each lost-session test here runs with and without
+// PIPELINING (eachMode): pipelined, the whole first group is written before
+// the 421 is read.
 func TestSendReused421(t *testing.T) {
 	eachMode(t, func(t *testing.T, m mode) {
 		port := freePort(t, "127.0.0.2")
@@ -83,7 +84,8 @@ func TestSendReused421(t *testing.T) {
 	})
 }
 
-// C09: the server reads part of a big body, says 421 and closes.
+// A drop in the middle of DATA: the server reads part of a big body, says 421
+// and closes.
 func TestSendDropMidData(t *testing.T) {
 	eachMode(t, func(t *testing.T, m mode) {
 		port := freePort(t, "127.0.0.2")
@@ -144,7 +146,7 @@ func TestSendLostAfterDot(t *testing.T) {
 	}
 }
 
-// C42: stalls end in temporary timeouts, quickly.
+// Stalled servers: stalls end in temporary timeouts, quickly.
 func TestSendStalls(t *testing.T) {
 	tests := []struct {
 		name    string

@@ -73,13 +73,13 @@ func open(ctx context.Context, raw net.Conn, relay, host string, pl plan, o Opti
 		cl.Close()
 		e, lost := classify(cmdEHLO, err)
 		if lost && e.Code == 0 && st.Version == "" && !pl.mode.required() && ehloRefused(ehloReply) {
-			// C06 variant: EHLO got 500/502, then the connection closed
+			// HELO fallback: EHLO got 500/502, then the connection closed
 			// before go-smtp's HELO: start again with HELO.
 			e.heloRetry = true
 		}
 		if st.Version != "" && !pl.implicit && pl.mode == TLSMay {
-			// TLS came up but the session over it failed: C14 counts
-			// this as a TLS failure too ("during or after the handshake").
+			// TLS came up but the session over it failed: this counts
+			// as a failed STARTTLS too ("during or after the handshake").
 			e.plainRetry = true
 		}
 		return nil, e
@@ -113,11 +113,11 @@ func ehloRefused(read []byte) bool {
 }
 
 // openHELO starts a session with HELO instead of EHLO, for a server that
-// closed the connection after refusing EHLO (C06 variant). Such a session
-// has no extension (RFC 5321 §4.1.4 via §3.2): no PIPELINING, SIZE,
-// 8BITMIME, SMTPUTF8, STARTTLS or AUTH; 8-bit and UTF-8 messages fail in
-// Send as on any session without them. deliver runs every command itself;
-// go-smtp's client only closes the connection.
+// closed the connection after refusing EHLO. Such a session has no extension
+// (RFC 5321 §4.1.4 via §3.2): no PIPELINING, SIZE, 8BITMIME, SMTPUTF8,
+// STARTTLS or AUTH; 8-bit and UTF-8 messages fail in Send as on any session
+// without them. deliver runs every command itself; go-smtp's client only
+// closes the connection.
 func openHELO(cw *conn, relay string, o Options, st TLSState) (*Session, *Error) {
 	helo := "HELO " + o.Helo
 	code, lines, err := cw.command(helo, o.CommandTimeout)
@@ -134,9 +134,10 @@ func openHELO(cw *conn, relay string, o Options, st TLSState) (*Session, *Error)
 }
 
 // greet reads the greeting and judges it by the code of its last line, and
-// sends nothing before the reply is complete (C01, C03). It returns the
-// synthetic "220" line go-smtp is to read in its place: go-smtp checks for
-// exactly 220, and reads the greeting lazily in Hello.
+// sends nothing before the reply is complete (it may be split across
+// segments, and the last line's code may differ from the others'). It returns
+// the synthetic "220" line go-smtp is to read in its place: go-smtp checks
+// for exactly 220, and reads the greeting lazily in Hello.
 func greet(cw *conn, o Options) (string, *Error) {
 	_ = cw.Conn.SetReadDeadline(time.Now().Add(o.GreetingTimeout))
 	code, lines, err := readReply(cw.br)

@@ -40,9 +40,10 @@ type Result struct {
 // Send delivers m and returns one Result per recipient, in the order of
 // m.To. The steps, and what each failure means for the recipients:
 //
-//   - Envelope check (defence in depth, RFC 5321 §4.1.2, C31): if From or any
-//     To fails addr.Check or holds CR, LF or NUL, every recipient fails
-//     permanently with Command "local" and nothing is sent.
+//   - Envelope check (defence in depth against command injection, RFC 5321
+//     §4.1.2): if From or any To fails addr.Check or holds CR, LF or NUL,
+//     every recipient fails permanently with Command "local" and nothing is
+//     sent.
 //   - SMTPUTF8 (RFC 6531 §3.4), on a server without it: a non-ASCII sender
 //     fails every recipient, 5.6.7, nothing sent; a non-ASCII recipient
 //     fails alone, 5.6.7, and the others go in a transaction without
@@ -247,7 +248,7 @@ func (s *Session) scan8bit(m Message) *Error {
 
 // envelope checks and converts the addresses to their wire form. An invalid
 // address refuses the whole message: such an envelope is corrupt or
-// hostile (C31), so nobody gets it.
+// hostile (command injection), so nobody gets it.
 func envelope(m Message) (from string, to []string, fromUTF8 bool, rcptUTF8 []bool, e *Error) {
 	needUTF8 := false
 	wire := func(a string) (string, error) {

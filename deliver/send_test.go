@@ -108,7 +108,7 @@ func TestSendManyOneSession(t *testing.T) {
 	}
 }
 
-// C12 A: mixed RCPT replies give per-recipient results.
+// Mixed RCPT replies give per-recipient results.
 func TestSendMixedRcpt(t *testing.T) {
 	port := freePort(t, "127.0.0.2")
 	r := startReceiver(t, "127.0.0.2", port, testnet.SMTPOptions{Rcpt: func(to string) error {
@@ -138,9 +138,9 @@ func TestSendMixedRcpt(t *testing.T) {
 	}
 }
 
-// C12 B: every RCPT refused: the body is never sent, the transaction is
-// reset, and the 550s are the results. (The go-smtp receiver offers
-// PIPELINING, so DATA goes out in the group and is refused, RFC 2920 §3.1.)
+// Every RCPT refused: the body is never sent, the transaction is reset, and
+// the 550s are the results. (The go-smtp receiver offers PIPELINING, so DATA
+// goes out in the group and is refused, RFC 2920 §3.1.)
 func TestSendAllRcptRefused(t *testing.T) {
 	port := freePort(t, "127.0.0.2")
 	r := startReceiver(t, "127.0.0.2", port, testnet.SMTPOptions{Rcpt: func(string) error {
@@ -321,7 +321,8 @@ func TestSendRcpt452OneRecipient(t *testing.T) {
 	}
 }
 
-// C29: dot-stuffing on the wire, and a "." line at a 64 KiB boundary.
+// Dot-stuffing (RFC 5321 §4.5.2) on the wire, and a "." line at a 64 KiB
+// boundary.
 func TestSendDotStuffing(t *testing.T) {
 	port := freePort(t, "127.0.0.2", "127.0.0.3")
 	f := &fake{}
@@ -368,8 +369,8 @@ func TestSendDotStuffing(t *testing.T) {
 	}
 }
 
-// C31: an envelope with CR, LF, NUL or a bad address is refused locally and
-// nothing of it reaches the server.
+// Command injection (RFC 5321 §4.1.2): an envelope with CR, LF, NUL or a bad
+// address is refused locally and nothing of it reaches the server.
 func TestSendInjection(t *testing.T) {
 	port := freePort(t, "127.0.0.2")
 	r := startReceiver(t, "127.0.0.2", port, testnet.SMTPOptions{})

@@ -18,7 +18,7 @@ const (
 	// TLSMay is opportunistic TLS (RFC 3207, RFC 7435): STARTTLS when the
 	// server offers it, any certificate; cleartext when it is not offered,
 	// when it is refused (454) on the same connection, and after a failed
-	// handshake on a new connection (C14).
+	// handshake on a new connection.
 	TLSMay TLSMode = iota
 	// TLSNone never sends STARTTLS.
 	TLSNone
@@ -124,8 +124,8 @@ type plan struct {
 	implicit bool
 	dane     []TLSA
 	auth     *Auth
-	// helo: start with HELO, no EHLO (C06 variant: a server that closed
-	// the connection after refusing EHLO). No extension, TLS or AUTH.
+	// helo: start with HELO, no EHLO (HELO fallback for a server that
+	// closed the connection after refusing EHLO). No extension, TLS or AUTH.
 	helo bool
 }
 

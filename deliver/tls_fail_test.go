@@ -15,11 +15,11 @@ import (
 	"github.com/mxflush/mxflush/internal/testnet"
 )
 
-// C14, with the whole kind: every way a TLS step can fail, under each
-// policy. Under may the message is sent in cleartext in the same Dial:
-// on the same connection after a refused STARTTLS, on a new one (without
-// STARTTLS) after a failure during or after the handshake. Under encrypt
-// and verify nothing goes in cleartext and the error is temporary.
+// A failed STARTTLS, in every form: every way a TLS step can fail, under each
+// policy. Under may the message is sent in cleartext in the same Dial: on the
+// same connection after a refused STARTTLS, on a new one (without STARTTLS)
+// after a failure during or after the handshake. Under encrypt and verify
+// nothing goes in cleartext and the error is temporary.
 func TestSTARTTLSFailures(t *testing.T) {
 	p := newPKI(t)
 	reply220 := "220 2.0.0 ready to start TLS\r\n"

@@ -14,9 +14,9 @@ import (
 	"github.com/mxflush/mxflush/mx"
 )
 
-// C22: equal preferences are shuffled. Over 50 lookups both hosts must have
-// come first at least once (the chance that a fair shuffle never puts one of
-// them first is 2^-49).
+// MX order: equal preferences are shuffled (RFC 5321 §5.1). Over 50 lookups
+// both hosts must have come first at least once (the chance that a fair
+// shuffle never puts one of them first is 2^-49).
 func TestLookupShufflesEqualPreferences(t *testing.T) {
 	d := startDNS(t,
 		"multi.test. MX 20 mx-b.multi.test.",
@@ -102,8 +102,8 @@ func TestLookupTruncatedRetriesOverTCP(t *testing.T) {
 	}
 }
 
-// C21: literals need no DNS. The server is closed before the lookups, so any
-// query would fail them.
+// Address literals need no DNS. The server is closed before the lookups, so
+// any query would fail them.
 func TestLookupLiteralMakesNoQuery(t *testing.T) {
 	d := startDNS(t)
 	r := &mx.Resolver{Server: d.Addr(), Timeout: 100 * time.Millisecond}

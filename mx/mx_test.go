@@ -46,7 +46,7 @@ func render(r mx.Route) string {
 
 func TestLookupRoutes(t *testing.T) {
 	d := startDNS(t,
-		// C22: answer order is not preference order.
+		// MX order: answer order is not preference order.
 		"sorted.test. MX 20 mx-b.sorted.test.",
 		"sorted.test. MX 5 mx-c.sorted.test.",
 		"sorted.test. MX 10 mx-a.sorted.test.",
@@ -54,15 +54,15 @@ func TestLookupRoutes(t *testing.T) {
 		"mx-b.sorted.test. A 127.0.0.3",
 		"mx-c.sorted.test. AAAA ::1", // AAAA added first: A must still come first
 		"mx-c.sorted.test. A 127.0.0.4",
-		// C17: implicit MX.
+		// Implicit MX (RFC 5321 §5.1).
 		"plain.test. A 127.0.0.10",
 		"v6only.test. AAAA ::1",
-		// C19: the domain is an alias; the target's own A is a trap.
+		// CNAME: the domain is an alias; the target's own A is a trap.
 		"alias.test. CNAME real.test.",
 		"real.test. MX 10 mx.real.test.",
 		"real.test. A 127.0.0.99",
 		"mx.real.test. A 127.0.0.20",
-		// C19: the MX target is an alias (RFC 2181 §10.3 violation, tolerated).
+		// CNAME: the MX target is an alias (RFC 2181 §10.3 violation, tolerated).
 		"cn.test. MX 10 mail.cn.test.",
 		"mail.cn.test. CNAME host.cn.test.",
 		"host.cn.test. A 127.0.0.21",
@@ -83,7 +83,7 @@ func TestLookupRoutes(t *testing.T) {
 		"dup.test. MX 10 mx.dup.test.",
 		"mx.dup.test. A 127.0.0.60",
 		"mx.dup.test. A 127.0.0.60",
-		// U-label asked, A-label in DNS (C24).
+		// IDN: U-label asked, A-label in DNS.
 		"xn--bcher-kva.test. MX 10 mx.xn--bcher-kva.test.",
 		"mx.xn--bcher-kva.test. A 127.0.0.70",
 	)
@@ -132,7 +132,7 @@ func TestLookupRoutes(t *testing.T) {
 
 func TestLookupErrors(t *testing.T) {
 	d := startDNS(t,
-		"nomail.test. MX 0 .", // C16: null MX beside a web server's A
+		"nomail.test. MX 0 .", // null MX (RFC 7505) beside a web server's A
 		"nomail.test. A 127.0.0.80",
 		"nomail.test. AAAA ::1",
 		"empty.test. TXT \"v=spf1 -all\"", // exists, no MX/A/AAAA

@@ -92,9 +92,9 @@ func hasEnvPrefix(b []byte) bool {
 // would change again if checked a second time ("@a:@b:c@d" strips only one
 // route), so what is written reads back the same. Errors are *addr.Error.
 //
-// A control character is reported before any other fault: a CR, LF or NUL
-// is the mark of an injection attempt (C31) and the reason should say so
-// even when an angle bracket comes first in the address.
+// A control character is reported before any other fault: a CR, LF or NUL is
+// the mark of an injection attempt (RFC 5321 §4.1.2) and the reason should
+// say so even when an angle bracket comes first in the address.
 func checkMailbox(a string) (string, error) {
 	if i := strings.IndexFunc(a, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
 		if _, err := addr.Check(a[i:]); err != nil { // addr's own rule text for that character
@@ -117,11 +117,11 @@ func checkMailbox(a string) (string, error) {
 
 // rcptMailbox is checkMailbox for a recipient read from a spool file or
 // recorded by a run. A recipient with a control character, a space or an
-// angle bracket is structural damage or an injection attempt (C31): an
-// error, and the file goes to bad/. One that only breaks the address grammar
-// (no @, a malformed literal or source route, RFC 5321 §4.1.2) is kept as it
-// is, so that a run fails that one recipient with 5.1.3 and delivers the
-// others (C21, C33) instead of holding back the whole message.
+// angle bracket is structural damage or an injection attempt: an error, and
+// the file goes to bad/. One that only breaks the address grammar (no @, a
+// malformed literal or source route, RFC 5321 §4.1.2) is kept as it is, so
+// that a run fails that one recipient with 5.1.3 and delivers the others
+// instead of holding back the whole message.
 func rcptMailbox(a string) (string, error) {
 	mbox, err := checkMailbox(a)
 	if err == nil {

@@ -179,8 +179,8 @@ func TestReplayJournal(t *testing.T) {
 	}
 }
 
-// C41: a message that cannot be updated is reported and the journal kept
-// whole, so that nothing it lists is forgotten.
+// A full disk: a message that cannot be updated is reported and the journal
+// kept whole, so that nothing it lists is forgotten.
 func TestReplayJournalKeepsJournalOnFailure(t *testing.T) {
 	s := newSpool(t)
 	writeRaw(t, s, "new", "1.P1R1.host", "X-Envelope-From: <a@x.test>\nX-Envelope-To: <b@x.test>\nX-Envelope-To: <c@x.test>\nSubject: 1\n\nbody\n")

@@ -29,11 +29,11 @@ func (e *LockedError) Error() string {
 }
 
 // Lock takes the spool lock without waiting: flock(LOCK_EX|LOCK_NB) on
-// DIR/lock (created 0600), then writes our pid into the file for the
-// message other runs print. The lock belongs to the open file, so the
-// kernel drops it when the process dies, even by kill -9: no stale pid is
-// ever trusted (C36). A second Lock, even from this process, fails while
-// the first is held. When the lock is held elsewhere the error is
+// DIR/lock (created 0600), then writes our pid into the file for the message
+// other runs print. The lock belongs to the open file, so the kernel drops it
+// when the process dies, even by kill -9: no stale pid is ever trusted. Two
+// flushes at once cannot both hold it: a second Lock, even from this process,
+// fails while the first is held. When the lock is held elsewhere the error is
 // *LockedError; other errors wrap the OS error. unlock releases the lock and
 // closes the file; calling it again returns nil. Linux (and BSD) only.
 func (s *Spool) Lock() (unlock func() error, err error) {

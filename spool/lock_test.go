@@ -63,8 +63,8 @@ func TestLockHelper(t *testing.T) {
 	os.Exit(0)
 }
 
-// C36: the lock of a flush killed with SIGKILL vanishes; no stale pid file
-// blocks the next run.
+// The lock of a flush killed with SIGKILL vanishes; no stale pid file blocks
+// the next run.
 func TestLockDiesWithProcess(t *testing.T) {
 	s := newSpool(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHelper$")

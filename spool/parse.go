@@ -109,7 +109,7 @@ func parse(br *bufio.Reader, needTo bool) (parsed, error) {
 // envelope: an empty line or a header field; the end of the file (no
 // message at all) is an error ("Name:", RFC 5322
 // §2.2). Anything else means the envelope was damaged, for example an
-// address split by an injected CR LF (C31).
+// address split by an injected CR LF (command injection, RFC 5321 §4.1.2).
 func checkFirstLine(br *bufio.Reader, lineNo int) error {
 	b, err := br.Peek(maxFieldName + 1)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {

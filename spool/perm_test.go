@@ -29,7 +29,7 @@ func unprivileged(t *testing.T, dir string, fn func()) {
 	}
 	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
 		if err != nil || fi.Mode().Perm() == 0 {
-			return err // mode 000 files stay root's: "owned by another user" (C38 E1)
+			return err // mode 000 files stay root's: "owned by another user"
 		}
 		return os.Lchown(p, nobody, nobody)
 	})
@@ -47,8 +47,8 @@ func unprivileged(t *testing.T, dir string, fn func()) {
 	fn()
 }
 
-// C38 E1: a mode 000 file owned by another user is left in place, reported,
-// never sent or deleted. E3: an unlistable queue is a fatal Scan error.
+// Spool permissions: a mode 000 file owned by another user is left in place,
+// reported, never sent or deleted; an unlistable queue is a fatal Scan error.
 func TestScanUnreadable(t *testing.T) {
 	s := newSpool(t)
 	writeRaw(t, s, "new", "1.P1R1.good", goodFile)

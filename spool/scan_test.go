@@ -25,11 +25,11 @@ func TestScanQuarantinesInvalid(t *testing.T) {
 		reasonSub string
 		addrErr   bool
 	}{
-		{"C31 CR in recipient", "new", "X-Envelope-From: <alice@example.com>\nX-Envelope-To: <bob@example.net>\rRCPT TO:<spy@example.org>\nSubject: x\n\nbody\n", "CR or LF", true},
-		{"C31 CRLF splits recipient", "new", "X-Envelope-From: <alice@example.com>\r\nX-Envelope-To: <bob@example.net>\r\nRCPT TO:<spy@example.org>\r\n\r\nbody\r\n", "line 3: the message does not start with a header field", false},
-		{"C31 CRLF in sender", "cur", "X-Envelope-From: <alice@example.com\r\nRSET>\nX-Envelope-To: <bob@example.net>\n\nbody\n", "line 1: X-Envelope-From:", false},
-		{"C31 NUL in recipient", "new", "X-Envelope-From: <alice@example.com>\nX-Envelope-To: <bob\x00@example.net>\n\nbody\n", "NUL in an address", true},
-		{"C31 size parameter", "new", "X-Envelope-From: <alice@example.com>\nX-Envelope-To: <bob@example.net>\nX-Envelope-Size: 100\r\nRCPT TO:<spy@example.org>\n\n", `unknown envelope field "X-Envelope-Size"`, false},
+		{"injection: CR in recipient", "new", "X-Envelope-From: <alice@example.com>\nX-Envelope-To: <bob@example.net>\rRCPT TO:<spy@example.org>\nSubject: x\n\nbody\n", "CR or LF", true},
+		{"injection: CRLF splits recipient", "new", "X-Envelope-From: <alice@example.com>\r\nX-Envelope-To: <bob@example.net>\r\nRCPT TO:<spy@example.org>\r\n\r\nbody\r\n", "line 3: the message does not start with a header field", false},
+		{"injection: CRLF in sender", "cur", "X-Envelope-From: <alice@example.com\r\nRSET>\nX-Envelope-To: <bob@example.net>\n\nbody\n", "line 1: X-Envelope-From:", false},
+		{"injection: NUL in recipient", "new", "X-Envelope-From: <alice@example.com>\nX-Envelope-To: <bob\x00@example.net>\n\nbody\n", "NUL in an address", true},
+		{"injection: size parameter", "new", "X-Envelope-From: <alice@example.com>\nX-Envelope-To: <bob@example.net>\nX-Envelope-Size: 100\r\nRCPT TO:<spy@example.org>\n\n", `unknown envelope field "X-Envelope-Size"`, false},
 		{"no recipient", "cur", "X-Envelope-From: <alice@example.com>\n\nbody\n", "no X-Envelope-To", false},
 		{"plain message without sender", "new", "To: bob@example.net\n\nbody\n", "no Return-Path, Sender or From", false},
 	}

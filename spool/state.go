@@ -16,7 +16,7 @@ import (
 // when m is in cur/), fsyncs cur/, and then unlinks new/ID if m was in new/.
 // env.To must hold at least one recipient; env.Arrival zero keeps
 // m.Arrival, env.UID "" keeps m.UID. On error (ENOSPC, EACCES, a changed file) the old file is
-// intact and no temp file remains (C41) — except when the rename was done
+// intact and no temp file remains — except when the rename was done
 // and only a later step (fsync of cur/, unlink of new/ID) failed: then the
 // error says so, m already describes cur/ID, and Scan drops the stale new/
 // copy (cur/ wins). m is updated in place (Queue, Envelope, Size, ModTime).
