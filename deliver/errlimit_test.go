@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/mxflush/mxflush/internal/testnet"
@@ -98,6 +99,43 @@ func TestSendErrorLimit421(t *testing.T) {
 					t.Errorf("%d sessions, want 2", sc.Sessions())
 				}
 			})
+		}
+	}
+}
+
+// A refused MAIL before the 421: Postfix answers each pipelined RCPT behind
+// it with 503, counts those as errors too, and says 421 after 19 of them.
+// The MAIL refusal was read in step, so it fails every recipient, as it
+// does when the whole group is answered (RFC 2920 §3.1); resending would
+// meet the same refusal and the same 421.
+func TestSendErrorLimit421AfterRefusedMail(t *testing.T) {
+	port := freePort(t, "127.0.0.2")
+	rcpts := 0
+	f := &fake{reply: func(cmd string) string {
+		switch {
+		case strings.HasPrefix(cmd, "MAIL"):
+			return "553 5.7.1 <alice@a.test>: Sender address rejected: not owned by user"
+		case strings.HasPrefix(cmd, "RCPT"):
+			if rcpts++; rcpts == 20 {
+				return "421 4.7.0 fake.b.test Error: too many errors\r\n<close>"
+			}
+			return "503 5.5.1 Error: need MAIL command"
+		}
+		return ""
+	}}
+	startFake(t, "127.0.0.2", port, f)
+	s := dial(t, opts(port), host("mx.b.test", "127.0.0.2"))
+	var to []string
+	for i := range 25 {
+		to = append(to, fmt.Sprintf("u%d@b.test", i))
+	}
+	rs, err := s.Send(context.Background(), message("alice@a.test", to, text("x\n"), 2))
+	if le := lostError(t, err); !le.Safe || le.Err.Code != 421 {
+		t.Fatalf("lost %+v (%+v), want safe after a 421", le, le.Err)
+	}
+	for _, r := range rs {
+		if outcome(r) != "perm 553" {
+			t.Errorf("%s: %s, want perm 553 (the refused MAIL)", r.Rcpt, outcome(r))
 		}
 	}
 }
