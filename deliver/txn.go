@@ -154,11 +154,11 @@ func (s *Session) envelopeSequential(mail string, to []string, pending []int, re
 // recipient whatever the RCPT replies say; each 452 recipient goes in a new
 // transaction if another was accepted, else it is deferred; the DATA reply
 // is read even when no recipient was accepted, because a server may accept
-// DATA anyway. The refusals count only once every reply of the group was
-// read: a reply of the wrong class (a 250 to DATA) shows a server that
-// answered out of order (smtp-sink lets the replies after a delayed one
-// overtake it), so a 5yz read before it may belong to another command; a
-// lost session leaves the whole group to be sent again. sent: the first
+// DATA anyway. The refusals are set in res only once every reply of the
+// group was read: a reply of the wrong class (a 250 to DATA, a 354 to RCPT)
+// shows a server that answered out of order (smtp-sink lets the replies
+// after a delayed one overtake it), so a 5yz read before it may belong to
+// another command, and the whole group is sent again. sent: the first
 // group went out already, behind the previous message's final dot (see
 // lookahead).
 //
