@@ -184,7 +184,7 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 	}
 	var mailErr *Error
 	var tooMany []int                  // the 452s (too many recipients)
-	refused := make(map[int]*Error, 4) // every refusal, 452s too: set in res once the DATA reply is read
+	refused := make(map[int]*Error, 4) // every refusal, 452s too: set in res once the DATA reply is read, or by lose
 	mailRead := false                  // the MAIL reply was read: the replies in refused count if the session is lost
 	lose := func(lost *Error) envelopeResult {
 		if mailRead && !lost.OutOfOrder {
