@@ -172,7 +172,7 @@ func TestSendSmtpSink(t *testing.T) {
 // A pipelined group answered out of order, as smtp-sink does when it
 // delays one reply (-W) and answers the commands behind it first: the 503
 // meant for DATA is read as a RCPT's (or MAIL's) reply, and DATA gets a
-// 250. The 250 shows the replies are out of step, so no refusal read from
+// 250. The 250 (or a 354 to RCPT) shows the replies are out of step, so no refusal read from
 // the group may fail a recipient: the session is lost, safe to send again,
 // and every recipient is unresolved (temporary), none bounced.
 func TestSendOutOfOrderReplies(t *testing.T) {
@@ -189,6 +189,13 @@ func TestSendOutOfOrderReplies(t *testing.T) {
 			"RCPT TO:<a@b.test>":                            "503 5.5.1 Error: need RCPT command",
 			"RCPT TO:<b@b.test>":                            "503 5.5.1 Error: need RCPT command",
 			"DATA":                                          "250 2.1.0 Ok",
+		}},
+		// A reply of the wrong class in the middle of the group ends it
+		// there: the 550 read before it may be another command's too, so
+		// it is not kept as it would be before a 421.
+		{"354 to RCPT after a 550", map[string]string{
+			"RCPT TO:<a@b.test>": "550 5.1.1 No such user",
+			"RCPT TO:<b@b.test>": "354 go ahead",
 		}},
 	}
 	for _, tc := range tests {

@@ -154,13 +154,24 @@ func (s *Session) envelopeSequential(mail string, to []string, pending []int, re
 // recipient whatever the RCPT replies say; each 452 recipient goes in a new
 // transaction if another was accepted, else it is deferred; the DATA reply
 // is read even when no recipient was accepted, because a server may accept
-// DATA anyway. The refusals count only once every reply of the group was
-// read: a reply of the wrong class (a 250 to DATA) shows a server that
-// answered out of order (smtp-sink lets the replies after a delayed one
-// overtake it), so a 5yz read before it may belong to another command; a
-// lost session leaves the whole group to be sent again. sent: the first
+// DATA anyway. The refusals are set in res only once every reply of the
+// group was read: a reply of the wrong class (a 250 to DATA, a 354 to RCPT)
+// shows a server that answered out of order (smtp-sink lets the replies
+// after a delayed one overtake it), so a 5yz read before it may belong to
+// another command, and the whole group is sent again. sent: the first
 // group went out already, behind the previous message's final dot (see
 // lookahead).
+//
+// A session lost in the middle of the replies (a 421, a close, a timeout)
+// does not void the replies read before it in step: Postfix at its defaults
+// answers 20 refused RCPTs and then says 421 (smtpd_hard_error_limit) in
+// place of the next reply, and resending the whole group would meet the
+// same 421 on every session and run until the message expires. So the
+// refusals read count (a 5yz fails its recipient, a 4yz defers it, a
+// refused MAIL every recipient), and the recipients accepted, refused with
+// 452 or left without a reply are left unresolved, to be sent again on a
+// new session (LostError.Unresolved): none of them had a DATA accepted.
+// An out-of-order reply voids them all, as above.
 func (s *Session) envelopePipelined(mail string, to []string, pending []int, res *results, sent bool) (r envelopeResult) {
 	reply := func(cmd string, want int) (e, lost *Error) {
 		e, lost = s.reply(cmd, want)
@@ -173,7 +184,21 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 	}
 	var mailErr *Error
 	var tooMany []int                  // the 452s (too many recipients)
-	refused := make(map[int]*Error, 4) // every refusal, 452s too: set in res once the DATA reply is read
+	refused := make(map[int]*Error, 4) // every refusal, 452s too: set in res once the DATA reply is read, or by lose
+	mailRead := false                  // the MAIL reply was read: the replies in refused count if the session is lost
+	lose := func(lost *Error) envelopeResult {
+		if mailRead && !lost.OutOfOrder {
+			for _, i := range pending {
+				switch e := refused[i]; {
+				case mailErr != nil:
+					res.set(i, mailErr, "")
+				case e != nil && e.Code != 452: // a 452 asks for another transaction: the new session's
+					res.set(i, e, "")
+				}
+			}
+		}
+		return envelopeResult{lost: lost}
+	}
 	for k := 0; k < len(pending); {
 		group := pending[k:min(k+maxGroup, len(pending))]
 		if k > 0 || !sent {
@@ -186,7 +211,7 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 				if k == 0 {
 					cmd = cmdMail // the write carried MAIL too
 				}
-				return envelopeResult{lost: ioError(cmd, err)}
+				return lose(ioError(cmd, err))
 			}
 		}
 		if k == 0 {
@@ -197,12 +222,13 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 			if e != nil {
 				mailErr = authRequired(e)
 			}
+			mailRead = true
 		}
 		for _, i := range group {
 			e, lost := reply(cmdRcpt, 2)
 			switch {
 			case lost != nil:
-				return envelopeResult{lost: lost}
+				return lose(lost)
 			case mailErr != nil:
 				refused[i] = mailErr
 			case e == nil:
@@ -218,7 +244,7 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 	}
 	e, lost := reply(cmdData, 3)
 	if lost != nil {
-		return envelopeResult{lost: lost}
+		return lose(lost)
 	}
 	if mailErr != nil && e == nil {
 		// A server in step answers DATA after a refused MAIL with 503 or
