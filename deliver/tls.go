@@ -63,6 +63,11 @@ type TLSA struct {
 	Selector     uint8  // 0 whole certificate, 1 SubjectPublicKeyInfo
 	MatchingType uint8  // 0 exact, 1 SHA-256, 2 SHA-512
 	Data         []byte // certificate association data
+	// Base is the TLSA base domain the record was found under, when it is
+	// not the host: the name the host's CNAME chain led to (RFC 7672
+	// §2.2.2). A DANE-TA certificate may name it instead of the host
+	// (RFC 7672 §3.2.2). "" is the host.
+	Base string
 }
 
 // usable reports whether deliver can check r (RFC 7672 §3.1).

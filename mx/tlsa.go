@@ -17,6 +17,11 @@ type TLSA struct {
 	Selector     uint8  // 0 whole certificate, 1 SubjectPublicKeyInfo
 	MatchingType uint8  // 0 exact, 1 SHA-256, 2 SHA-512
 	Data         []byte // certificate association data, decoded from hex
+	// Base is the TLSA base domain the record was found under (A-label
+	// form, lower case, no trailing dot): the host name, or the name its
+	// CNAME chain led to. Under DANE-TA a certificate may name it instead of
+	// the host (RFC 7672 §3.2.2).
+	Base string
 }
 
 // TLSA returns the TLSA records of _PORT._tcp.HOST (RFC 6698 §3, RFC 7672
@@ -140,7 +145,7 @@ func (r *Resolver) tlsaAt(ctx context.Context, name string, port int) ([]TLSA, b
 				if err != nil {
 					return nil, false, temporary(qname, "4.7.5", "malformed TLSA record", err)
 				}
-				out = append(out, TLSA{Usage: v.Usage, Selector: v.Selector, MatchingType: v.MatchingType, Data: data})
+				out = append(out, TLSA{Usage: v.Usage, Selector: v.Selector, MatchingType: v.MatchingType, Data: data, Base: name})
 			case *dns.CNAME:
 				next = v.Target
 			}

@@ -128,15 +128,16 @@ func TestTLSACNAMEHost(t *testing.T) {
 		name, host string
 		want       string // records, or "error"
 		secure     bool
+		base       string // the records' TLSA base domain
 		notAsked   string // a TLSA name that must not be queried
 	}{
-		{"secure expansion: the expanded name's records", "mx.secure.test", "[3 1 1 " + provider + "]", true, ""},
-		{"a chain of two CNAMEs", "mx.hops.test", "[3 1 1 " + provider + "]", true, ""},
-		{"the expanded name has only AAAA", "mx.v6.test", "[3 1 1 " + provider + "]", true, ""},
-		{"the expanded name has no records: the original's", "mx.bare.test", "[3 1 1 " + own + "]", true, ""},
-		{"the expanded name's records are not authenticated: the original's", "mx.unsigned.test", "[3 1 1 " + own + "]", true, ""},
-		{"insecure expansion: only the original's", "mx.insecure.test", "[3 1 1 " + own + "]", true, "_25._tcp.mx.other.provider.test"},
-		{"the expansion fails", "mx.broken.test", "error", false, ""},
+		{"secure expansion: the expanded name's records", "mx.secure.test", "[3 1 1 " + provider + "]", true, "mx.provider.test", ""},
+		{"a chain of two CNAMEs", "mx.hops.test", "[3 1 1 " + provider + "]", true, "mx.provider.test", ""},
+		{"the expanded name has only AAAA", "mx.v6.test", "[3 1 1 " + provider + "]", true, "mx.v6.provider.test", ""},
+		{"the expanded name has no records: the original's", "mx.bare.test", "[3 1 1 " + own + "]", true, "mx.bare.test", ""},
+		{"the expanded name's records are not authenticated: the original's", "mx.unsigned.test", "[3 1 1 " + own + "]", true, "mx.unsigned.test", ""},
+		{"insecure expansion: only the original's", "MX.Insecure.Test.", "[3 1 1 " + own + "]", true, "mx.insecure.test", "_25._tcp.mx.other.provider.test"},
+		{"the expansion fails", "mx.broken.test", "error", false, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -153,6 +154,11 @@ func TestTLSACNAMEHost(t *testing.T) {
 			}
 			if got := renderTLSA(rrs); got != tt.want || secure != tt.secure {
 				t.Errorf("TLSA = %s secure %v, want %s secure %v", got, secure, tt.want, tt.secure)
+			}
+			for _, rr := range rrs {
+				if rr.Base != tt.base {
+					t.Errorf("TLSA base domain %q, want %q", rr.Base, tt.base)
+				}
 			}
 			if tt.notAsked != "" && d.Queries(tt.notAsked, dns.TypeTLSA) != 0 {
 				t.Errorf("%s TLSA was asked after an insecure expansion", tt.notAsked)
