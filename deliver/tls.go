@@ -85,8 +85,10 @@ type TLSPolicy struct {
 	// Roots are the trusted roots for TLSVerify, and for telling whether a
 	// certificate was verified in the other modes; nil means the system's.
 	Roots *x509.CertPool
-	// LookupTLSA returns the TLSA records of _PORT._tcp.HOST and whether
-	// the resolver authenticated the answer (the AD bit, RFC 4035 §3.2.3).
+	// LookupTLSA returns the TLSA records of _PORT._tcp.HOST (or of the
+	// name HOST's authenticated CNAME chain leads to, with TLSA.Base set,
+	// RFC 7672 §2.2.2) and whether the resolver authenticated the answer
+	// (the AD bit, RFC 4035 §3.2.3).
 	// No records is (nil, secure, nil); an error (SERVFAIL, timeout) makes
 	// the host unusable for this run (RFC 7672 §2.2). Needed for TLSDANE.
 	LookupTLSA func(ctx context.Context, host string, port int) ([]TLSA, bool, error)
