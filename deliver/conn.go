@@ -21,6 +21,11 @@ import (
 //   - puts a write deadline on every Write: the one go-smtp set for the
 //     current command, or else DataTimeout (each block of the message body,
 //     RFC 5321 §4.5.3.2.5), so a receiver that stops reading cannot hang us;
+//   - bounds what go-smtp reads as one reply (EHLO, HELO, AUTH): its
+//     textproto reader limits a line's length but not the number of lines,
+//     so a receiver streaming "250-" lines would fill memory. Read fails
+//     once more than maxReplyLines lines or maxReplyOctets octets came in
+//     since the last command was written (see replyRead);
 //   - records reads while capture is set (the EHLO reply, for SIZE) and
 //     remembers whether any write failed (to tell whether the final dot went
 //     out).
@@ -39,6 +44,18 @@ type conn struct {
 	capture     *bytes.Buffer // non-nil: copy of everything read
 	writeErr    error         // first failed write
 	written     int64         // octets Write got out, in total (a failed write counts its part)
+	replyRead   replyCount    // what Read returned since the last Write: the reply go-smtp is reading
+}
+
+// replyCount is the size of a reply read so far.
+type replyCount struct{ lines, octets int }
+
+// add counts p and reports whether the reply is still within the limits
+// deliver's own reader applies (see readReply).
+func (r *replyCount) add(p []byte) bool {
+	r.lines += bytes.Count(p, []byte{'\n'})
+	r.octets += len(p)
+	return r.lines <= maxReplyLines && r.octets <= maxReplyOctets
 }
 
 // newConn wraps c, which runs over the TCP connection tcp (c itself, or a
@@ -56,6 +73,12 @@ func (c *conn) Read(p []byte) (int, error) {
 	} else {
 		n, err = c.br.Read(p)
 	}
+	if !c.replyRead.add(p[:n]) {
+		// The octets are dropped, not handed over: go-smtp must not take
+		// a reply cut at the limit for a complete one. The session is
+		// over (a malformed reply loses it, as in readReply).
+		return 0, errReplyTooLong
+	}
 	if c.capture != nil && n > 0 {
 		c.capture.Write(p[:n])
 	}
@@ -63,6 +86,7 @@ func (c *conn) Read(p []byte) (int, error) {
 }
 
 func (c *conn) Write(p []byte) (int, error) {
+	c.replyRead = replyCount{} // a command: what is read next is its reply
 	if c.swallow != nil {
 		same := bytes.Equal(p, c.swallow)
 		c.swallow = nil
@@ -128,19 +152,31 @@ func (s *skipWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// Limits on a reply we parse ourselves (greeting, QUIT).
+// Limits on one reply, in every phase: the greeting and every reply read
+// here (readReply), and EHLO, HELO and AUTH read by go-smtp (conn.Read). RFC
+// 5321 §4.5.3.1.5 makes a reply line at most 512 octets and names no limit
+// on the number of lines; real EHLO replies have about 20. A receiver that
+// sends more is broken or hostile, and without these a stream of "250-"
+// lines would be read until memory runs out. Time is bounded by the
+// deadline on every read (RFC 5321 §4.5.3.2).
 const (
-	maxReplyLine  = 2000 // octets, twice RFC 5321 §4.5.3.1.5 like go-smtp
-	maxReplyLines = 100
+	maxReplyLine   = 2000     // octets, twice RFC 5321 §4.5.3.1.5 like go-smtp
+	maxReplyLines  = 100      // lines in one reply
+	maxReplyOctets = 64 << 10 // octets in one reply, each line end counted as CRLF
 )
 
-var errMalformedReply = errors.New("malformed reply")
+var (
+	errMalformedReply = errors.New("malformed reply")
+	errReplyTooLong   = fmt.Errorf("%w: longer than %d lines or %d octets", errMalformedReply, maxReplyLines, maxReplyOctets)
+)
 
 // readReply reads one complete reply (RFC 5321 §4.2.1): lines "ddd-text"
 // until a line "ddd text" or "ddd". It returns the code of the LAST line
 // (servers that change codes between lines exist) and every line as
-// received without its line end. Bare LF line ends are accepted.
+// received without its line end. Bare LF line ends are accepted. A reply
+// longer than maxReplyLines or maxReplyOctets is an error.
 func readReply(br *bufio.Reader) (code int, lines []string, err error) {
+	octets := 0
 	for len(lines) < maxReplyLines {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxReplyLine {
@@ -153,6 +189,11 @@ func readReply(br *bufio.Reader) (code int, lines []string, err error) {
 			return 0, lines, err
 		}
 		s := strings.TrimRight(string(line), "\r\n")
+		// Counted as wireReply writes it again (CRLF), so a reply accepted
+		// here also fits conn.Read's limit when it is replayed to go-smtp.
+		if octets += len(s) + 2; octets > maxReplyOctets {
+			return 0, lines, errReplyTooLong
+		}
 		c, more, ok := parseReplyLine(s)
 		if !ok {
 			return 0, lines, fmt.Errorf("%w: %q", errMalformedReply, s)
@@ -162,7 +203,7 @@ func readReply(br *bufio.Reader) (code int, lines []string, err error) {
 			return c, lines, nil
 		}
 	}
-	return 0, lines, fmt.Errorf("%w: more than %d lines", errMalformedReply, maxReplyLines)
+	return 0, lines, errReplyTooLong
 }
 
 // replyText is the text of a reply line after "ddd-" or "ddd ".

@@ -6,6 +6,7 @@ import (
 	"crypto/sha512"
 	"crypto/x509"
 	"errors"
+	"strings"
 )
 
 // verifyDANE checks a server's chain against usable TLSA records
@@ -15,7 +16,8 @@ import (
 //     (RFC 7672 §3.1.1);
 //   - DANE-TA (2): a certificate of the chain matches and is the trust
 //     anchor: the chain from the leaf to it must verify, dates included,
-//     and the leaf must name host (RFC 7672 §3.1.2, §3.2.2). The server
+//     and the leaf must name host or the record's TLSA base domain, the
+//     name host's CNAME chain led to (RFC 7672 §3.1.2, §3.2.2). The server
 //     must send the anchor in its chain; a bare public key is not enough.
 //
 // One matching record is enough.
@@ -32,7 +34,11 @@ func verifyDANE(certs []*x509.Certificate, rrs []TLSA, host string) error {
 				if !tlsaMatch(ta, r) {
 					continue
 				}
-				if err := verifyToAnchor(certs, i, host); err != nil {
+				names := []string{host}
+				if r.Base != "" && !strings.EqualFold(r.Base, host) {
+					names = append(names, r.Base)
+				}
+				if err := verifyToAnchor(certs, i, names); err != nil {
 					taErr = err
 					continue
 				}
@@ -46,19 +52,29 @@ func verifyDANE(certs []*x509.Certificate, rrs []TLSA, host string) error {
 	return errors.New("DANE: no TLSA record matches the server's certificate chain (RFC 7672 §3)")
 }
 
-// verifyToAnchor verifies the leaf up to certs[ta] taken as the only root.
-func verifyToAnchor(certs []*x509.Certificate, ta int, host string) error {
-	if ta == 0 {
-		return certs[0].VerifyHostname(host)
+// verifyToAnchor verifies the leaf up to certs[ta] taken as the only root,
+// and that it names one of names.
+func verifyToAnchor(certs []*x509.Certificate, ta int, names []string) error {
+	if ta > 0 {
+		roots := x509.NewCertPool()
+		roots.AddCert(certs[ta])
+		inter := x509.NewCertPool()
+		for _, c := range certs[1:ta] {
+			inter.AddCert(c)
+		}
+		if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err != nil {
+			return err
+		}
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(certs[ta])
-	inter := x509.NewCertPool()
-	for _, c := range certs[1:ta] {
-		inter.AddCert(c)
+	var errs []error
+	for _, n := range names {
+		err := certs[0].VerifyHostname(n)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
 	}
-	_, err := certs[0].Verify(x509.VerifyOptions{DNSName: host, Roots: roots, Intermediates: inter})
-	return err
+	return errors.Join(errs...)
 }
 
 // tlsaMatch compares one certificate with one record: selector 0 takes the

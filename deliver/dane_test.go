@@ -31,6 +31,7 @@ func TestDANE(t *testing.T) {
 		}
 		return r
 	}
+	withBase := func(r TLSA, base string) TLSA { r.Base = base; return r }
 	full := TLSA{Usage: 3, Selector: 0, MatchingType: 0, Data: p.wrongName.Leaf.Raw}
 	tests := []struct {
 		name   string
@@ -46,6 +47,8 @@ func TestDANE(t *testing.T) {
 		{name: "DANE-TA matches the root", rrs: []TLSA{ta(0, 0)}, secure: true, cert: &p.good, want: "TLSv1.3:dane"},
 		{name: "DANE-TA by SPKI SHA-512", rrs: []TLSA{ta(1, 2)}, secure: true, cert: &p.good, want: "TLSv1.3:dane"},
 		{name: "DANE-TA, leaf for another name", rrs: []TLSA{ta(0, 0)}, secure: true, cert: &p.wrongName, want: "error 4.7.5"},
+		{name: "DANE-TA, leaf for the name the host's CNAME led to", rrs: []TLSA{withBase(ta(0, 0), "other.b.test")}, secure: true, cert: &p.wrongName, want: "TLSv1.3:dane"},
+		{name: "DANE-TA, leaf for neither the host nor the CNAME's target", rrs: []TLSA{withBase(ta(0, 0), "mx.provider.test")}, secure: true, cert: &p.wrongName, want: "error 4.7.5"},
 		{name: "DANE-TA, expired leaf", rrs: []TLSA{ta(0, 0)}, secure: true, cert: &p.expired, want: "error 4.7.5"},
 		{name: "one of two records matches", rrs: []TLSA{eeRecord(p.untrusted), eeRecord(p.good)}, secure: true, cert: &p.good, want: "TLSv1.3:dane"},
 		{name: "usable record, no STARTTLS", rrs: []TLSA{eeRecord(p.good)}, secure: true, want: "error 4.7.4"},

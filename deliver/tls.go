@@ -63,6 +63,11 @@ type TLSA struct {
 	Selector     uint8  // 0 whole certificate, 1 SubjectPublicKeyInfo
 	MatchingType uint8  // 0 exact, 1 SHA-256, 2 SHA-512
 	Data         []byte // certificate association data
+	// Base is the TLSA base domain the record was found under, when it is
+	// not the host: the name the host's CNAME chain led to (RFC 7672
+	// §2.2.2). A DANE-TA certificate may name it instead of the host
+	// (RFC 7672 §3.2.2). "" is the host.
+	Base string
 }
 
 // usable reports whether deliver can check r (RFC 7672 §3.1).
@@ -80,8 +85,10 @@ type TLSPolicy struct {
 	// Roots are the trusted roots for TLSVerify, and for telling whether a
 	// certificate was verified in the other modes; nil means the system's.
 	Roots *x509.CertPool
-	// LookupTLSA returns the TLSA records of _PORT._tcp.HOST and whether
-	// the resolver authenticated the answer (the AD bit, RFC 4035 §3.2.3).
+	// LookupTLSA returns the TLSA records of _PORT._tcp.HOST (or of the
+	// name HOST's authenticated CNAME chain leads to, with TLSA.Base set,
+	// RFC 7672 §2.2.2) and whether the resolver authenticated the answer
+	// (the AD bit, RFC 4035 §3.2.3).
 	// No records is (nil, secure, nil); an error (SERVFAIL, timeout) makes
 	// the host unusable for this run (RFC 7672 §2.2). Needed for TLSDANE.
 	LookupTLSA func(ctx context.Context, host string, port int) ([]TLSA, bool, error)

@@ -290,7 +290,7 @@ func (c Config) lookupTLSA(ctx context.Context, host string, port int) ([]delive
 	}
 	out := make([]deliver.TLSA, len(rrs))
 	for i, r := range rrs {
-		out[i] = deliver.TLSA{Usage: r.Usage, Selector: r.Selector, MatchingType: r.MatchingType, Data: r.Data}
+		out[i] = deliver.TLSA{Usage: r.Usage, Selector: r.Selector, MatchingType: r.MatchingType, Data: r.Data, Base: r.Base}
 	}
 	return out, secure, nil
 }
