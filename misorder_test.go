@@ -162,7 +162,7 @@ func (m *misorder) handle(c net.Conn) {
 			say("250 2.1.5 Ok")
 		case cmd == "DATA":
 			say("354 End data with <CR><LF>.<CR><LF>")
-			if _, ok := readContent(r); !ok {
+			if _, ok := testnet.ReadData(r); !ok {
 				return
 			}
 			m.mu.Lock()

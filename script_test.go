@@ -6,6 +6,8 @@ import (
 	"net"
 	"strings"
 	"sync"
+
+	"github.com/mxflush/mxflush/internal/testnet"
 )
 
 // scripted is a minimal SMTP receiver for faults go-smtp's server cannot
@@ -90,7 +92,7 @@ func (s *scripted) handle(c net.Conn) {
 			if !reply("DATA", "354 go ahead") {
 				return
 			}
-			data, ok := readContent(r)
+			data, ok := testnet.ReadData(r)
 			if !ok {
 				return
 			}
@@ -126,22 +128,6 @@ func (s *scripted) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.sessions
-}
-
-// readContent reads message content after a 354 up to the final dot line,
-// which it leaves out; ok is false when the connection ends first.
-func readContent(r *bufio.Reader) (content string, ok bool) {
-	var b strings.Builder
-	for {
-		l, err := r.ReadString('\n')
-		if err != nil {
-			return "", false
-		}
-		if l == ".\r\n" {
-			return b.String(), true
-		}
-		b.WriteString(l)
-	}
 }
 
 // rcptArg returns the address of a "RCPT TO:<addr>" command line.

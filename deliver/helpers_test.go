@@ -347,19 +347,12 @@ func (f *fake) serve(c net.Conn) {
 			}
 			continue
 		}
-		var body strings.Builder
-		for {
-			l, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			if l == ".\r\n" {
-				break
-			}
-			body.WriteString(l)
+		body, ok := testnet.ReadData(br)
+		if !ok {
+			return
 		}
 		f.mu.Lock()
-		f.wire = append(f.wire, body.String())
+		f.wire = append(f.wire, body)
 		f.mu.Unlock()
 		r = f.reply(".")
 		if head, ok := strings.CutSuffix(r, "<close>"); ok && head != "" {

@@ -110,19 +110,12 @@ func (p *ErrorLimit) Handle(c net.Conn) {
 			if !say("354 End data with <CR><LF>.<CR><LF>") {
 				return
 			}
-			var data strings.Builder
-			for {
-				l, err := br.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if l == ".\r\n" {
-					break
-				}
-				data.WriteString(l)
+			data, ok := ReadData(br)
+			if !ok {
+				return
 			}
 			p.mu.Lock()
-			p.delivered = append(p.delivered, Delivery{Session: session, To: rcpts, Data: data.String()})
+			p.delivered = append(p.delivered, Delivery{Session: session, To: rcpts, Data: data})
 			p.mu.Unlock()
 			inMail, rcpts = false, nil
 			reply = "250 2.0.0 Ok: queued as 4QxY1"

@@ -1,8 +1,10 @@
 package testnet
 
 import (
+	"bufio"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 )
 
@@ -86,4 +88,22 @@ func (s *Script) Close() error {
 		s.wg.Wait()
 	})
 	return err
+}
+
+// ReadData reads a message's content after a 354 reply up to the line
+// "." that ends it (RFC 5321 §4.1.1.4), as sent (dot-stuffing kept), and
+// leaves that line out; ok is false when the connection ends first. For
+// scripted servers that read DATA themselves.
+func ReadData(r *bufio.Reader) (content string, ok bool) {
+	var b strings.Builder
+	for {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			return "", false
+		}
+		if l == ".\r\n" {
+			return b.String(), true
+		}
+		b.WriteString(l)
+	}
 }
