@@ -52,7 +52,7 @@ func (s *Session) mailCommand(from string, size int64, utf8 bool) string {
 func (s *Session) transaction(ctx context.Context, p *prepared, next func() (Message, bool)) *LostError {
 	pending, sent := p.pending, p.sent
 	p.pending, p.sent = nil, false
-	if p.rc == nil {
+	if p.rc == nil && p.wire == nil {
 		rc, err := p.m.Open()
 		if err != nil {
 			p.res.setAll(pending, localError(false, "4.3.0", "cannot open the message: "+err.Error(), err))
@@ -265,18 +265,24 @@ func (s *Session) writeRcpts(to []string, group []int, last bool) {
 // look-ahead (next non-nil), the next message's first group is written
 // behind the dot and kept in s.ahead for its own Send.
 func (s *Session) body(ctx context.Context, p *prepared, accepted []int, next func() (Message, bool)) *LostError {
-	if s.norm == nil {
-		s.norm = newNormalizer()
+	// The message comes normalised from memory when measure kept it, else
+	// from its reader through the normaliser.
+	var src io.Reader = bytes.NewReader(p.wire)
+	if p.wire == nil {
+		if s.norm == nil {
+			s.norm = newNormalizer()
+		}
+		s.norm.reset(p.rc)
+		defer s.norm.reset(nil)
+		src = s.norm
 	}
-	s.norm.reset(p.rc)
-	defer s.norm.reset(nil)
 	// Each write of the body gets DataTimeout (RFC 5321 §4.5.3.2.5).
 	_ = s.conn.SetDeadline(time.Time{})
 	s.conn.writeErr = nil
 	st := stuffer{w: s.bw, bol: true}
 	buf := s.buffer()
 	for {
-		n, err := s.norm.Read(buf)
+		n, err := src.Read(buf)
 		if n > 0 {
 			if werr := st.write(buf[:n]); werr != nil {
 				return s.lose(ctx, ioError(cmdData, werr), true)
@@ -381,13 +387,16 @@ func (s *Session) lookahead(next func() (Message, bool)) *prepared {
 	if len(p.pending) == 0 || len(p.pending) > maxGroup {
 		return p // nothing to send, or a group too large to buffer: sent by its own Send
 	}
-	rc, err := m.Open()
-	if err != nil {
-		p.res.setAll(p.pending, localError(false, "4.3.0", "cannot open the message: "+err.Error(), err))
-		p.pending = nil
-		return p
+	if p.wire == nil {
+		rc, err := m.Open()
+		if err != nil {
+			p.res.setAll(p.pending, localError(false, "4.3.0", "cannot open the message: "+err.Error(), err))
+			p.pending = nil
+			return p
+		}
+		p.rc = rc
 	}
-	p.rc, p.sent = rc, true
+	p.sent = true
 	s.bw.WriteString(p.mail + "\r\n")
 	s.writeRcpts(p.to, p.pending, true)
 	return p
