@@ -41,7 +41,12 @@
 //     (RFC 5321 §4.5.2). A Session holds at most one message reader open
 //     at a time, and between calls none, or the look-ahead message's; it
 //     allocates one 32 KiB copy buffer, one 8 KiB write buffer and one
-//     normaliser, whatever the number or size of messages.
+//     normaliser, whatever the number or size of messages. When the
+//     server offers SIZE (or lacks 8BITMIME) each message is first read
+//     through the normaliser to count its octets as sent (RFC 1870 §4);
+//     one of at most 64 KiB so normalised is kept for DATA (at most two
+//     per session: the message and its look-ahead), a larger one is read
+//     again.
 //   - conn.go: every write has a deadline (CommandTimeout per command
 //     group, or DataTimeout for body blocks) and every read one
 //     (CommandTimeout per reply, GreetingTimeout and FinalTimeout); a

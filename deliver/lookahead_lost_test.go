@@ -210,7 +210,7 @@ func TestSendThenOutOfOrderAtDot(t *testing.T) {
 		switch {
 		case cmd == ".":
 			return "250 2.1.0 Ok" // MAIL's reply, overtaking the dot's
-		case strings.HasPrefix(cmd, "MAIL") && strings.Contains(cmd, "SIZE=3"):
+		case strings.HasPrefix(cmd, "MAIL") && strings.Contains(cmd, "SIZE=5"):
 			return "250 2.1.5 Ok"
 		case cmd == "RCPT TO:<m2@b.test>":
 			return "354 End data with <CR><LF>.<CR><LF>"
@@ -219,8 +219,8 @@ func TestSendThenOutOfOrderAtDot(t *testing.T) {
 	}}
 	startFake(t, "127.0.0.2", port, f)
 	s := dial(t, opts(port), host("mx.b.test", "127.0.0.2"))
-	m2 := text("m2\n")
-	next := func() (Message, bool) { return message("alice@a.test", []string{"m2@b.test"}, m2, 3), true }
+	m2 := text("m2.\n") // 5 octets as sent: SIZE=5 tells its MAIL from m1's
+	next := func() (Message, bool) { return message("alice@a.test", []string{"m2@b.test"}, m2, 4), true }
 	rs, err := s.SendThen(context.Background(), message("alice@a.test", []string{"m1@b.test"}, text("m1\n"), 2), next)
 	le := lostError(t, err)
 	if le.Safe {
@@ -245,15 +245,15 @@ func TestSendThenOutOfOrderAtDot(t *testing.T) {
 func TestSendThen421AfterDot(t *testing.T) {
 	port := freePort(t, "127.0.0.2")
 	f := &fake{reply: func(cmd string) string {
-		if strings.HasPrefix(cmd, "MAIL") && strings.Contains(cmd, "SIZE=3") {
+		if strings.HasPrefix(cmd, "MAIL") && strings.Contains(cmd, "SIZE=5") {
 			return "421 4.3.2 shutting down\r\n<close>"
 		}
 		return ""
 	}}
 	startFake(t, "127.0.0.2", port, f)
 	s := dial(t, opts(port), host("mx.b.test", "127.0.0.2"))
-	m2 := text("m2\n")
-	next := func() (Message, bool) { return message("alice@a.test", []string{"m2@b.test"}, m2, 3), true }
+	m2 := text("m2.\n") // 5 octets as sent: SIZE=5 tells its MAIL from m1's
+	next := func() (Message, bool) { return message("alice@a.test", []string{"m2@b.test"}, m2, 4), true }
 	rs, err := s.SendThen(context.Background(), message("alice@a.test", []string{"m1@b.test"}, text("m1\n"), 2), next)
 	le := lostError(t, err)
 	if !le.Safe {

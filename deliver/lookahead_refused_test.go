@@ -23,15 +23,15 @@ func TestSendThenRefusedMailThenDataAccepted(t *testing.T) {
 		switch {
 		case cmd == ".":
 			return "250 2.1.0 Ok" // the look-ahead MAIL's, overtaking the dot's
-		case strings.HasPrefix(cmd, "MAIL") && strings.Contains(cmd, "SIZE=3"):
+		case strings.HasPrefix(cmd, "MAIL") && strings.Contains(cmd, "SIZE=5"):
 			return "550 5.7.1 Message content rejected" // the dot's, read for MAIL
 		}
 		return "" // RCPT 250, DATA 354
 	}}
 	startFake(t, "127.0.0.2", port, f)
 	s := dial(t, opts(port), host("mx.b.test", "127.0.0.2"))
-	m2 := text("m2\n")
-	m2msg := message("alice@a.test", []string{"m2@b.test"}, m2, 3)
+	m2 := text("m2.\n") // 5 octets as sent: SIZE=5 tells its MAIL from m1's
+	m2msg := message("alice@a.test", []string{"m2@b.test"}, m2, 4)
 	next := func() (Message, bool) { return m2msg, true }
 	rs, err := s.SendThen(context.Background(), message("alice@a.test", []string{"m1@b.test"}, text("m1\n"), 2), next)
 	if err == nil {

@@ -70,8 +70,11 @@ func open(ctx context.Context, raw net.Conn, relay, host string, pl plan, o Opti
 	ehloReply := cw.capture.Bytes()
 	cw.capture = nil
 	if err != nil {
-		cl.Close()
 		e, lost := classify(cmdEHLO, err)
+		if !lost {
+			cw.quit(o) // EHLO and HELO refused with a reply: the server waits for QUIT
+		}
+		cl.Close()
 		if lost && e.Code == 0 && st.Version == "" && !pl.mode.required() && ehloRefused(ehloReply) {
 			// HELO fallback: EHLO got 500/502, then the connection closed
 			// before go-smtp's HELO: start again with HELO.
@@ -86,6 +89,9 @@ func open(ctx context.Context, raw net.Conn, relay, host string, pl plan, o Opti
 	}
 	if pl.auth != nil {
 		if e := authenticate(cl, pl.auth, st, relay, o); e != nil {
+			if inStep(e) {
+				cw.quit(o)
+			}
 			cl.Close()
 			return nil, e
 		}
@@ -126,6 +132,9 @@ func openHELO(cw *conn, relay string, o Options, st TLSState) (*Session, *Error)
 		return nil, ioError(cmdHELO, err)
 	}
 	if code/100 != 2 {
+		if code != 421 {
+			cw.quit(o)
+		}
 		return nil, replyError(cmdHELO, greetingReply(code, lines))
 	}
 	s := &Session{c: smtp.NewClient(cw), conn: cw, o: o, relay: relay, tls: st, br: cw.br}
@@ -163,7 +172,9 @@ func greet(cw *conn, o Options) (string, *Error) {
 // on in cleartext on this connection; an I/O error after STARTTLS, data
 // sent before the handshake, or a failed handshake is an error with
 // plainRetry set. Under the other modes every one of these is a temporary
-// error (4.7.4 or 4.7.5).
+// error (4.7.4 or 4.7.5), and when the server answered (no STARTTLS, EHLO
+// or STARTTLS refused, other than with 421) the connection is still in
+// step and gets QUIT first (RFC 5321 §4.1.1.10).
 func starttls(ctx context.Context, cw *conn, host string, pl plan, o Options, st *TLSState) (*conn, *Error) {
 	ehlo := "EHLO " + o.Helo
 	code, lines, err := cw.command(ehlo, o.CommandTimeout)
@@ -184,6 +195,9 @@ func starttls(ctx context.Context, cw *conn, host string, pl plan, o Options, st
 		if code != 250 {
 			why = "EHLO was refused (" + oneLine(strings.Join(lines, "\n")) + ")"
 		}
+		if code != 421 {
+			cw.quit(o) // the server answered and waits for more (RFC 5321 §4.1.1.10)
+		}
 		return nil, &Error{Status: "4.7.4", Command: cmdSTARTTLS, Msg: need + " but " + why}
 	}
 	code, reply, err := cw.command("STARTTLS", o.CommandTimeout)
@@ -202,6 +216,9 @@ func starttls(ctx context.Context, cw *conn, host string, pl plan, o Options, st
 		e.Permanent, e.Msg = false, need+" but STARTTLS was refused: "+e.Msg
 		if e.Status[0] == '5' {
 			e.Status = "4" + e.Status[1:]
+		}
+		if code != 421 {
+			cw.quit(o) // a refused STARTTLS leaves the session in cleartext, in step (RFC 3207 §4)
 		}
 		return nil, e
 	}
@@ -236,6 +253,30 @@ func handshakeTLS(ctx context.Context, c net.Conn, host string, pl plan, o Optio
 	}
 	st.fill(tc.ConnectionState())
 	return tc, nil
+}
+
+// quit ends a session that is still in step (the last command got its
+// reply, other than 421) but will not be used: RFC 5321 §4.1.1.10 wants
+// QUIT before the client closes, and §3.8 the server to keep the
+// connection until it comes. The reply is awaited within CommandTimeout,
+// and any failure ignored: the outcome is known already. A connection that
+// failed (I/O error, timeout, 421) gets no QUIT: writing to it is pointless
+// and waiting for a reply could only time out.
+func (c *conn) quit(o Options) {
+	_, lines, _ := c.command("QUIT", o.CommandTimeout)
+	trace(o, "QUIT", lines)
+}
+
+// inStep reports whether the connection is still in step after e, an error
+// from EHLO or AUTH: e carries a 4yz or 5yz reply other than 421, or no
+// command was sent (e.Err nil: a refusal decided here, or an AUTH LOGIN
+// exchange that go-smtp cancelled with "*" and its reply).
+func inStep(e *Error) bool {
+	var se *smtp.SMTPError
+	if errors.As(e.Err, &se) {
+		return se.Code != 421 && (se.Code/100 == 4 || se.Code/100 == 5)
+	}
+	return e.Err == nil
 }
 
 // command sends one command line on the connection itself (not through

@@ -22,7 +22,7 @@ func TestSendTrace(t *testing.T) {
 		port := freePort(t, "127.0.0.2")
 		f := &fake{ehlo: m.ehlo, reply: func(cmd string) string {
 			return map[string]string{
-				"MAIL FROM:<alice@a.test> BODY=8BITMIME SIZE=12": "250 2.1.0 sender ok",
+				"MAIL FROM:<alice@a.test> BODY=8BITMIME SIZE=14": "250 2.1.0 sender ok",
 				"RCPT TO:<a@b.test>":                             "250 2.1.5 a ok",
 				"RCPT TO:<b@b.test>":                             "250 2.1.5 b ok",
 				"DATA":                                           "354 send it",
@@ -39,7 +39,7 @@ func TestSendTrace(t *testing.T) {
 			t.Fatalf("Send: %v %v", err, rs)
 		}
 		s.Close()
-		cmds := []string{"MAIL FROM:<alice@a.test> BODY=8BITMIME SIZE=12", "RCPT TO:<a@b.test>", "RCPT TO:<b@b.test>", "DATA"}
+		cmds := []string{"MAIL FROM:<alice@a.test> BODY=8BITMIME SIZE=14", "RCPT TO:<a@b.test>", "RCPT TO:<b@b.test>", "DATA"}
 		replies := []string{"250 2.1.0 sender ok", "250 2.1.5 a ok", "250 2.1.5 b ok", "354 send it"}
 		envelope := m.pick(
 			[]string{cmds[0], replies[0], cmds[1], replies[1], cmds[2], replies[2], cmds[3], replies[3]},
@@ -185,7 +185,7 @@ func TestSendOutOfOrderReplies(t *testing.T) {
 			"DATA":               "250 2.1.5 Ok",
 		}},
 		{"MAIL reply overtaken", map[string]string{
-			"MAIL FROM:<alice@a.test> BODY=8BITMIME SIZE=2": "503 5.5.1 Error: need MAIL command",
+			"MAIL FROM:<alice@a.test> BODY=8BITMIME SIZE=3": "503 5.5.1 Error: need MAIL command",
 			"RCPT TO:<a@b.test>":                            "503 5.5.1 Error: need RCPT command",
 			"RCPT TO:<b@b.test>":                            "503 5.5.1 Error: need RCPT command",
 			"DATA":                                          "250 2.1.0 Ok",

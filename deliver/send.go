@@ -13,10 +13,16 @@ import (
 type Message struct {
 	From string   // checked mailbox, "" for the null sender <>
 	To   []string // checked mailboxes for this destination, in order
-	Size int64    // octets of the message as stored: the SIZE= estimate (RFC 1870 §3)
-	// Open opens the RFC 5322 message. Send calls it once for an 8-bit scan
-	// when the server lacks 8BITMIME, and once per transaction (more than
-	// one only after a 452 too-many-recipients split). Each reader is
+	// Size is the octet count of the message as stored (what Open
+	// returns). Sending only adds octets (CRLF for bare LFs, breaks in long
+	// lines), so a Size over the server's SIZE limit is refused without
+	// reading the message; SIZE= itself is counted as sent (see measure).
+	Size int64
+	// Open opens the RFC 5322 message. Send calls it once to measure the
+	// message when the server offers SIZE or lacks 8BITMIME (see measure),
+	// and once per transaction (more than one only after a 452
+	// too-many-recipients split) unless the measured message was small
+	// enough to keep in memory. Each reader is
 	// closed before the next Open and before Send returns, except the
 	// reader of a look-ahead message (see SendThen), which stays open until
 	// that message's own Send.
@@ -49,14 +55,17 @@ type Result struct {
 //     fails alone, 5.6.7, and the others go in a transaction without
 //     SMTPUTF8. A U-label domain alone needs no SMTPUTF8: it is sent in
 //     A-label form (RFC 6531 §3.2).
-//   - SIZE (RFC 1870): m.Size above the smallest advertised positive limit:
-//     every recipient fails, 5.3.4, nothing sent. SIZE=m.Size goes on MAIL
-//     whenever SIZE is offered.
+//   - SIZE (RFC 1870 §4): when SIZE is offered the message is read once
+//     through the normaliser first (see measure) and SIZE= on MAIL is its
+//     size as sent: CRLF line ends and inserted line breaks counted,
+//     dot-stuffing not. Above the smallest advertised positive limit every
+//     recipient fails, 5.3.4, and no command is sent.
 //   - 8BITMIME (RFC 6152): offered: BODY=8BITMIME goes on MAIL. Not offered
-//     (or HELO session): the message is scanned first, and any octet >= 0x80
-//     fails every recipient, 5.6.3.
+//     (or HELO session): the same reading looks for octets >= 0x80, and
+//     any fails every recipient, 5.6.3.
 //   - The message is opened before the first command: if it cannot be, every
-//     recipient is deferred (4.3.0) and nothing is sent.
+//     recipient is deferred (4.3.0) and nothing is sent. A message read
+//     first and small enough is kept in memory and not opened again.
 //   - PIPELINING (RFC 2920) offered: MAIL, the RCPTs and DATA go out as one
 //     group and every reply is read after it (see envelopePipelined).
 //     Otherwise each command waits for its reply.
@@ -155,6 +164,8 @@ type prepared struct {
 	mail    string   // the MAIL command line, without CRLF
 	to      []string // wire form of m.To
 	rc      io.ReadCloser
+	size    int64  // octets as sent (see measure); 0 when SIZE is not offered
+	wire    []byte // the message as sent before dot-stuffing, when measure kept it; then rc stays nil
 	sent    bool
 	env     *envelopeResult // the replies to a look-ahead's group, read behind the previous final dot's
 }
@@ -207,41 +218,101 @@ func (s *Session) prepare(m Message) *prepared {
 			return p
 		}
 	}
+	// The normaliser only adds octets (CR before a bare LF, line breaks),
+	// so a stored size over the limit is over it as sent too: refused
+	// without reading the message.
 	if s.sizeLimit > 0 && m.Size > s.sizeLimit {
 		p.res.setAll(all, sizeError(m.Size, s.sizeLimit))
 		return p
 	}
-	if !s.eightBit {
-		if e := s.scan8bit(m); e != nil {
+	if s.size || !s.eightBit {
+		size, wire, e := s.measure(m)
+		if e == nil && s.sizeLimit > 0 && size > s.sizeLimit {
+			e = sizeError(size, s.sizeLimit)
+		}
+		if e != nil {
 			p.res.setAll(all, e)
 			return p
 		}
+		p.size, p.wire = size, wire
 	}
-	p.pending, p.to, p.mail = all, to, s.mailCommand(from, m.Size, needUTF8)
+	p.pending, p.to, p.mail = all, to, s.mailCommand(from, p.size, needUTF8)
 	return p
 }
 
-// scan8bit opens the message and looks for octets >= 0x80 (RFC 6152 §3).
-func (s *Session) scan8bit(m Message) *Error {
+// maxKept is the largest message, in octets as sent, that measure keeps in
+// memory for the transaction: a session holds at most two such (the
+// message and its look-ahead).
+const maxKept = 64 << 10
+
+// measure reads m once through the normaliser, before any command of its
+// transaction, because two checks need the whole message first:
+//
+//   - SIZE (RFC 1870 §4): SIZE= and the check against the server's limit
+//     count the message as transmitted after the 354: with CRLF line ends
+//     (every bare LF or CR counted as CRLF, the final line ended) and the
+//     breaks the normaliser inserts into lines over 998 octets, but not
+//     the dots of dot-stuffing nor the final dot. Message.Size, the size
+//     as stored, falls short for a message with bare LFs (a 19,990-octet
+//     spool file is 20,280 octets sent), and the server then refuses it
+//     with 552 after the whole body was sent;
+//   - 8BITMIME (RFC 6152 §3) not offered: an octet >= 0x80 fails the
+//     message, 5.6.3 (the normaliser passes every such octet through).
+//
+// Counting here, in the normaliser's own output, is exact by construction
+// (the same code produces what DATA sends), where a count in the spool's
+// scan would have to read every message body, also of messages not sent
+// this run, and repeat the normaliser's folding rules. So that a message
+// is still read only once on the hot path, the normalised octets of a
+// message up to maxKept octets are returned in wire and the transaction
+// sends them without opening m again; a larger one is opened again for
+// DATA (its second read comes from the page cache, and costs little next
+// to sending that many octets).
+func (s *Session) measure(m Message) (size int64, wire []byte, e *Error) {
 	rc, err := m.Open()
 	if err != nil {
-		return localError(false, "4.3.0", "cannot open the message: "+err.Error(), err)
+		return 0, nil, localError(false, "4.3.0", "cannot open the message: "+err.Error(), err)
 	}
 	defer rc.Close()
+	if s.norm == nil {
+		s.norm = newNormalizer()
+	}
+	s.norm.reset(rc)
+	defer s.norm.reset(nil)
 	buf := s.buffer()
+	// The kept octets go in one of two buffers the session reuses in turn:
+	// at most two kept messages are in use at once, the one being sent and
+	// its look-ahead, and a message's buffer is free again once the one
+	// after it was measured.
+	wire = s.kept[s.turn][:0]
+	if wire == nil {
+		wire = make([]byte, 0, 8<<10)
+	}
+	keep := true
 	for {
-		n, err := rc.Read(buf)
-		for _, c := range buf[:n] {
-			if c >= 0x80 {
-				return localError(true, "5.6.3",
-					"message has 8-bit content and the server does not offer 8BITMIME (RFC 6152 §3)", nil)
+		n, err := s.norm.Read(buf)
+		if !s.eightBit {
+			for _, c := range buf[:n] {
+				if c >= 0x80 {
+					return 0, nil, localError(true, "5.6.3",
+						"message has 8-bit content and the server does not offer 8BITMIME (RFC 6152 §3)", nil)
+				}
 			}
 		}
+		size += int64(n)
+		if keep = keep && size <= maxKept; keep {
+			wire = append(wire, buf[:n]...)
+		}
 		if err == io.EOF {
-			return nil
+			s.kept[s.turn] = wire[:0]
+			if !keep {
+				return size, nil, nil
+			}
+			s.turn ^= 1
+			return size, wire, nil
 		}
 		if err != nil {
-			return localError(false, "4.3.0", "reading the message failed: "+err.Error(), err)
+			return 0, nil, localError(false, "4.3.0", "reading the message failed: "+err.Error(), err)
 		}
 	}
 }

@@ -35,8 +35,12 @@ type Session struct {
 	// last final dot (see SendThen), for the next Send.
 	ahead *prepared
 
-	buf  []byte      // copy buffer for the body and the 8-bit scan, allocated on first use
+	buf  []byte      // copy buffer for the body and measure, allocated on first use
 	norm *normalizer // reused for every message
+	// kept holds the normalised octets of measured messages small enough
+	// to send from memory (see measure), used in turn.
+	kept [2][]byte
+	turn int
 
 	lost   *LostError // set once the connection is unusable
 	closed bool
@@ -131,8 +135,10 @@ func (s *Session) buffer() []byte {
 }
 
 func sizeError(size, limit int64) *Error {
+	// RFC 1870 §6.1 has the server answer 552 to such a MAIL; RFC 3463
+	// §3.4: 5.3.4, message too big for system. No transaction is opened.
 	return localError(true, "5.3.4",
-		fmt.Sprintf("message size %d octets exceeds the server's limit of %d octets (RFC 1870 §6)", size, limit), nil)
+		fmt.Sprintf("message size %d octets exceeds the server's SIZE limit of %d octets (counted with CRLF line ends, RFC 1870 §4 and §6.1); not sent", size, limit), nil)
 }
 
 // results tracks the outcome of each recipient of one Send.

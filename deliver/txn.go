@@ -52,7 +52,7 @@ func (s *Session) mailCommand(from string, size int64, utf8 bool) string {
 func (s *Session) transaction(ctx context.Context, p *prepared, next func() (Message, bool)) *LostError {
 	pending, sent := p.pending, p.sent
 	p.pending, p.sent = nil, false
-	if p.rc == nil {
+	if p.rc == nil && p.wire == nil {
 		rc, err := p.m.Open()
 		if err != nil {
 			p.res.setAll(pending, localError(false, "4.3.0", "cannot open the message: "+err.Error(), err))
@@ -285,38 +285,23 @@ func (s *Session) writeRcpts(to []string, group []int, last bool) {
 	}
 }
 
-// body streams the message after a 354 through the normaliser and the dot
-// stuffer (RFC 5321 §4.5.2), ends it with the final dot and reads the reply
-// within FinalTimeout, which applies to every accepted recipient. With a
+// body writes the message after a 354 (as measure kept it, or streamed
+// through the normaliser) to the dot stuffer (RFC 5321 §4.5.2), ends it
+// with the final dot and reads the reply within FinalTimeout, which applies to every accepted recipient. With a
 // look-ahead (next non-nil), the next message's first group is written
 // behind the dot and kept in s.ahead for its own Send.
 func (s *Session) body(ctx context.Context, p *prepared, accepted []int, next func() (Message, bool)) *LostError {
-	if s.norm == nil {
-		s.norm = newNormalizer()
-	}
-	s.norm.reset(p.rc)
-	defer s.norm.reset(nil)
 	// Each write of the body gets DataTimeout (RFC 5321 §4.5.3.2.5).
 	_ = s.conn.SetDeadline(time.Time{})
 	s.conn.writeErr = nil
 	st := stuffer{w: s.bw, bol: true}
-	buf := s.buffer()
-	for {
-		n, err := s.norm.Read(buf)
-		if n > 0 {
-			if werr := st.write(buf[:n]); werr != nil {
-				return s.lose(ctx, ioError(cmdData, werr), true)
-			}
+	if p.wire != nil {
+		// Normalised already, and kept, by measure.
+		if werr := st.write(p.wire); werr != nil {
+			return s.lose(ctx, ioError(cmdData, werr), true)
 		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			// The only way to abort DATA is to drop the connection before
-			// the final dot (RFC 5321 §4.1.1.4): the server then discards it.
-			e := localError(false, "4.3.0", "reading the message failed during DATA: "+err.Error(), err)
-			return s.lose(ctx, e, true)
-		}
+	} else if lost := s.stream(ctx, p, &st); lost != nil {
+		return lost
 	}
 	st.end()
 	dotEnd := s.conn.written + int64(s.bw.Buffered()) // the octet count once the final dot is out
@@ -381,6 +366,34 @@ func (s *Session) body(ctx context.Context, p *prepared, accepted []int, next fu
 	return s.keepAhead(ctx, ahead, aheadLost)
 }
 
+// stream writes the message from its reader through the normaliser to the
+// dot-stuffer.
+func (s *Session) stream(ctx context.Context, p *prepared, st *stuffer) *LostError {
+	if s.norm == nil {
+		s.norm = newNormalizer()
+	}
+	s.norm.reset(p.rc)
+	defer s.norm.reset(nil)
+	buf := s.buffer()
+	for {
+		n, err := s.norm.Read(buf)
+		if n > 0 {
+			if werr := st.write(buf[:n]); werr != nil {
+				return s.lose(ctx, ioError(cmdData, werr), true)
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			// The only way to abort DATA is to drop the connection before
+			// the final dot (RFC 5321 §4.1.1.4): the server then discards it.
+			e := localError(false, "4.3.0", "reading the message failed during DATA: "+err.Error(), err)
+			return s.lose(ctx, e, true)
+		}
+	}
+}
+
 // keepAhead keeps the look-ahead for its own Send, or, when its replies
 // lost the session (a 421 or a dropped connection after the final dot's
 // reply, which stands), loses the session: the look-ahead's final dot was
@@ -407,13 +420,16 @@ func (s *Session) lookahead(next func() (Message, bool)) *prepared {
 	if len(p.pending) == 0 || len(p.pending) > maxGroup {
 		return p // nothing to send, or a group too large to buffer: sent by its own Send
 	}
-	rc, err := m.Open()
-	if err != nil {
-		p.res.setAll(p.pending, localError(false, "4.3.0", "cannot open the message: "+err.Error(), err))
-		p.pending = nil
-		return p
+	if p.wire == nil {
+		rc, err := m.Open()
+		if err != nil {
+			p.res.setAll(p.pending, localError(false, "4.3.0", "cannot open the message: "+err.Error(), err))
+			p.pending = nil
+			return p
+		}
+		p.rc = rc
 	}
-	p.rc, p.sent = rc, true
+	p.sent = true
 	s.bw.WriteString(p.mail + "\r\n")
 	s.writeRcpts(p.to, p.pending, true)
 	return p
