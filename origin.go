@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"os"
 	"strings"
 
 	"github.com/mxflush/mxflush/addr"
+	"github.com/mxflush/mxflush/mx"
 )
 
 // defaultAliases is the aliases file read when --aliases names none.
@@ -41,21 +41,11 @@ func hostFQDN(hostname func() (string, error), hostsFile string) string {
 	if strings.Contains(h, ".") {
 		return h
 	}
-	f, err := os.Open(hostsFile)
-	if err != nil {
-		return h
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line, _, _ := strings.Cut(sc.Text(), "#")
-		names := strings.Fields(line)
-		if len(names) < 2 {
-			continue
-		}
-		for _, n := range names[1:] {
-			if strings.EqualFold(n, h) && strings.Contains(names[1], ".") && validDomain(names[1]) {
-				return names[1]
+	entries, _ := mx.HostsFile(hostsFile) // unreadable: the host name as it is
+	for _, e := range entries {
+		for _, n := range e.Names {
+			if strings.EqualFold(n, h) && strings.Contains(e.Names[0], ".") && validDomain(e.Names[0]) {
+				return e.Names[0]
 			}
 		}
 	}

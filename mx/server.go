@@ -36,14 +36,24 @@ func ServerAddr(hostport, hostsPath string) (string, error) {
 	return net.JoinHostPort(ip.String(), port), nil
 }
 
-// hostsLookup returns the first address the hosts file gives name
-// (case-insensitive, canonical name or alias; "#" starts a comment).
-func hostsLookup(path, name string) (netip.Addr, error) {
+// HostsEntry is one line of a hosts(5) file: an address and its names,
+// the canonical name first.
+type HostsEntry struct {
+	Addr  netip.Addr
+	Names []string
+}
+
+// HostsFile reads a hosts(5) file ("#" starts a comment; a line whose
+// first field is not an address, or has no name, is skipped), for the
+// names that must be found without DNS: the --dns server's, and this
+// host's fully qualified name.
+func HostsFile(path string) ([]HostsEntry, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return netip.Addr{}, err
+		return nil, err
 	}
 	defer f.Close()
+	var out []HostsEntry
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line, _, _ := strings.Cut(sc.Text(), "#")
@@ -55,14 +65,24 @@ func hostsLookup(path, name string) (netip.Addr, error) {
 		if err != nil || ip.Zone() != "" {
 			continue
 		}
-		for _, h := range fields[1:] {
+		out = append(out, HostsEntry{Addr: ip, Names: fields[1:]})
+	}
+	return out, sc.Err()
+}
+
+// hostsLookup returns the first address the hosts file gives name
+// (case-insensitive, canonical name or alias).
+func hostsLookup(path, name string) (netip.Addr, error) {
+	entries, err := HostsFile(path)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	for _, e := range entries {
+		for _, h := range e.Names {
 			if strings.EqualFold(strings.TrimSuffix(h, "."), strings.TrimSuffix(name, ".")) {
-				return ip, nil
+				return e.Addr, nil
 			}
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return netip.Addr{}, err
 	}
 	return netip.Addr{}, fmt.Errorf("host %q is not an IP address and not in %s", name, path)
 }
