@@ -79,16 +79,21 @@ func asNobody(t *testing.T, stdin string, env []string, argv ...string) (int, st
 	cmd.Env = append(os.Environ(), "MXFLUSH_CONFIG="+readableConfig(t))
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdin = strings.NewReader(stdin)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
+	return combined(t, cmd)
+}
+
+// combined runs cmd and returns its exit status and what it printed on
+// stdout and stderr together; a command that cannot be run fails the test.
+func combined(t *testing.T, cmd *exec.Cmd) (int, string) {
+	t.Helper()
+	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return ee.ExitCode(), out.String()
+		return ee.ExitCode(), string(out)
 	} else if err != nil {
-		t.Fatalf("setpriv %v: %v", argv, err)
+		t.Fatalf("%v: %v", cmd.Args, err)
 	}
-	return 0, out.String()
+	return 0, string(out)
 }
 
 // readableConfig is an empty config file nobody can read (TestMain's is
@@ -107,14 +112,7 @@ func readableConfig(t *testing.T) string {
 // runBinary runs the built binary as the test's user.
 func runBinary(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	out, err := exec.Command(binary(t), args...).CombinedOutput()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), string(out)
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return 0, string(out)
+	return combined(t, exec.Command(binary(t), args...))
 }
 
 // chownTree gives dir and everything in it to uid:gid, never following a

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,14 +110,7 @@ func TestReadmeCISteps(t *testing.T) {
 			cmd := exec.Command("sh", "-e", "-c", script)
 			cmd.Dir = dir
 			cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+":/usr/bin:/bin", "MXFLUSH_DNS="+w.dns.Addr())
-			out, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				return ee.ExitCode(), string(out)
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			return 0, string(out)
+			return combined(t, cmd)
 		}
 		if code, out := sh(initStep); code != 0 {
 			t.Fatalf("%s: exit %d\n%s", initStep, code, out)
