@@ -32,6 +32,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mxflush/mxflush/deliver"
+	"github.com/mxflush/mxflush/mta"
 	"github.com/mxflush/mxflush/mx"
 	"github.com/mxflush/mxflush/spool"
 )
@@ -341,33 +342,21 @@ func (r *runner) settle(it *Item, res map[string]outcome) {
 // mistake loses mail).
 func classify(err error) (Status, string, string) {
 	var de *deliver.Error
-	var me *mx.Error
+	var me *mta.Error
 	switch {
 	case errors.As(err, &de):
 		st := Deferred
 		if de.Permanent {
 			st = Bounced
 		}
-		return st, de.Status, replyText(de.Code, de.Status, de.Msg)
+		return st, de.Status, mta.Format(de.Code, de.Status, de.Msg)
 	case errors.As(err, &me):
 		st := Deferred
 		if me.Permanent {
 			st = Bounced
 		}
-		return st, me.Status, replyText(me.Code, me.Status, me.Msg)
+		return st, me.Status, me.Reply()
 	default:
 		return Deferred, "4.0.0", err.Error()
 	}
-}
-
-func replyText(code int, status, msg string) string {
-	switch {
-	case code != 0 && status != "":
-		return fmt.Sprintf("%d %s %s", code, status, msg)
-	case code != 0:
-		return fmt.Sprintf("%d %s", code, msg)
-	case status != "":
-		return status + " " + msg
-	}
-	return msg
 }

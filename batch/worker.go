@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/mxflush/mxflush/deliver"
-	"github.com/mxflush/mxflush/mx"
+	"github.com/mxflush/mxflush/mta"
 	"github.com/mxflush/mxflush/spool"
 )
 
@@ -335,7 +335,7 @@ func replyStatus(reply string) string {
 	return ""
 }
 
-func describeHost(h mx.Host) string {
+func describeHost(h mta.Host) string {
 	addrs := make([]string, len(h.Addrs))
 	for i, a := range h.Addrs {
 		addrs[i] = a.String()

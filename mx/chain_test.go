@@ -11,6 +11,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/mxflush/mxflush/mta"
 	"github.com/mxflush/mxflush/mx"
 )
 
@@ -80,7 +81,7 @@ func TestLookupAsksForCNAMEChainEnd(t *testing.T) {
 	}
 	for _, domain := range []string{"loopa.test", "long0.test"} {
 		_, err := r.Lookup(context.Background(), domain)
-		var me *mx.Error
+		var me *mta.Error
 		if !errors.As(err, &me) || me.Permanent || !strings.Contains(err.Error(), "CNAME chain longer than") {
 			t.Errorf("Lookup(%s) = %v; want a temporary CNAME chain error", domain, err)
 		}

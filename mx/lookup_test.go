@@ -11,6 +11,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/mxflush/mxflush/mta"
 	"github.com/mxflush/mxflush/mx"
 )
 
@@ -50,7 +51,7 @@ func TestLookupTimeoutIsTemporary(t *testing.T) {
 	start := time.Now()
 	_, err := r.Lookup(context.Background(), "slow.test")
 	elapsed := time.Since(start)
-	var me *mx.Error
+	var me *mta.Error
 	if !errors.As(err, &me) || me.Permanent || me.Status != "4.4.3" || me.Code != 451 {
 		t.Fatalf("Lookup(slow.test) error = %v; want temporary 451 4.4.3", err)
 	}
@@ -65,9 +66,9 @@ func TestLookupCanceledContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := r.Lookup(ctx, "a.test")
-	var me *mx.Error
+	var me *mta.Error
 	if !errors.As(err, &me) || me.Permanent || !errors.Is(err, context.Canceled) {
-		t.Fatalf("Lookup with a canceled context = %v; want temporary *mx.Error wrapping context.Canceled", err)
+		t.Fatalf("Lookup with a canceled context = %v; want temporary *mta.Error wrapping context.Canceled", err)
 	}
 	if n := d.Queries("a.test", dns.TypeMX); n != 0 {
 		t.Errorf("MX queries = %d, want 0", n)
@@ -188,9 +189,9 @@ func TestServerFromResolvConf(t *testing.T) {
 
 func TestLookupNoServer(t *testing.T) {
 	_, err := (&mx.Resolver{}).Lookup(context.Background(), "a.test")
-	var me *mx.Error
+	var me *mta.Error
 	if !errors.As(err, &me) || me.Permanent {
-		t.Fatalf("Lookup with no server = %v; want a temporary *mx.Error", err)
+		t.Fatalf("Lookup with no server = %v; want a temporary *mta.Error", err)
 	}
 }
 

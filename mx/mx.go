@@ -5,7 +5,7 @@
 // machine's resolver. Lookup reads DNS answers itself: NXDOMAIN, a null MX
 // and a domain with neither MX nor address records are permanent failures;
 // SERVFAIL, REFUSED, timeouts and MX hosts without addresses are temporary.
-// The result is a Route or an *Error that says which, with the reply code
+// The result is a Route or an *mta.Error that says which, with the reply code
 // and enhanced status code to put in a DSN.
 package mx
 
@@ -24,6 +24,7 @@ import (
 	"golang.org/x/net/idna"
 
 	"github.com/mxflush/mxflush/addr"
+	"github.com/mxflush/mxflush/mta"
 )
 
 // Resolver looks up delivery routes. The zero value is not usable: Server is
@@ -34,53 +35,39 @@ type Resolver struct {
 	MaxHosts int           // MX hosts kept after sorting; 0 means 10
 }
 
-// Host is one destination host of a route.
-type Host struct {
-	Name  string       // MX target host name (A-label, no trailing dot), or the literal/domain itself
-	Pref  uint16       // MX preference; 0 for implicit MX and literals
-	Addrs []netip.Addr // A records first, then AAAA, in answer order; never empty in a Route
-	Port  int          // TCP port; 0 means the caller's default (MX hosts always have 0)
-}
-
 // Route is where mail for a domain goes.
 type Route struct {
-	Domain   string // as asked (A-label, lower case, no trailing dot), or the literal as given
-	Hosts    []Host // preference order ascending, equal preferences shuffled; hosts without any address dropped
-	Implicit bool   // no MX records: the domain's own A/AAAA (RFC 5321 §5.1)
-	Literal  bool   // domain was an address literal "[127.0.0.1]": no DNS at all (RFC 5321 §4.1.3)
+	Domain   string     // as asked (A-label, lower case, no trailing dot), or the literal as given
+	Hosts    []mta.Host // preference order ascending, equal preferences shuffled; hosts without any address dropped
+	Implicit bool       // no MX records: the domain's own A/AAAA (RFC 5321 §5.1)
+	Literal  bool       // domain was an address literal "[127.0.0.1]": no DNS at all (RFC 5321 §4.1.3)
 }
 
-// Error is a failed lookup, classified for the caller: Permanent errors fail
-// the recipients (with a DSN), temporary ones defer them.
-type Error struct {
-	Domain    string
-	Permanent bool   // NXDOMAIN, null MX, no MX and no address records, bad domain syntax: permanent. Else temporary.
-	Code      int    // reply code for a DSN diagnostic: 556 null MX (RFC 7505 §4.2), 550 other permanent, 451 temporary
-	Status    string // enhanced status (RFC 3463): "5.1.10" null MX, "5.1.2" no such domain, "5.1.3" malformed literal or name, "4.4.3" DNS temporary, "4.4.4" no address for any MX host, "4.3.5" no server configured
-	Msg       string // plain words, e.g. "domain has a null MX (RFC 7505): it accepts no mail"
-	Err       error  // cause, for errors.Unwrap; may be nil
+// permanent and temporary build the *mta.Error of a failed lookup:
+// permanent ones fail the recipients with a DSN, temporary ones defer them.
+// Code is the reply code a DSN's diagnostic shows (556 null MX, RFC 7505
+// §4.2; 550 other permanent; 451 temporary) and Status the enhanced status
+// (RFC 3463): 5.1.10 null MX, 5.1.2 no such domain, 5.1.3 malformed
+// literal or name, 4.4.3 DNS failure, 4.4.4 no address for any host, 4.3.5
+// no server configured. The DNS failure itself is kept in the text (it
+// says which query to which server failed how) and as the cause.
+func permanent(domain string, code int, status, msg string, err error) *mta.Error {
+	return &mta.Error{Permanent: true, Code: code, Status: status, Command: mta.CmdDNS, Target: domain, Msg: withCause(domain, msg, err), Err: err}
 }
 
-func (e *Error) Error() string {
-	kind := "temporary"
-	if e.Permanent {
-		kind = "permanent"
+func temporary(domain, status, msg string, err error) *mta.Error {
+	return &mta.Error{Code: 451, Status: status, Command: mta.CmdDNS, Target: domain, Msg: withCause(domain, msg, err), Err: err}
+}
+
+// withCause adds the failure's own words, except an NXDOMAIN of the name
+// itself, which would only repeat the message ("domain does not exist");
+// one at the end of a CNAME chain names that end.
+func withCause(name, msg string, err error) string {
+	var nx *nxDomainError
+	if err == nil || (errors.As(err, &nx) && strings.EqualFold(strings.TrimSuffix(nx.name, "."), name)) {
+		return msg
 	}
-	s := fmt.Sprintf("mx %s: %s %s: %s", e.Domain, kind, e.Status, e.Msg)
-	if e.Err != nil {
-		s += ": " + e.Err.Error()
-	}
-	return s
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-func permanent(domain string, code int, status, msg string, err error) *Error {
-	return &Error{Domain: domain, Permanent: true, Code: code, Status: status, Msg: msg, Err: err}
-}
-
-func temporary(domain, status, msg string, err error) *Error {
-	return &Error{Domain: domain, Code: 451, Status: status, Msg: msg, Err: err}
+	return msg + ": " + mta.OneLine(err.Error())
 }
 
 // Lookup returns the route for domain: an A-label domain name (a U-label is
@@ -102,14 +89,14 @@ func temporary(domain, status, msg string, err error) *Error {
 //     temporary 4.4.4.
 //
 // Any other DNS failure (SERVFAIL, REFUSED, timeout, network error, ctx
-// done) is temporary 4.4.3. The error is always an *Error.
+// done) is temporary 4.4.3. The error is always an *mta.Error.
 func (r *Resolver) Lookup(ctx context.Context, domain string) (Route, error) {
 	if strings.HasPrefix(domain, "[") {
 		ip, err := addr.Literal(domain)
 		if err != nil {
 			return Route{}, permanent(domain, 550, "5.1.3", "malformed address literal", err)
 		}
-		return Route{Domain: domain, Literal: true, Hosts: []Host{{Name: domain, Addrs: []netip.Addr{ip}}}}, nil
+		return Route{Domain: domain, Literal: true, Hosts: []mta.Host{{Name: domain, Addrs: []netip.Addr{ip}}}}, nil
 	}
 	name, err := idna.Lookup.ToASCII(strings.TrimSuffix(domain, "."))
 	if err != nil || name == "" || len(name) > 253 {
@@ -144,19 +131,19 @@ func (r *Resolver) Lookup(ctx context.Context, domain string) (Route, error) {
 // stably sorted by preference so equal preferences stay in random order
 // (RFC 5321 §5.1), deduplicated by name keeping the lowest preference, and
 // capped at MaxHosts.
-func (r *Resolver) sortMX(rrs []dns.RR) []Host {
-	var hosts []Host
+func (r *Resolver) sortMX(rrs []dns.RR) []mta.Host {
+	var hosts []mta.Host
 	for _, rr := range rrs {
 		m, ok := rr.(*dns.MX)
 		if !ok || m.Mx == "." {
 			continue
 		}
-		hosts = append(hosts, Host{Name: strings.ToLower(strings.TrimSuffix(m.Mx, ".")), Pref: m.Preference})
+		hosts = append(hosts, mta.Host{Name: strings.ToLower(strings.TrimSuffix(m.Mx, ".")), Pref: m.Preference})
 	}
 	rand.Shuffle(len(hosts), func(i, j int) { hosts[i], hosts[j] = hosts[j], hosts[i] })
-	slices.SortStableFunc(hosts, func(a, b Host) int { return int(a.Pref) - int(b.Pref) })
+	slices.SortStableFunc(hosts, func(a, b mta.Host) int { return int(a.Pref) - int(b.Pref) })
 	seen := make(map[string]bool, len(hosts))
-	hosts = slices.DeleteFunc(hosts, func(h Host) bool {
+	hosts = slices.DeleteFunc(hosts, func(h mta.Host) bool {
 		dup := seen[h.Name]
 		seen[h.Name] = true
 		return dup
@@ -176,7 +163,7 @@ func (r *Resolver) sortMX(rrs []dns.RR) []Host {
 func (r *Resolver) implicit(ctx context.Context, name string) (Route, error) {
 	addrs, err := r.hostAddrs(ctx, name)
 	if len(addrs) > 0 {
-		return Route{Domain: name, Implicit: true, Hosts: []Host{{Name: name, Addrs: addrs}}}, nil
+		return Route{Domain: name, Implicit: true, Hosts: []mta.Host{{Name: name, Addrs: addrs}}}, nil
 	}
 	if err != nil && !isNXDomain(err) {
 		return Route{}, temporary(name, "4.4.3", "no MX records and the A/AAAA lookup failed", err)
@@ -186,14 +173,14 @@ func (r *Resolver) implicit(ctx context.Context, name string) (Route, error) {
 
 // addresses resolves every host concurrently and keeps those with at least
 // one address, in order.
-func (r *Resolver) addresses(ctx context.Context, name string, hosts []Host) (Route, error) {
+func (r *Resolver) addresses(ctx context.Context, name string, hosts []mta.Host) (Route, error) {
 	errs := make([]error, len(hosts))
 	var wg sync.WaitGroup
 	for i := range hosts {
 		wg.Go(func() { hosts[i].Addrs, errs[i] = r.hostAddrs(ctx, hosts[i].Name) })
 	}
 	wg.Wait()
-	var kept []Host
+	var kept []mta.Host
 	var why []string
 	var causes []error
 	for i, h := range hosts {

@@ -11,6 +11,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 	"github.com/mxflush/mxflush/mx"
 )
 
@@ -175,9 +176,9 @@ func TestLookupErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.domain, func(t *testing.T) {
 			route, err := r.Lookup(context.Background(), tt.domain)
-			var me *mx.Error
+			var me *mta.Error
 			if !errors.As(err, &me) {
-				t.Fatalf("Lookup(%q) = %+v, %v; want *mx.Error", tt.domain, route, err)
+				t.Fatalf("Lookup(%q) = %+v, %v; want *mta.Error", tt.domain, route, err)
 			}
 			if me.Permanent != tt.permanent || me.Code != tt.code || me.Status != tt.status {
 				t.Errorf("Lookup(%q) = permanent %v, %d %s; want %v, %d %s (%v)",

@@ -44,7 +44,7 @@ type TLSA struct {
 // for a validating resolver the user named, on this host or over a trusted
 // link; the caller decides whether that is the case.
 //
-// Errors are temporary *Error (4.7.5): SERVFAIL (which a validating
+// Errors are temporary *mta.Error (4.7.5): SERVFAIL (which a validating
 // resolver also answers for a bogus signature), timeouts, a malformed
 // record. RFC 7672 §2.2 then treats the host as unusable.
 func (r *Resolver) TLSA(ctx context.Context, host string, port int) ([]TLSA, bool, error) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/mxflush/mxflush/mta"
 	"github.com/mxflush/mxflush/mx"
 )
 
@@ -50,9 +51,9 @@ func TestTLSA(t *testing.T) {
 		t.Run(fmt.Sprintf("%s:%d", tt.host, tt.port), func(t *testing.T) {
 			rrs, secure, err := r.TLSA(context.Background(), tt.host, tt.port)
 			if tt.want == "error" {
-				var me *mx.Error
+				var me *mta.Error
 				if !errors.As(err, &me) || me.Permanent {
-					t.Fatalf("err = %v, want a temporary *mx.Error", err)
+					t.Fatalf("err = %v, want a temporary *mta.Error", err)
 				}
 				return
 			}
@@ -143,9 +144,9 @@ func TestTLSACNAMEHost(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			rrs, secure, err := r.TLSA(context.Background(), tt.host, 25)
 			if tt.want == "error" {
-				var me *mx.Error
+				var me *mta.Error
 				if !errors.As(err, &me) || me.Permanent {
-					t.Fatalf("err = %v, want a temporary *mx.Error", err)
+					t.Fatalf("err = %v, want a temporary *mta.Error", err)
 				}
 				return
 			}

@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/mxflush/mxflush/deliver"
+	"github.com/mxflush/mxflush/mta"
 	"github.com/mxflush/mxflush/mx"
 )
 
@@ -214,7 +215,7 @@ func (t *Table) Hop(domain string) string {
 
 // Lookup resolves a key from Hop: a relay's targets in order (static ones
 // by their addresses, the others by MX), or a domain's own MX. A relay
-// that cannot be resolved at all is a temporary *mx.Error, never a
+// that cannot be resolved at all is a temporary *mta.Error, never a
 // permanent one: the mail is not at fault.
 func (t *Table) Lookup(ctx context.Context, key string) (mx.Route, error) {
 	h := t.hops[key]
@@ -224,14 +225,14 @@ func (t *Table) Lookup(ctx context.Context, key string) (mx.Route, error) {
 	route := mx.Route{Domain: key}
 	var errs []error
 	for _, tg := range h.Targets {
-		var hosts []mx.Host
+		var hosts []mta.Host
 		if tg.Static {
 			host, err := t.c.Resolver.Host(ctx, tg.Host)
 			if err != nil {
 				errs = append(errs, err)
 				continue
 			}
-			hosts = []mx.Host{host}
+			hosts = []mta.Host{host}
 		} else {
 			r, err := t.c.Resolver.Lookup(ctx, tg.Host)
 			if err != nil {
@@ -248,7 +249,9 @@ func (t *Table) Lookup(ctx context.Context, key string) (mx.Route, error) {
 	if len(route.Hosts) > 0 {
 		return route, nil
 	}
-	e := &mx.Error{Domain: key, Code: 451, Status: "4.4.4", Msg: "no relay of " + h.Source + " could be resolved", Err: errors.Join(errs...)}
+	cause := errors.Join(errs...)
+	e := &mta.Error{Code: 451, Status: "4.4.4", Command: mta.CmdDNS, Target: key,
+		Msg: "no relay of " + h.Source + " could be resolved: " + mta.OneLine(cause.Error()), Err: cause}
 	return mx.Route{}, e
 }
 

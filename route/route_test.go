@@ -12,6 +12,7 @@ import (
 
 	"github.com/mxflush/mxflush/deliver"
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 	"github.com/mxflush/mxflush/mx"
 )
 
@@ -279,9 +280,9 @@ func TestLookupRelay(t *testing.T) {
 		t.Errorf("hosts %q, want %q", strings.Join(got, " "), want)
 	}
 	_, err = tab.Lookup(context.Background(), tab.Hop("b.test"))
-	var me *mx.Error
+	var me *mta.Error
 	if !errors.As(err, &me) || me.Permanent {
-		t.Errorf("unresolvable relay: err %v, want a temporary *mx.Error", err)
+		t.Errorf("unresolvable relay: err %v, want a temporary *mta.Error", err)
 	}
 	if r, err := tab.Lookup(context.Background(), "mxed.a.test"); err != nil || r.Hosts[0].Name != "mx.mxed.a.test" {
 		t.Errorf("a domain key is an MX lookup: %v %v", r, err)
