@@ -1,6 +1,8 @@
 package report
 
 import (
+	"github.com/mxflush/mxflush/mta"
+
 	"encoding/json"
 	"fmt"
 	"time"
@@ -55,7 +57,7 @@ func NewLogRecord(t time.Time, e batch.Event) LogRecord {
 		DelaySeconds: float64(e.Delay.Milliseconds()) / 1000,
 		DSN:          e.DSN,
 		Status:       string(e.Status),
-		Reply:        oneLine(reply),
+		Reply:        mta.OneLine(reply),
 	}
 }
 

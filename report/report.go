@@ -4,6 +4,8 @@
 package report
 
 import (
+	"github.com/mxflush/mxflush/mta"
+
 	"encoding/json"
 	"fmt"
 	"io"
@@ -224,7 +226,7 @@ func LogLine(pid int, e batch.Event) string {
 	// The ID is a file name any producer chooses, the reply a remote
 	// server's text: escaped, neither can start a line of its own.
 	return fmt.Sprintf("mxflush[%d]: %s: to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)",
-		pid, Escape(e.ID), Escape(e.Rcpt), Escape(relay), e.Delay.Seconds(), Escape(e.DSN), e.Status, Escape(oneLine(reply)))
+		pid, Escape(e.ID), Escape(e.Rcpt), Escape(relay), e.Delay.Seconds(), Escape(e.DSN), e.Status, Escape(mta.OneLine(reply)))
 }
 
 // tlsCounts renders DomainStats.TLS in a stable order:
@@ -239,8 +241,4 @@ func tlsCounts(m map[string]int) string {
 		keys[i] = fmt.Sprintf("%s x%d", k, m[k])
 	}
 	return strings.Join(keys, ", ")
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
 }

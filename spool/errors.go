@@ -1,6 +1,8 @@
 package spool
 
 import (
+	"github.com/mxflush/mxflush/mta"
+
 	"fmt"
 	"strconv"
 	"strings"
@@ -30,25 +32,15 @@ func (e *ParseError) Error() string {
 // It is always a single line.
 func (e *ParseError) Reason() string {
 	if e.Line > 0 {
-		return oneLine("line " + strconv.Itoa(e.Line) + ": " + e.Msg)
+		return mta.OneLine("line " + strconv.Itoa(e.Line) + ": " + e.Msg)
 	}
-	return oneLine(e.Msg)
+	return mta.OneLine(e.Msg)
 }
 
 func (e *ParseError) Unwrap() error { return e.Err }
 
 func perr(line int, err error, format string, args ...any) *ParseError {
 	return &ParseError{Line: line, Msg: fmt.Sprintf(format, args...), Err: err}
-}
-
-// oneLine replaces every control character of s by a space.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
 }
 
 // quoteName quotes a file name (strconv.QuoteToASCII) when it holds a

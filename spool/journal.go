@@ -1,6 +1,8 @@
 package spool
 
 import (
+	"github.com/mxflush/mxflush/mta"
+
 	"bufio"
 	"context"
 	"errors"
@@ -401,10 +403,10 @@ func (s *Spool) ReplayJournal() (Replay, error) {
 		switch {
 		case err != nil:
 			rep.Problems = append(rep.Problems, Problem{ID: k.ID, Err: err,
-				Reason: oneLine("cannot remove the recipients the crash journal lists as delivered: " + err.Error())})
+				Reason: mta.OneLine("cannot remove the recipients the crash journal lists as delivered: " + err.Error())})
 		case why != "":
 			rep.Mismatched = append(rep.Mismatched, Problem{ID: k.ID,
-				Reason: oneLine("crash journal lines not applied (" + strings.Join(d.Rcpts(k), ", ") + " not taken off): " + why)})
+				Reason: mta.OneLine("crash journal lines not applied (" + strings.Join(d.Rcpts(k), ", ") + " not taken off): " + why)})
 		case n > 0:
 			rep.Recipients += n
 			rep.Messages++

@@ -1,6 +1,8 @@
 package spool
 
 import (
+	"github.com/mxflush/mxflush/mta"
+
 	"bufio"
 	"context"
 	"errors"
@@ -101,7 +103,7 @@ func (s *Spool) Pickup(ctx context.Context, o PickupOptions) (picked int, proble
 	}
 	if changed {
 		if err := syncDir(dir); err != nil {
-			problems = append(problems, Problem{ID: DirMaildrop, Path: dir, Reason: oneLine(err.Error()), Err: err})
+			problems = append(problems, Problem{ID: DirMaildrop, Path: dir, Reason: mta.OneLine(err.Error()), Err: err})
 		}
 	}
 	return picked, problems, nil
@@ -135,7 +137,7 @@ func (s *Spool) pickOne(name string, typ fs.FileMode, group uint32, o PickupOpti
 			// did): it goes to bad/ under one that prints safely.
 			moved = "badname-" + s.newID()
 			if err := os.Rename(path, filepath.Join(s.dir, DirMaildrop, moved)); err != nil {
-				prob.Reason = oneLine(prob.Reason + " (could not move it to bad/: " + errText(err) + ")")
+				prob.Reason = mta.OneLine(prob.Reason + " (could not move it to bad/: " + errText(err) + ")")
 				prob.Err = err
 				return false, prob
 			}
@@ -144,14 +146,14 @@ func (s *Spool) pickOne(name string, typ fs.FileMode, group uint32, o PickupOpti
 		}
 		dst, err := s.quarantine(DirMaildrop, moved, pe.Reason())
 		if err != nil && dst == "" {
-			prob.Reason = oneLine(prob.Reason + " (could not move it to bad/: " + err.Error() + ")")
+			prob.Reason = mta.OneLine(prob.Reason + " (could not move it to bad/: " + err.Error() + ")")
 			prob.Err = err
 		}
 		prob.MovedTo = dst
 		return false, prob
 	}
 	leave := func(err error, why string) (bool, *Problem) {
-		return false, &Problem{ID: shown, Path: path, Reason: oneLine(why), Err: err}
+		return false, &Problem{ID: shown, Path: path, Reason: mta.OneLine(why), Err: err}
 	}
 	if !typ.IsRegular() {
 		if typ.IsDir() {
@@ -229,7 +231,7 @@ func (s *Spool) pickOne(name string, typ fs.FileMode, group uint32, o PickupOpti
 	nenv, mbr, err := prepare(env, msg)
 	if err != nil {
 		f.Close()
-		return bad(oneLine(err.Error()))
+		return bad(mta.OneLine(err.Error()))
 	}
 	if _, err := s.writeState(QueueNew, id, nenv, mbr, true); err != nil {
 		return leave(err, "cannot write it into new/: "+errText(err))
@@ -239,7 +241,7 @@ func (s *Spool) pickOne(name string, typ fs.FileMode, group uint32, o PickupOpti
 	if cur, err := os.Lstat(path); err == nil && os.SameFile(cur, fi) {
 		if err := os.Remove(path); err != nil {
 			return true, &Problem{ID: shown, Path: path, Err: err,
-				Reason: oneLine("picked up as " + id + " but not removed from maildrop/ (the next run takes it again): " + errText(err))}
+				Reason: mta.OneLine("picked up as " + id + " but not removed from maildrop/ (the next run takes it again): " + errText(err))}
 		}
 	}
 	return true, nil

@@ -1,6 +1,8 @@
 package spool
 
 import (
+	"github.com/mxflush/mxflush/mta"
+
 	"bufio"
 	"context"
 	"errors"
@@ -75,7 +77,7 @@ func (s *Spool) Scan(ctx context.Context) (msgs []*Message, problems []Problem, 
 			switch {
 			case err != nil:
 				problems = append(problems, Problem{ID: e.Name(), Path: p, Err: err,
-					Reason: oneLine("a file of the same name is in " + later + "/ and the two cannot be told apart: " + errText(err))})
+					Reason: mta.OneLine("a file of the same name is in " + later + "/ and the two cannot be told apart: " + errText(err))})
 			case gone:
 				removed = true
 			default:
@@ -141,7 +143,7 @@ func (s *Spool) quarantineNames(q string, entries []fs.DirEntry, problems []Prob
 			" holds a control character, another unprintable character or an octet that is not UTF-8; such a name could forge log lines"}
 		prob := Problem{ID: name, Path: filepath.Join(s.dir, q, name), Reason: pe.Reason(), Err: pe}
 		if dst, err := s.quarantineAs(q, name, s.newID(), pe.Reason()); err != nil && dst == "" {
-			prob.Reason = oneLine(prob.Reason + " (could not move it to bad/: " + err.Error() + ")")
+			prob.Reason = mta.OneLine(prob.Reason + " (could not move it to bad/: " + err.Error() + ")")
 		} else {
 			prob.MovedTo = dst
 		}
@@ -225,7 +227,7 @@ func (s *Spool) readOne(j job, br *bufio.Reader, move bool) (*Message, *Problem)
 	id := j.entry.Name()
 	path := filepath.Join(s.dir, j.queue, id)
 	leave := func(err error, why string) (*Message, *Problem) {
-		return nil, &Problem{ID: id, Path: path, Reason: oneLine(why), Err: err}
+		return nil, &Problem{ID: id, Path: path, Reason: mta.OneLine(why), Err: err}
 	}
 	if !j.entry.Type().IsRegular() {
 		// A directory, symlink or FIFO is no message: move it aside like
@@ -234,7 +236,7 @@ func (s *Spool) readOne(j job, br *bufio.Reader, move bool) (*Message, *Problem)
 		prob := &Problem{ID: id, Path: path, Reason: pe.Reason(), Err: pe}
 		if move {
 			if dst, qerr := s.quarantine(j.queue, id, pe.Reason()); qerr != nil && dst == "" {
-				prob.Reason = oneLine(prob.Reason + " (could not move it to bad/: " + qerr.Error() + ")")
+				prob.Reason = mta.OneLine(prob.Reason + " (could not move it to bad/: " + qerr.Error() + ")")
 			} else {
 				prob.MovedTo = dst
 			}
@@ -271,7 +273,7 @@ func (s *Spool) readOne(j job, br *bufio.Reader, move bool) (*Message, *Problem)
 		f.Close() // before the rename; the deferred Close then fails harmlessly
 		dst, qerr := s.quarantine(j.queue, id, pe.Reason())
 		if qerr != nil && dst == "" {
-			prob.Reason = oneLine(prob.Reason + " (could not move it to bad/: " + qerr.Error() + ")")
+			prob.Reason = mta.OneLine(prob.Reason + " (could not move it to bad/: " + qerr.Error() + ")")
 			return nil, prob
 		}
 		prob.MovedTo = dst

@@ -1,6 +1,8 @@
 package spool
 
 import (
+	"github.com/mxflush/mxflush/mta"
+
 	"bufio"
 	"crypto/rand"
 	"encoding/hex"
@@ -381,7 +383,7 @@ func (s *Spool) quarantineAs(queue, id, base, reason string) (string, error) {
 		name = base + "." + strconv.Itoa(n)
 	}
 	dst := filepath.Join(bad, name)
-	if err := writeFileAtomic(filepath.Join(s.dir, dirTmp), dst+".reason", []byte(oneLine(reason)+"\n")); err != nil {
+	if err := writeFileAtomic(filepath.Join(s.dir, dirTmp), dst+".reason", []byte(mta.OneLine(reason)+"\n")); err != nil {
 		return "", err
 	}
 	if err := os.Rename(src, dst); err != nil {

@@ -202,7 +202,7 @@ func TestRemoveAndQuarantine(t *testing.T) {
 		t.Errorf("new/ = %q", got)
 	}
 	reason, err := os.ReadFile(filepath.Join(s.Dir(), "bad", m2.ID+".reason"))
-	if err != nil || string(reason) != "operator said so second line\n" {
+	if err != nil || string(reason) != "operator said so; second line\n" {
 		t.Errorf("reason file %q, %v", reason, err)
 	}
 	if _, err := os.Stat(filepath.Join(s.Dir(), "bad", m2.ID)); err != nil {
