@@ -118,6 +118,7 @@ type runner struct {
 	// stopCommit ends the journal's group commit and returns its error.
 	stopCommit func() error
 	removal    *remover // deletes delivered messages' files while the journal works; nil without it
+	routes     routeCache
 
 	mu         sync.Mutex
 	problems   []Problem
@@ -222,8 +223,15 @@ func (r *runner) deliver(ctx context.Context, plan *Plan, pass string) []DomainS
 	if r.cfg.OnPlan != nil && !r.cfg.DryRun {
 		r.cfg.OnPlan(totalRcpts(plan.Batches))
 	}
+	if !r.stopped() {
+		r.resolveAll(gctx, plan.Batches)
+	}
 	for i, b := range plan.Batches {
-		doms[i] = newDomainRun(b, sessionsFor(len(b.Items), total, r.cfg.ConnsPerDomain, r.cfg.MaxConns))
+		h := r.routes.get(b.Domain)
+		if h == nil { // not resolved: the run stopped first
+			h = &hop{err: context.Cause(r.cfg.Stop)}
+		}
+		doms[i] = newDomainRun(b, h, sessionsFor(len(b.Items), total, r.cfg.ConnsPerDomain, r.cfg.MaxConns))
 		for range doms[i].workers {
 			g.Go(func() error {
 				r.work(gctx, doms[i])

@@ -1,12 +1,9 @@
 package batch
 
 import (
-	"context"
 	"errors"
 	"sync"
 	"time"
-
-	"github.com/mxflush/mxflush/deliver"
 )
 
 // splitMin is the number of messages that earns a domain one more session:
@@ -56,15 +53,11 @@ func totalRcpts(batches []*Batch) int {
 // a worker that cannot open a session while another holds one hands its
 // item back instead of deferring it: a receiver that limits concurrent
 // connections gets the whole batch over the sessions it accepts. The domain
-// is resolved once, whatever the number of workers.
+// was resolved before the pass started (see resolveAll).
 type domainRun struct {
 	b       *Batch
-	workers int // workers started for b, each under the errgroup limit
-
-	once   sync.Once
-	hosts  []deliver.Host
-	mxs    []string // describeHost of each host, for the summary
-	resErr error
+	hop     *hop // the domain's route, or why it has none
+	workers int  // workers started for b, each under the errgroup limit
 
 	mu      sync.Mutex
 	next    int     // b.Items[next:] not yet taken
@@ -81,25 +74,9 @@ type domainRun struct {
 	last      time.Time // latest worker end
 }
 
-func newDomainRun(b *Batch, workers int) *domainRun {
-	return &domainRun{b: b, workers: workers, live: workers,
+func newDomainRun(b *Batch, h *hop, workers int) *domainRun {
+	return &domainRun{b: b, hop: h, workers: workers, live: workers,
 		st: DomainStats{Domain: b.Domain, Messages: len(b.Items), Recipients: b.Recipients()}}
-}
-
-// resolve looks the domain up once for all its workers.
-func (d *domainRun) resolve(ctx context.Context, res Resolver) ([]deliver.Host, error) {
-	d.once.Do(func() {
-		route, err := res.Lookup(ctx, d.b.Domain)
-		if err != nil {
-			d.resErr = err
-			return
-		}
-		for _, h := range route.Hosts {
-			d.hosts = append(d.hosts, deliver.Host{Name: h.Name, Addrs: h.Addrs, Port: h.Port})
-			d.mxs = append(d.mxs, describeHost(h))
-		}
-	})
-	return d.hosts, d.resErr
 }
 
 // take returns the next item to send, or nil when none is left.
@@ -274,7 +251,7 @@ func (d *domainRun) stats() DomainStats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := d.st
-	st.MX = d.mxs
+	st.MX = d.hop.mxs
 	st.Seconds = d.last.Sub(d.first).Seconds()
 	return st
 }

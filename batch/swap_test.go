@@ -33,6 +33,7 @@ func (h *hookResolver) Lookup(ctx context.Context, domain string) (mx.Route, err
 // testWorld is a DNS server and a receiver for a.test (and the domains
 // of extra records, such as "b.test. MX 10 mx.a.test."), and a spool.
 type testWorld struct {
+	dns  *testnet.DNS
 	sp   *spool.Spool
 	recv *testnet.Receiver
 	cfg  Config
@@ -58,7 +59,7 @@ func newTestWorld(t *testing.T, o testnet.SMTPOptions, extra ...string) *testWor
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testWorld{sp: sp, recv: recv, cfg: Config{
+	return &testWorld{dns: dns, sp: sp, recv: recv, cfg: Config{
 		MaxConns: 2,
 		Resolver: &mx.Resolver{Server: dns.Addr()},
 		Deliver:  deliver.Options{Helo: "relay.test", Port: port},

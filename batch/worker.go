@@ -13,8 +13,8 @@ import (
 	"github.com/mxflush/mxflush/spool"
 )
 
-// work is one worker of a domain's batch. It resolves the domain (once for
-// all its workers), opens one SMTP session and sends the items it takes from
+// work is one worker of a domain's batch. It opens one SMTP session to the
+// domain's hosts (resolved before the pass, see resolveAll) and sends the items it takes from
 // the batch's shared queue over it, one message file open at a time, until
 // the queue is empty; with PIPELINING the next item's commands go out
 // behind the current one's final dot (deliver.Session.SendThen). A lost session (a 421, a dropped connection, a
@@ -47,8 +47,11 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 		r.skip(d.drain())
 		return
 	}
-	hosts, err := d.resolve(ctx, r.cfg.Resolver)
-	if err != nil {
+	var hosts []deliver.Host
+	for _, h := range d.hop.hosts {
+		hosts = append(hosts, deliver.Host{Name: h.Name, Addrs: h.Addrs, Port: h.Port})
+	}
+	if err := d.hop.err; err != nil {
 		if items := d.drain(); len(items) > 0 {
 			st.Error = err.Error()
 			r.failAll(items, err, "none", &st)

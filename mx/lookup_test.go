@@ -211,3 +211,24 @@ func BenchmarkLookup(b *testing.B) {
 		}
 	}
 }
+
+// A resolver reuses the sockets of finished UDP queries: 200 lookups one
+// after another (each an MX and two address queries) come from one
+// socket, not 600.
+func TestLookupReusesUDPSockets(t *testing.T) {
+	var recs []string
+	for i := range 200 {
+		recs = append(recs, fmt.Sprintf("d%d.test. MX 10 mx.site.test.", i))
+	}
+	d := startDNS(t, append(recs, "mx.site.test. A 127.0.0.2")...)
+	r := &mx.Resolver{Server: d.Addr()}
+	defer r.Close()
+	for i := range 200 {
+		if _, err := r.Lookup(context.Background(), fmt.Sprintf("d%d.test", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := d.UDPClients(); n != 1 {
+		t.Errorf("200 lookups in a row came from %d UDP sockets, want 1", n)
+	}
+}

@@ -33,7 +33,13 @@ type Resolver struct {
 	Server   string        // "host:port" of the DNS server every query goes to (required)
 	Timeout  time.Duration // per query (each UDP or TCP exchange); 0 means 5s
 	MaxHosts int           // MX hosts kept after sorting; 0 means 10
+
+	udp udpPool // sockets of finished UDP queries, reused by the next ones
 }
+
+// Close closes the sockets the Resolver keeps for its next queries. It
+// may be used again afterwards (it opens new ones).
+func (r *Resolver) Close() { r.udp.close() }
 
 // Route is where mail for a domain goes.
 type Route struct {

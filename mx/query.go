@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -117,7 +118,9 @@ func (r *Resolver) exchangeMsg(ctx context.Context, q *dns.Msg) (*dns.Msg, error
 }
 
 // exchangeOver runs one exchange on network ("udp" or "tcp") within the
-// per-query timeout and checks that the answer is for our question.
+// per-query timeout and checks that the answer is for our question. UDP
+// queries reuse the sockets of finished ones (see udpPool); a TCP
+// connection serves one exchange, the rare truncated answer.
 func (r *Resolver) exchangeOver(ctx context.Context, network string, q *dns.Msg) (*dns.Msg, error) {
 	qq := q.Question[0]
 	what := fmt.Sprintf("%s %s over %s to %s", strings.TrimSuffix(qq.Name, "."), dns.TypeToString[qq.Qtype], network, r.Server)
@@ -131,7 +134,13 @@ func (r *Resolver) exchangeOver(ctx context.Context, network string, q *dns.Msg)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c := &dns.Client{Net: network, UDPSize: ednsSize, Timeout: timeout}
-	in, _, err := c.ExchangeContext(ctx, q, r.Server)
+	var in *dns.Msg
+	var err error
+	if network == "udp" {
+		in, err = r.udp.exchange(ctx, c, q, r.Server)
+	} else {
+		in, _, err = c.ExchangeContext(ctx, q, r.Server)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -139,6 +148,61 @@ func (r *Resolver) exchangeOver(ctx context.Context, network string, q *dns.Msg)
 		return nil, fmt.Errorf("%s: answer does not match the question", what)
 	}
 	return in, nil
+}
+
+// maxIdleUDP is how many idle UDP sockets a Resolver keeps: as many as
+// the queries a run has in flight at once (batch resolves 32 domains at a
+// time, each with up to two address queries per MX host).
+const maxIdleUDP = 64
+
+// udpPool keeps the UDP sockets of finished queries for the next ones, so
+// that resolving thousands of domains does not open and close a socket per
+// query. A socket whose exchange failed is closed, not kept: a late answer
+// to a timed-out query could otherwise wait in it (miekg/dns skips answers
+// whose ID does not match, so even that could not be taken for another
+// query's). The zero value is an empty pool.
+type udpPool struct {
+	mu   sync.Mutex
+	idle []*dns.Conn
+}
+
+func (p *udpPool) exchange(ctx context.Context, c *dns.Client, q *dns.Msg, server string) (*dns.Msg, error) {
+	p.mu.Lock()
+	var co *dns.Conn
+	if n := len(p.idle); n > 0 {
+		co, p.idle = p.idle[n-1], p.idle[:n-1]
+	}
+	p.mu.Unlock()
+	if co == nil {
+		var err error
+		if co, err = c.DialContext(ctx, server); err != nil {
+			return nil, err
+		}
+	}
+	in, _, err := c.ExchangeWithConnContext(ctx, q, co)
+	if err != nil {
+		co.Close()
+		return nil, err
+	}
+	p.mu.Lock()
+	if len(p.idle) < maxIdleUDP {
+		p.idle, co = append(p.idle, co), nil
+	}
+	p.mu.Unlock()
+	if co != nil {
+		co.Close()
+	}
+	return in, nil
+}
+
+// close closes the idle sockets.
+func (p *udpPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, co := range p.idle {
+		co.Close()
+	}
+	p.idle = nil
 }
 
 // ServerFromResolvConf returns the first "nameserver" of a resolv.conf(5)

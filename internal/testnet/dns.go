@@ -37,6 +37,9 @@ type DNS struct {
 	ad      map[string]bool
 	queries map[queryKey]int // UDP + TCP
 	tcpQ    map[queryKey]int // TCP only
+	udpFrom map[string]bool  // client addresses ("ip:port") UDP queries came from
+	maxLive int              // most queries being answered at once
+	live    int
 }
 
 type queryKey struct {
@@ -199,6 +202,22 @@ func (d *DNS) TCPQueries(name string, qtype uint16) int {
 	return d.tcpQ[queryKey{countKey(name), qtype}]
 }
 
+// UDPClients returns how many distinct client sockets (address and port)
+// sent UDP queries: a resolver that reuses its sockets shows few.
+func (d *DNS) UDPClients() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.udpFrom)
+}
+
+// MaxInFlight returns the most queries the server was answering at once
+// (a Delay counts as answering): how many a client had in flight.
+func (d *DNS) MaxInFlight() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.maxLive
+}
+
 // Close stops both servers and waits for their handlers; pending Delay
 // waits end without an answer. Safe to call more than once.
 func (d *DNS) Close() error {
@@ -247,7 +266,14 @@ func (d *DNS) serve(w dns.ResponseWriter, r *dns.Msg) {
 	d.queries[queryKey{countKey(q.Name), q.Qtype}]++
 	if isTCP {
 		d.tcpQ[queryKey{countKey(q.Name), q.Qtype}]++
+	} else {
+		if d.udpFrom == nil {
+			d.udpFrom = map[string]bool{}
+		}
+		d.udpFrom[w.RemoteAddr().String()] = true
 	}
+	d.live++
+	d.maxLive = max(d.maxLive, d.live)
 	delay := d.delay[key]
 	rcode, forced := d.rcode[key]
 	truncated := d.trunc[key] && !isTCP
@@ -257,6 +283,11 @@ func (d *DNS) serve(w dns.ResponseWriter, r *dns.Msg) {
 		answer, rcode = d.resolveLocked(key, q.Qtype)
 	}
 	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.live--
+		d.mu.Unlock()
+	}()
 
 	if delay > 0 {
 		t := time.NewTimer(delay)
