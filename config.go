@@ -76,14 +76,16 @@ func (fc *fileConfig) check(model *kong.Application) error {
 	var bare []string            // duration keys given as bare numbers
 	walk = func(n *kong.Node) {
 		for _, f := range n.Flags {
-			key := strings.ReplaceAll(f.Name, "-", "_")
-			if _, num := fc.values[key].(float64); num && f.Target.Type() == reflect.TypeFor[time.Duration]() {
-				bare = append(bare, key)
-			}
-			if len(f.Envs) > 0 {
-				known[key] = true
-			} else {
-				cmdline[key] = true
+			for _, name := range append([]string{f.Name}, f.Aliases...) { // an old name is still a key
+				key := strings.ReplaceAll(name, "-", "_")
+				if _, num := fc.values[key].(float64); num && f.Target.Type() == reflect.TypeFor[time.Duration]() {
+					bare = append(bare, key)
+				}
+				if len(f.Envs) > 0 {
+					known[key] = true
+				} else {
+					cmdline[key] = true
+				}
 			}
 		}
 		for _, c := range n.Children {
@@ -144,12 +146,26 @@ func (fc *fileConfig) resolver() (kong.Resolver, error) {
 				return nil, nil
 			}
 		}
-		return res.Resolve(ctx, parent, flag)
+		if v, err := res.Resolve(ctx, parent, flag); v != nil || err != nil {
+			return v, err
+		}
+		// A flag's old name (its alias) is still read as a key, so that a
+		// config file written before a rename keeps its meaning.
+		for _, a := range flag.Aliases {
+			if v, ok := fc.values[strings.ReplaceAll(a, "-", "_")]; ok {
+				return v, nil
+			}
+		}
+		return nil, nil
 	}), nil
 }
 
-// has reports whether the file sets flag.
+// has reports whether the file sets flag, under its name or an old one.
 func (fc *fileConfig) has(flag *kong.Flag) bool {
-	_, ok := fc.values[strings.ReplaceAll(flag.Name, "-", "_")]
-	return ok
+	for _, name := range append([]string{flag.Name}, flag.Aliases...) {
+		if _, ok := fc.values[strings.ReplaceAll(name, "-", "_")]; ok {
+			return true
+		}
+	}
+	return false
 }

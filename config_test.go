@@ -48,11 +48,11 @@ func TestConfigPrecedence(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	for _, c := range []struct{ flag, value, from string }{
-		{"max-conns", "3", "file "},                               // file only
-		{"conns-per-domain", "5", "env MXFLUSH_CONNS_PER_DOMAIN"}, // env beats file
-		{"port", "2527", "flag"},                                  // flag beats env and file
-		{"dns", "127.0.0.1:5353", "file "},                        // string from the file
-		{"max-runtime", "30s", "file "},                           // duration from the file
+		{"max-conns", "3", "file "},                             // file only
+		{"conns-per-site", "5", "env MXFLUSH_CONNS_PER_DOMAIN"}, // env beats file, the old names of both too
+		{"port", "2527", "flag"},                                // flag beats env and file
+		{"dns", "127.0.0.1:5353", "file "},                      // string from the file
+		{"max-runtime", "30s", "file "},                         // duration from the file
 		{"retry-min", "5m", "default"},
 		{"spool", "/tmp/from-file", "file "}, // the global flag too
 	} {
@@ -63,6 +63,20 @@ func TestConfigPrecedence(t *testing.T) {
 	}
 	if strings.Contains(out, "hunter2") || !regexp.MustCompile(`MXFLUSH_AUTH_PASSWORD\s+\(set\)`).MatchString(out) {
 		t.Errorf("password not masked as (set):\n%s", out)
+	}
+}
+
+// --conns-per-site was --conns-per-domain: a config file, a variable or a
+// command line written before the rename keeps its meaning.
+func TestConnsPerSiteOldNames(t *testing.T) {
+	t.Setenv("MXFLUSH_CONFIG", "")
+	code, out, errs := configRun(t, `{"spool": "/tmp/s", "conns_per_domain": 2}`, "config")
+	if v, from := row(t, out, "conns-per-site"); code != 0 || v != "2" || !strings.HasPrefix(from, "file ") {
+		t.Errorf("conns_per_domain in the file: exit %d, --conns-per-site = %s from %q (%s); want 2 from the file", code, v, from, errs)
+	}
+	code, out, errs = configRun(t, `{"spool": "/tmp/s"}`, "config", "--conns-per-domain", "7")
+	if v, _ := row(t, out, "conns-per-site"); code != 0 || v != "7" {
+		t.Errorf("--conns-per-domain 7: exit %d, --conns-per-site = %s (%s); want 7", code, v, errs)
 	}
 }
 

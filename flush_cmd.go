@@ -30,7 +30,7 @@ type FlushCmd struct {
 
 // FlushFlags are flush's settings, which mxflush config shows too.
 type FlushFlags struct {
-	MaxConns int    `help:"Concurrent SMTP sessions at most; each domain gets one session, or more with --conns-per-domain." default:"8" placeholder:"N"`
+	MaxConns int    `help:"Concurrent SMTP sessions at most; each site gets one session, or more with --conns-per-site." default:"8" placeholder:"N"`
 	Port     int    `help:"TCP port of every MX host." default:"25" placeholder:"P"`
 	DNS      string `name:"dns" help:"DNS server for every query, HOST:PORT; HOST is an IP address or a name in /etc/hosts, never looked up in DNS (default: the first nameserver in /etc/resolv.conf)." placeholder:"HOST:PORT"`
 	Helo     string `help:"Name to send in EHLO/HELO (default: this host's name)." placeholder:"NAME"`
@@ -56,7 +56,7 @@ type FlushFlags struct {
 	Bind          string `help:"Source address of every SMTP connection, as Postfix's smtp_bind_address: on a host with several addresses, the one receivers know (its PTR and SPF); only MX addresses of its family are used. A routes rule's bind=ADDR wins for its domains." placeholder:"ADDR"`
 	InetProtocols string `help:"Address families to connect over, as Postfix's inet_protocols: all, ipv4 or ipv6." default:"all" enum:"all,ipv4,ipv6"`
 
-	ConnsPerDomain int `help:"Sessions one domain's batch may use at once: one per 100 messages, up to N (and --max-conns). Kept small by default because receivers limit concurrent connections per client address and answer more with 421 or greylisting." default:"4" placeholder:"N"`
+	ConnsPerSite int `help:"Sessions one destination site (the domains whose MX hosts are the same) may use at once: one per 100 messages, up to N (and --max-conns). Kept small by default because receivers limit concurrent connections per client address and answer more with 421 or greylisting. Old name: --conns-per-domain." aliases:"conns-per-domain" env:"MXFLUSH_CONNS_PER_SITE,MXFLUSH_CONNS_PER_DOMAIN" default:"4" placeholder:"N"`
 
 	RouteFlags `embed:""`
 	ObsFlags   `embed:""`
@@ -110,8 +110,8 @@ func (c *FlushCmd) flush(g *Globals, obs *observer) (*batch.Summary, error) {
 	if c.MaxRuntime < 0 {
 		return nil, exitf(report.ExUsage, "--max-runtime must not be negative")
 	}
-	if c.ConnsPerDomain < 1 {
-		return nil, exitf(report.ExUsage, "--conns-per-domain must be at least 1")
+	if c.ConnsPerSite < 1 {
+		return nil, exitf(report.ExUsage, "--conns-per-site must be at least 1")
 	}
 	if c.RetryMin <= 0 || c.RetryMax < c.RetryMin || c.MaxAge <= 0 || c.WarnAfter < 0 {
 		return nil, exitf(report.ExUsage, "--retry-min and --max-age must be positive, --retry-max at least --retry-min, --warn-after not negative")
@@ -193,12 +193,12 @@ func (c *FlushCmd) flush(g *Globals, obs *observer) (*batch.Summary, error) {
 			Family:          family,
 			Bind:            bind,
 		},
-		OnResult:       obs.out.result, // --log-format; clears the progress line first
-		OnPlan:         obs.out.planned,
-		ConnsPerDomain: c.ConnsPerDomain,
-		SlowRemovals:   moreProcs(runtime.GOMAXPROCS(0)),
-		Stop:           stopCtx,
-		Only:           only,
+		OnResult:     obs.out.result, // --log-format; clears the progress line first
+		OnPlan:       obs.out.planned,
+		ConnsPerSite: c.ConnsPerSite,
+		SlowRemovals: moreProcs(runtime.GOMAXPROCS(0)),
+		Stop:         stopCtx,
+		Only:         only,
 	}
 	// A dry run changes nothing, so it leaves maildrop/ alone.
 	var picked int

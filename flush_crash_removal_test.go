@@ -163,7 +163,7 @@ func TestCrashWithRemovalsPending(t *testing.T) {
 	}
 
 	cmd := exec.Command(binary(t), "flush", "--spool", w.spool, "--dns", w.dns.Addr(), "--port", strconv.Itoa(w.port),
-		"--helo", "relay.test", "--max-conns", "4", "--conns-per-domain", "4")
+		"--helo", "relay.test", "--max-conns", "4", "--conns-per-site", "4")
 	var out1 strings.Builder
 	cmd.Stdout, cmd.Stderr = &out1, &out1
 	if err := cmd.Start(); err != nil {
@@ -222,7 +222,7 @@ func TestCrashWithRemovalsPending(t *testing.T) {
 		t.Fatal("cannot clear the immutable attribute")
 	}
 	g.open()
-	code, out, errs := w.flush("--max-conns", "4", "--conns-per-domain", "4")
+	code, out, errs := w.flush("--max-conns", "4", "--conns-per-site", "4")
 	if code != 0 {
 		t.Errorf("second run: exit %d, want 0\n%s\n%s", code, out, tail(errs, 2000))
 	}

@@ -117,7 +117,7 @@ func TestFlushClosedOutputStopsCleanly(t *testing.T) {
 	const n = 200
 	w := slowWorld(t, n)
 	cmd := exec.Command(binary(t), "flush", "--spool", w.spool, "--dns", w.dns.Addr(), "--port", strconv.Itoa(w.port),
-		"--helo", "relay.test", "--conns-per-domain", "2")
+		"--helo", "relay.test", "--conns-per-site", "2")
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)

@@ -89,7 +89,7 @@ func TestFlushMetricsFileAndJSONLog(t *testing.T) {
 	checks := []metricCheck{
 		{report.MetricRecipients, []string{"status", "sent", "domain", "a.test"}, 4},
 		{report.MetricMessages, []string{"domain", "a.test"}, 3},
-		{report.MetricConnections, []string{"domain", "a.test"}, 1},
+		{report.MetricConnections, []string{"site", "mx.a.test"}, 1},
 		{report.MetricQueue, []string{"queue", "new"}, 0},
 		{report.MetricQueue, []string{"queue", "cur"}, 0},
 		{report.MetricExitCode, nil, 0},

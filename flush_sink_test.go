@@ -69,7 +69,7 @@ func TestSmtpSinkDelayedDot(t *testing.T) {
 	w := newWorld(t, []string{"127.0.0.3"}, nil, "a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2")
 	dir := startSinkAt(t, "127.0.0.2:"+strconv.Itoa(w.port), "-W", ".:1")
 	spoolMany(t, w.spool, n, []string{"a.test"})
-	code, out, errs := w.flush("--conns-per-domain", "1")
+	code, out, errs := w.flush("--conns-per-site", "1")
 	if code != 75 {
 		t.Errorf("exit %d, want 75 (one message deferred)\n%s\n%s", code, out, tail(errs, 600))
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/mxflush/mxflush/internal/testnet"
 )
 
-// A large batch to one domain is shared by up to --conns-per-domain
+// A large batch to one domain is shared by up to --conns-per-site
 // sessions (one per 100 messages), all within --max-conns; a small batch
 // keeps one session; the summary keeps one row per domain, with the
 // sessions added up.
@@ -43,7 +43,7 @@ func TestFlushSplitsLargeDomain(t *testing.T) {
 			spoolMany(t, w.spool, 305, domains)
 
 			code, out, errs := w.flush("--max-conns", strconv.Itoa(tc.maxConn),
-				"--conns-per-domain", strconv.Itoa(tc.perDomain), "--json")
+				"--conns-per-site", strconv.Itoa(tc.perDomain), "--json")
 			if code != 0 {
 				t.Fatalf("exit %d\n%s", code, tail(errs, 2000))
 			}
@@ -81,7 +81,7 @@ func TestFlushLateWorkerTakesFreedSlot(t *testing.T) {
 		"slow.test. MX 10 mx.slow.test.", "mx.slow.test. A 127.0.0.2",
 		"fast.test. MX 10 mx.fast.test.", "mx.fast.test. A 127.0.0.3")
 	spoolMany(t, w.spool, 600, []string{"slow.test", "fast.test"})
-	code, out, errs := w.flush("--max-conns", "2", "--conns-per-domain", "2", "--json")
+	code, out, errs := w.flush("--max-conns", "2", "--conns-per-site", "2", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, tail(errs, 2000))
 	}
@@ -149,7 +149,7 @@ func TestFlushSplitThrottledReceiver(t *testing.T) {
 	t.Cleanup(func() { gate.Close() })
 	spoolMany(t, w.spool, 300, []string{"big.test"})
 
-	code, out, errs := w.flush("--max-conns", "3", "--conns-per-domain", "3", "--json")
+	code, out, errs := w.flush("--max-conns", "3", "--conns-per-site", "3", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d, want 0: nothing deferred\n%s", code, tail(errs, 2000))
 	}
@@ -184,12 +184,12 @@ func summaryRows(t *testing.T, out string) map[string]batch.DomainStats {
 	return rows
 }
 
-// --conns-per-domain below 1 is a usage error (64), found before any work.
-func TestFlushConnsPerDomainUsage(t *testing.T) {
+// --conns-per-site below 1 is a usage error (64), found before any work.
+func TestFlushConnsPerSiteUsage(t *testing.T) {
 	w := newWorld(t, nil, nil, "a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2")
 	spoolMany(t, w.spool, 1, []string{"a.test"})
-	if code, _, errs := w.flush("--conns-per-domain", "0"); code != 64 || !strings.Contains(errs, "--conns-per-domain") {
-		t.Errorf("exit %d, stderr %q; want 64 naming --conns-per-domain", code, errs)
+	if code, _, errs := w.flush("--conns-per-site", "0"); code != 64 || !strings.Contains(errs, "--conns-per-site") {
+		t.Errorf("exit %d, stderr %q; want 64 naming --conns-per-site", code, errs)
 	}
 	if got := w.files("new"); len(got) != 1 || w.recv["127.0.0.2"].Sessions() != 0 {
 		t.Errorf("files in new/ %v, sessions %d: want the message untouched, no session", got, w.recv["127.0.0.2"].Sessions())

@@ -77,7 +77,7 @@ func slowWorld(t *testing.T, n int) *world {
 func TestFlushMaxRuntimeLeavesRestQueued(t *testing.T) {
 	const n = 100 // 20 ms each over one session: 2 s, far beyond the limit
 	w := slowWorld(t, n)
-	code, out, errs := w.flush("--max-runtime", "300ms", "--conns-per-domain", "1")
+	code, out, errs := w.flush("--max-runtime", "300ms", "--conns-per-site", "1")
 	if code != 75 {
 		t.Fatalf("exit %d, want 75\n%s\n%s", code, out, tail(errs, 1000))
 	}
@@ -90,7 +90,7 @@ func TestFlushMaxRuntimeLeavesRestQueued(t *testing.T) {
 		t.Errorf("summary lacks %q:\n%s", want, out)
 	}
 	// The rest is still due: a plain flush (no --all) delivers it.
-	code, out, _ = w.flush("--conns-per-domain", "4", "--max-conns", "4")
+	code, out, _ = w.flush("--conns-per-site", "4", "--max-conns", "4")
 	if code != 0 {
 		t.Fatalf("second flush: exit %d\n%s", code, out)
 	}
@@ -108,7 +108,7 @@ func TestFlushSIGTERMLeavesRestQueued(t *testing.T) {
 	const n = 300
 	w := slowWorld(t, n)
 	cmd := exec.Command(binary(t), "flush", "--spool", w.spool, "--dns", w.dns.Addr(), "--port", strconv.Itoa(w.port),
-		"--helo", "relay.test", "--conns-per-domain", "2")
+		"--helo", "relay.test", "--conns-per-site", "2")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Start(); err != nil {

@@ -53,7 +53,7 @@ func benchFlush(b *testing.B, n, k int) {
 	}
 	body := strings.Repeat(strings.Repeat("X", 78)+"\r\n", 26)
 	cfg := Config{
-		MaxConns: 8, ConnsPerDomain: 8,
+		MaxConns: 8, ConnsPerSite: 8,
 		Resolver: &mx.Resolver{Server: dns.Addr()},
 		Deliver:  deliver.Options{Helo: "relay.test", Port: port},
 	}

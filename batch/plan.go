@@ -22,7 +22,7 @@ type Plan struct {
 
 // Batch is the whole share of a run for one domain. One worker and one SMTP
 // session carry it, or, for a batch of more than 100 messages, up to
-// Config.ConnsPerDomain workers sharing it, each with its own session.
+// Config.ConnsPerSite workers sharing it, each with its own session.
 type Batch struct {
 	Domain string  // lower-case A-label, or an address literal such as "[127.0.0.1]"; with a Router, the next hop's key
 	Items  []*Item // in spool scan order

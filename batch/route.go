@@ -16,6 +16,10 @@ import (
 type Router interface {
 	Resolver
 	Hop(domain string) string
+	// Relay reports whether a key from Hop is a relay's (a route with
+	// targets, or the smart host) rather than a domain's own MX: a
+	// relay's batch is never grouped into a site with other domains.
+	Relay(key string) bool
 	Options(hop string, base deliver.Options) deliver.Options
 }
 

@@ -6,7 +6,7 @@
 // Invariants:
 //   - a domain's whole batch goes to one worker, which reuses one SMTP session
 //     for all of it and reconnects only when that session is lost; a batch
-//     of more than 100 messages may be shared by up to ConnsPerDomain
+//     of more than 100 messages may be shared by up to ConnsPerSite
 //     workers (one per 100 messages), each with its own session, all under
 //     the same MaxConns limit;
 //   - a worker has at most one message file open (deliver opens, streams and
@@ -71,9 +71,9 @@ type Config struct {
 	// progress line's total.
 	OnPlan func(recipients int)
 
-	// ConnsPerDomain is how many sessions one domain's batch may use at
-	// once (< 1 means 1): one per 100 messages, up to this and MaxConns.
-	ConnsPerDomain int
+	// ConnsPerSite is how many sessions one site may use at once (< 1
+	// means 1): one per 100 messages, up to this and MaxConns.
+	ConnsPerSite int
 
 	// SlowRemovals, when not nil, is called once, from a goroutine of the
 	// run, when removing delivered messages' files blocks in the kernel
@@ -166,7 +166,7 @@ func Run(ctx context.Context, sp *spool.Spool, cfg Config) (*Summary, error) {
 		r.now = time.Now
 	}
 	start := r.now()
-	sum := &Summary{Started: start.UTC(), DryRun: cfg.DryRun}
+	sum := &Summary{Started: start.UTC(), DryRun: cfg.DryRun, Sites: []SiteStats{}}
 
 	skip, err := r.startJournal(sum)
 	if err != nil {
@@ -189,11 +189,13 @@ func Run(ctx context.Context, sp *spool.Spool, cfg Config) (*Summary, error) {
 	if !cfg.DryRun {
 		r.invalid(plan, sum)
 	}
-	sum.Domains = append(sum.Domains, r.deliver(ctx, plan, "")...)
+	rows, sites := r.deliver(ctx, plan, "")
+	sum.Domains, sum.Sites = append(sum.Domains, rows...), append(sum.Sites, sites...)
 	messages := plan.Messages
 	if bp := r.bouncePlan(ctx); bp != nil {
 		r.invalid(bp, sum)
-		sum.Domains = append(sum.Domains, r.deliver(ctx, bp, PassBounces)...)
+		rows, sites := r.deliver(ctx, bp, PassBounces)
+		sum.Domains, sum.Sites = append(sum.Domains, rows...), append(sum.Sites, sites...)
 		messages += bp.Messages
 	}
 	r.endJournal(skip)
@@ -209,14 +211,15 @@ func Run(ctx context.Context, sp *spool.Spool, cfg Config) (*Summary, error) {
 	return sum, nil
 }
 
-// deliver runs one pass over plan's domain batches under an errgroup whose
-// limit is MaxConns, and returns one row per domain, marked with pass ("" for
-// the main pass, PassBounces for the DSNs). A large batch is shared by up to
-// ConnsPerDomain workers (see sessionsFor); once every batch has its
-// workers, a slot that frees up goes to the batch with the longest queue
-// left (see lateWorkers).
-func (r *runner) deliver(ctx context.Context, plan *Plan, pass string) []DomainStats {
-	doms := make([]*domainRun, len(plan.Batches))
+// deliver runs one pass over plan's batches: it resolves every batch's
+// key first (see resolveAll), groups the batches into sites (see
+// groupSites), and runs each site's workers under an errgroup whose limit
+// is MaxConns. It returns one row per batch and one entry per site, marked
+// with pass ("" for the main pass, PassBounces for the DSNs). A large site
+// is shared by up to ConnsPerSite workers (see sessionsFor); once every
+// site has its workers, a slot that frees up goes to the site with the
+// longest queue left (see lateWorkers).
+func (r *runner) deliver(ctx context.Context, plan *Plan, pass string) ([]DomainStats, []SiteStats) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.cfg.MaxConns)
 	total := totalItems(plan.Batches)
@@ -226,43 +229,48 @@ func (r *runner) deliver(ctx context.Context, plan *Plan, pass string) []DomainS
 	if !r.stopped() {
 		r.resolveAll(gctx, plan.Batches)
 	}
-	for i, b := range plan.Batches {
-		h := r.routes.get(b.Domain)
-		if h == nil { // not resolved: the run stopped first
-			h = &hop{err: context.Cause(r.cfg.Stop)}
-		}
-		doms[i] = newDomainRun(b, h, sessionsFor(len(b.Items), total, r.cfg.ConnsPerDomain, r.cfg.MaxConns))
-		for range doms[i].workers {
+	sites := r.groupSites(plan.Batches)
+	for _, d := range sites {
+		d.workers = sessionsFor(len(d.items), total, r.cfg.ConnsPerSite, r.cfg.MaxConns)
+		d.live = d.workers
+		for range d.workers {
 			g.Go(func() error {
-				r.work(gctx, doms[i])
+				r.work(gctx, d)
 				return nil
 			})
 		}
 	}
 	if !r.cfg.DryRun {
-		r.lateWorkers(gctx, g, doms)
+		r.lateWorkers(gctx, g, sites)
 	}
-	_ = g.Wait() // workers never return errors: one failing domain never stops the others
-	rows := make([]DomainStats, 0, len(doms))
-	for _, d := range doms {
-		st := d.stats()
-		r.moveExpired(&st)
-		st.Pass = pass
-		rows = append(rows, st)
+	_ = g.Wait() // workers never return errors: one failing site never stops the others
+	var rows []DomainStats
+	var stats []SiteStats
+	for _, d := range sites {
+		drows, st := d.rows()
+		for i := range drows {
+			r.moveExpired(&drows[i])
+			drows[i].Pass = pass
+		}
+		rows = append(rows, drows...)
+		if d.hop.err == nil {
+			st.Pass = pass
+			stats = append(stats, st)
+		}
 	}
-	return rows
+	return rows, stats
 }
 
-// lateWorkers hands each slot of g that frees up, once every batch has its
-// workers, to the batch with the most items left per worker (see
-// domainRun.join), until no batch qualifies or the run stops. Without it,
-// twenty domains of 500 messages under --max-conns 8 would finish with
-// four sessions busy and four slots idle.
-func (r *runner) lateWorkers(ctx context.Context, g *errgroup.Group, doms []*domainRun) {
+// lateWorkers hands each slot of g that frees up, once every site has its
+// workers, to the site with the most items left per worker (see
+// siteRun.join), until no site qualifies or the run stops. Without it,
+// twenty sites of 500 messages under --max-conns 8 would finish with four
+// sessions busy and four slots idle.
+func (r *runner) lateWorkers(ctx context.Context, g *errgroup.Group, sites []*siteRun) {
 	for !r.stopped() && ctx.Err() == nil {
 		picked := make(chan bool, 1)
 		g.Go(func() error { // waits for a free slot
-			d := busiest(doms, r.cfg.ConnsPerDomain)
+			d := busiest(sites, r.cfg.ConnsPerSite)
 			picked <- d != nil
 			if d != nil {
 				r.work(ctx, d)
@@ -275,18 +283,18 @@ func (r *runner) lateWorkers(ctx context.Context, g *errgroup.Group, doms []*dom
 	}
 }
 
-// busiest adds a worker to the batch with the most items left per worker
-// and returns it, or nil when no batch has at least splitMin items left
-// per worker after the addition and fewer than perDomain workers.
-func busiest(doms []*domainRun, perDomain int) *domainRun {
-	var best *domainRun
+// busiest adds a worker to the site with the most items left per worker
+// and returns it, or nil when no site has at least splitMin items left
+// per worker after the addition and fewer than perSite workers.
+func busiest(sites []*siteRun, perSite int) *siteRun {
+	var best *siteRun
 	bestLoad := 0
-	for _, d := range doms {
-		if load := d.loadPerWorker(perDomain); load > bestLoad {
+	for _, d := range sites {
+		if load := d.loadPerWorker(perSite); load > bestLoad {
 			best, bestLoad = d, load
 		}
 	}
-	if best == nil || !best.join(perDomain) {
+	if best == nil || !best.join(perSite) {
 		return nil
 	}
 	return best

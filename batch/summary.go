@@ -5,18 +5,26 @@ import "time"
 // DomainStats is one row of the run summary: recipient counts are per
 // recipient, Messages per message, Seconds wall-clock time of the worker.
 type DomainStats struct {
-	Domain      string   `json:"domain"`
-	MX          []string `json:"mx,omitempty"`    // hosts in the order tried, "name[addr,addr]"
-	Relay       string   `json:"relay,omitempty"` // last relay that answered, "host[ip]:port"
-	Messages    int      `json:"messages"`
-	Recipients  int      `json:"recipients"`
-	Delivered   int      `json:"delivered"`
-	Deferred    int      `json:"deferred"`
-	Failed      int      `json:"failed"`
-	Connections int      `json:"connections"`
-	Seconds     float64  `json:"seconds"`
-	Error       string   `json:"error,omitempty"` // a domain-wide failure: DNS, or no reachable MX
-	Pass        string   `json:"pass,omitempty"`  // "" for the main pass, "bounces" for the DSNs delivered after it
+	Domain string `json:"domain"`
+	// Site names the destination site whose sessions carried the
+	// domain's mail (see SiteStats): its primary MX host, or the next
+	// hop's key for mail sent by routes or --smarthost. "" when the
+	// domain could not be resolved.
+	Site       string   `json:"site,omitempty"`
+	MX         []string `json:"mx,omitempty"`    // hosts in the order tried, "name[addr,addr]"
+	Relay      string   `json:"relay,omitempty"` // last relay that answered, "host[ip]:port"
+	Messages   int      `json:"messages"`
+	Recipients int      `json:"recipients"`
+	Delivered  int      `json:"delivered"`
+	Deferred   int      `json:"deferred"`
+	Failed     int      `json:"failed"`
+	// Connections counts the SMTP sessions opened for the row: the
+	// site's, when the domain is alone on its site; 0 in a site of several
+	// domains, whose connections are counted once, in Summary.Sites.
+	Connections int     `json:"connections"`
+	Seconds     float64 `json:"seconds"`
+	Error       string  `json:"error,omitempty"` // a domain-wide failure: DNS, or no reachable MX
+	Pass        string  `json:"pass,omitempty"`  // "" for the main pass, "bounces" for the DSNs delivered after it
 	// TLS counts the sessions by their security: "TLSv1.3:verified",
 	// "TLSv1.2:unverified", "TLSv1.3:dane", "none", or "none (TLS failed,
 	// sent without TLS)".
@@ -25,6 +33,22 @@ type DomainStats struct {
 	// (credentials refused or missing, or not sendable without TLS): the
 	// messages are deferred and the run exits 78 (EX_CONFIG).
 	ConfigError string `json:"config_error,omitempty"`
+}
+
+// SiteStats is one destination site of a pass: the domains whose MX hosts
+// (names and preferences) are the same share its sessions (RFC 5321 §5.1
+// makes the hosts, not the domain, the peer of an SMTP session), as do
+// the domains of one route or smart host.
+type SiteStats struct {
+	Name        string         `json:"name"`
+	Domains     []string       `json:"domains"`
+	MX          []string       `json:"mx,omitempty"`
+	Messages    int            `json:"messages"`
+	Sessions    int            `json:"sessions"`    // workers the site had at most, each with its own session at a time
+	Connections int            `json:"connections"` // SMTP sessions opened in all (a lost session is replaced by a new one)
+	Seconds     float64        `json:"seconds"`
+	TLS         map[string]int `json:"tls,omitempty"`
+	Pass        string         `json:"pass,omitempty"`
 }
 
 // Problem is a local failure: a spool file moved aside or left unreadable,
@@ -42,8 +66,11 @@ type Summary struct {
 	Seconds float64       `json:"seconds"`
 	DryRun  bool          `json:"dry_run"`
 	Domains []DomainStats `json:"domains"`
-	Totals  DomainStats   `json:"totals"`
-	NotDue  int           `json:"not_due"` // messages waiting for their next attempt, not tried
+	// Sites lists the sites the domains' mail went to, with their
+	// sessions and connections (see SiteStats).
+	Sites  []SiteStats `json:"sites"`
+	Totals DomainStats `json:"totals"`
+	NotDue int         `json:"not_due"` // messages waiting for their next attempt, not tried
 	// NotSelected counts the messages a selection (flush ID..., --domain)
 	// left as they were.
 	NotSelected int       `json:"not_selected,omitempty"`
@@ -66,7 +93,48 @@ func (s *Summary) total() {
 		t.Delivered += d.Delivered
 		t.Deferred += d.Deferred
 		t.Failed += d.Failed
-		t.Connections += d.Connections
+	}
+	for _, site := range s.Sites {
+		t.Connections += site.Connections
 	}
 	s.Totals = t
+}
+
+// tally is what a worker counts, and what a site sums over its workers:
+// the sessions' facts (connections, relay, security, the failure that
+// ended them) once, and the recipient outcomes per batch key.
+type tally struct {
+	DomainStats                         // Connections, Relay, TLS, Error, ConfigError
+	rows        map[string]*DomainStats // Delivered, Deferred, Failed by batch key
+}
+
+// row returns the counts of one batch key.
+func (t *tally) row(key string) *DomainStats {
+	if t.rows == nil {
+		t.rows = map[string]*DomainStats{}
+	}
+	r := t.rows[key]
+	if r == nil {
+		r = &DomainStats{Domain: key}
+		t.rows[key] = r
+	}
+	return r
+}
+
+// add sums w into t.
+func (t *tally) add(w *tally) {
+	t.Connections += w.Connections
+	if w.Relay != "" {
+		t.Relay = w.Relay
+	}
+	if w.Error != "" && t.Error == "" {
+		t.Error = w.Error
+	}
+	t.mergeTLS(w.DomainStats)
+	for k, c := range w.rows {
+		r := t.row(k)
+		r.Delivered += c.Delivered
+		r.Deferred += c.Deferred
+		r.Failed += c.Failed
+	}
 }

@@ -13,8 +13,8 @@ import (
 	"github.com/mxflush/mxflush/spool"
 )
 
-// work is one worker of a domain's batch. It opens one SMTP session to the
-// domain's hosts (resolved before the pass, see resolveAll) and sends the items it takes from
+// work is one worker of a site. It opens one SMTP session to the site's
+// hosts (resolved before the pass, see resolveAll) and sends the items it takes from
 // the batch's shared queue over it, one message file open at a time, until
 // the queue is empty; with PIPELINING the next item's commands go out
 // behind the current one's final dot (deliver.Session.SendThen). A lost session (a 421, a dropped connection, a
@@ -24,9 +24,9 @@ import (
 // one, the item is handed back to it; otherwise every item still unsent is
 // deferred (or bounced, when every MX refused permanently) at once, without
 // a connection attempt per message.
-func (r *runner) work(ctx context.Context, d *domainRun) {
+func (r *runner) work(ctx context.Context, d *siteRun) {
 	start := r.now()
-	st := DomainStats{Domain: d.b.Domain} // this worker's counts, merged into d at the end
+	st := &tally{} // this worker's counts, merged into d at the end
 	var sess *deliver.Session
 	counted := false // hold was called: this worker holds a session or is opening one
 	defer func() {
@@ -38,7 +38,7 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 			r.skip(rest)
 		} else if len(rest) > 0 && !r.cfg.DryRun {
 			st.Error = err.Error()
-			r.failAll(rest, err, "none", &st)
+			r.failAll(rest, err, "none", st)
 		}
 		d.merge(st, start, r.now())
 	}()
@@ -54,19 +54,19 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 	if err := d.hop.err; err != nil {
 		if items := d.drain(); len(items) > 0 {
 			st.Error = err.Error()
-			r.failAll(items, err, "none", &st)
+			r.failAll(items, err, "none", st)
 		}
 		return
 	}
 	if r.cfg.DryRun {
-		if len(d.b.Items) > 0 {
+		if len(d.items) > 0 {
 			st.Connections = 1
 		}
 		return
 	}
 
-	dopts := r.cfg.dialOptions(d.b.Domain) // TLS policy and credentials of the next hop
-	var tls deliver.TLSState               // the current session's
+	dopts := r.cfg.dialOptions(d.key()) // TLS policy and credentials of the next hop
+	var tls deliver.TLSState            // the current session's
 	var it *Item
 	sessDelivered := false // the current session delivered to some recipient
 	for {
@@ -86,7 +86,7 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 			}
 		}
 		if ctx.Err() != nil {
-			r.failAll(append([]*Item{it}, d.drain()...), fmt.Errorf("run cancelled: %w", ctx.Err()), st.Relay, &st)
+			r.failAll(append([]*Item{it}, d.drain()...), fmt.Errorf("run cancelled: %w", ctx.Err()), st.Relay, st)
 			return
 		}
 		if sess == nil {
@@ -103,7 +103,7 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 				counted = false
 				if rest := d.giveUp(it, err); len(rest) > 0 {
 					st.Error = err.Error()
-					r.failAll(rest, err, "none", &st)
+					r.failAll(rest, err, "none", st)
 				}
 				return
 			}
@@ -152,11 +152,11 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 				// The receiver keeps dropping us without taking
 				// anything: defer the rest of the batch now rather than
 				// open two connections per message.
-				r.record(it, res, st.Relay, tls, &st)
+				r.record(it, res, st.Relay, tls, st)
 				if rest := d.drain(); len(rest) > 0 {
 					e := fmt.Errorf("%d SMTP sessions in a row were lost without a delivery, the rest of the batch waits for the next run: %w", barrenLimit, err)
 					st.Error = e.Error()
-					r.failAll(rest, e, st.Relay, &st)
+					r.failAll(rest, e, st.Relay, st)
 				}
 				return
 			}
@@ -171,14 +171,14 @@ func (r *runner) work(ctx context.Context, d *domainRun) {
 				// receiver may have the message (RFC 5321 §4.1.1.4): it is
 				// deferred, so a slow receiver gets at most one copy per
 				// run, never several.
-				if again := r.keepFinal(it, res, lost, st.Relay, tls, &st); again != nil {
+				if again := r.keepFinal(it, res, lost, st.Relay, tls, st); again != nil {
 					again.resent = true
 					it = again
 					continue
 				}
 			}
 		}
-		r.record(it, res, st.Relay, tls, &st)
+		r.record(it, res, st.Relay, tls, st)
 		it = ahead
 	}
 }
@@ -201,7 +201,7 @@ func anyDelivered(res []deliver.Result) bool {
 // It returns the item to send again (it itself when no result is final,
 // else a copy with only the unresolved recipients), or nil when every
 // result is final and the caller records them all.
-func (r *runner) keepFinal(it *Item, res []deliver.Result, lost *deliver.LostError, relay string, tls deliver.TLSState, st *DomainStats) *Item {
+func (r *runner) keepFinal(it *Item, res []deliver.Result, lost *deliver.LostError, relay string, tls deliver.TLSState, st *tally) *Item {
 	if len(res) != len(it.Rcpts) { // not in the order of it.Rcpts: send it all again
 		return it
 	}
@@ -253,13 +253,13 @@ func (r *runner) message(it *Item) deliver.Message {
 
 // record turns deliver's per-recipient results into outcomes, events and
 // counts, and finishes the item.
-func (r *runner) record(it *Item, res []deliver.Result, relay string, tls deliver.TLSState, st *DomainStats) {
+func (r *runner) record(it *Item, res []deliver.Result, relay string, tls deliver.TLSState, st *tally) {
 	r.finish(it, r.outcomes(it, res, relay, tls, st))
 }
 
 // outcomes turns deliver's per-recipient results into outcomes, events and
 // counts.
-func (r *runner) outcomes(it *Item, res []deliver.Result, relay string, tls deliver.TLSState, st *DomainStats) map[string]outcome {
+func (r *runner) outcomes(it *Item, res []deliver.Result, relay string, tls deliver.TLSState, st *tally) map[string]outcome {
 	out := make(map[string]outcome, len(it.Rcpts))
 	for _, rs := range res {
 		if errors.Is(rs.Err, spool.ErrChanged) {
@@ -279,8 +279,8 @@ func (r *runner) outcomes(it *Item, res []deliver.Result, relay string, tls deli
 			dsn = code
 		}
 		out[rs.Rcpt] = o
-		r.count(st, o.status)
-		r.event(Event{ID: it.state.m.ID, Rcpt: rs.Rcpt, Domain: st.Domain, Relay: relay, Status: o.status,
+		r.count(st.row(it.key), o.status)
+		r.event(Event{ID: it.state.m.ID, Rcpt: rs.Rcpt, Domain: it.key, Relay: relay, Status: o.status,
 			DSN: dsn, Reply: o.reply, Delay: r.now().Sub(it.state.m.Arrival), TLS: tls.Token(), TLSNote: tlsNote(tls)})
 	}
 	// deliver answers for every recipient; one it did not answer for is deferred.
@@ -288,8 +288,8 @@ func (r *runner) outcomes(it *Item, res []deliver.Result, relay string, tls deli
 		if _, ok := out[rcpt]; !ok {
 			o := outcome{status: Deferred, reply: "4.3.0 no result from the SMTP session"}
 			out[rcpt] = o
-			r.count(st, Deferred)
-			r.event(Event{ID: it.state.m.ID, Rcpt: rcpt, Domain: st.Domain, Relay: relay, Status: Deferred,
+			r.count(st.row(it.key), Deferred)
+			r.event(Event{ID: it.state.m.ID, Rcpt: rcpt, Domain: it.key, Relay: relay, Status: Deferred,
 				DSN: "4.3.0", Reply: o.reply, Delay: r.now().Sub(it.state.m.Arrival)})
 		}
 	}
@@ -297,7 +297,7 @@ func (r *runner) outcomes(it *Item, res []deliver.Result, relay string, tls deli
 }
 
 // failAll gives every recipient of items the outcome of a domain-wide error.
-func (r *runner) failAll(items []*Item, err error, relay string, st *DomainStats) {
+func (r *runner) failAll(items []*Item, err error, relay string, st *tally) {
 	status, dsn, reply := classify(err)
 	for _, it := range items {
 		res := make([]deliver.Result, 0, len(it.Rcpts))
@@ -306,8 +306,8 @@ func (r *runner) failAll(items []*Item, err error, relay string, st *DomainStats
 			out[rcpt] = outcome{status: status, reply: reply, relay: relay}
 			res = append(res, deliver.Result{Rcpt: rcpt})
 			if !r.cfg.DryRun {
-				r.count(st, status)
-				r.event(Event{ID: it.state.m.ID, Rcpt: rcpt, Domain: st.Domain, Relay: relay, Status: status,
+				r.count(st.row(it.key), status)
+				r.event(Event{ID: it.state.m.ID, Rcpt: rcpt, Domain: it.key, Relay: relay, Status: status,
 					DSN: dsn, Reply: reply, Delay: r.now().Sub(it.state.m.Arrival)})
 			}
 		}

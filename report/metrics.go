@@ -22,7 +22,7 @@ import (
 const (
 	MetricRecipients  = "mxflush_recipients_total"               // {status="sent|deferred|bounced", domain}
 	MetricMessages    = "mxflush_messages_total"                 // {domain}
-	MetricConnections = "mxflush_connections_total"              // {domain}
+	MetricConnections = "mxflush_connections_total"              // {site}
 	MetricDuration    = "mxflush_run_duration_seconds"           // wall-clock seconds of the run
 	MetricQueue       = "mxflush_queue_messages"                 // {queue="new|cur|failed|hold"} left after the run
 	MetricLastRun     = "mxflush_last_run_timestamp_seconds"     // Unix time the run ended
@@ -64,7 +64,9 @@ func Registry(m RunMetrics) *prometheus.Registry {
 	}
 	rcpts := vec(MetricRecipients, "Recipient outcomes of the last run, by status (sent, deferred, bounced) and recipient domain.", "status", "domain")
 	msgs := vec(MetricMessages, "Messages handled by the last run, by recipient domain (a message to three domains counts in each).", "domain")
-	conns := vec(MetricConnections, "SMTP sessions opened by the last run, by recipient domain.", "domain")
+	// Connections are the sites': the domains of a site share its sessions,
+	// so a count per domain would count them several times or arbitrarily.
+	conns := vec(MetricConnections, "SMTP sessions opened by the last run, by destination site (its first MX host, or the relay of a route).", "site")
 	queue := vec(MetricQueue, "Messages left in each spool queue after the last run.", "queue")
 	gauge(MetricDuration, "Wall-clock seconds of the last run.").Set(m.Duration.Seconds())
 	gauge(MetricLastRun, "Unix time the last run ended.").Set(unix(m.Finished))
@@ -87,7 +89,9 @@ func Registry(m RunMetrics) *prometheus.Registry {
 				}
 			}
 			msgs.WithLabelValues(d.Domain).Add(float64(d.Messages))
-			conns.WithLabelValues(d.Domain).Add(float64(d.Connections))
+		}
+		for _, site := range s.Sites {
+			conns.WithLabelValues(site.Name).Add(float64(site.Connections))
 		}
 	}
 	return reg

@@ -41,8 +41,12 @@ func TestMetricsFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "mxflush.prom")
 	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	sum := &batch.Summary{Domains: []batch.DomainStats{
-		{Domain: "a.test", Messages: 3, Recipients: 4, Delivered: 3, Deferred: 1, Connections: 1},
-		{Domain: "a.test", Pass: "bounces", Messages: 1, Recipients: 1, Delivered: 1, Connections: 1},
+		{Domain: "a.test", Site: "mx.a.test", Messages: 3, Recipients: 4, Delivered: 3, Deferred: 1, Connections: 1},
+		{Domain: "b.test", Site: "mx.a.test", Messages: 1, Recipients: 1, Delivered: 1},
+		{Domain: "a.test", Site: "mx.a.test", Pass: "bounces", Messages: 1, Recipients: 1, Delivered: 1, Connections: 1},
+	}, Sites: []batch.SiteStats{
+		{Name: "mx.a.test", Domains: []string{"a.test", "b.test"}, Connections: 1},
+		{Name: "mx.a.test", Domains: []string{"a.test"}, Pass: "bounces", Connections: 1},
 	}}
 	steps := []struct {
 		name     string
@@ -81,9 +85,10 @@ func TestMetricsFile(t *testing.T) {
 				want   float64
 			}{
 				{MetricRecipients, []string{"status", "sent", "domain", "a.test"}, 4},
+				{MetricRecipients, []string{"status", "sent", "domain", "b.test"}, 1},
 				{MetricRecipients, []string{"status", "deferred", "domain", "a.test"}, 1},
 				{MetricMessages, []string{"domain", "a.test"}, 4},
-				{MetricConnections, []string{"domain", "a.test"}, 2},
+				{MetricConnections, []string{"site", "mx.a.test"}, 2}, // the site's, once, over both passes
 				{MetricQueue, []string{"queue", "cur"}, 2},
 				{MetricQueue, []string{"queue", "failed"}, 1},
 				{MetricQueue, []string{"queue", "new"}, 0},

@@ -5,6 +5,7 @@ package report
 
 import (
 	"github.com/mxflush/mxflush/mta"
+	"strconv"
 
 	"encoding/json"
 	"fmt"
@@ -73,9 +74,23 @@ type Outcome struct {
 // Of is the outcome of a run that ended with summary s and no other error.
 func Of(s *batch.Summary) Outcome { return Outcome{Code: ExitCode(s)} }
 
-// Text writes the per-domain table and the totals, then any local
-// problems, then the exit line of out.
+// Text writes the per-domain table and the totals, then the sites shared
+// by several domains, then any local problems, then the exit line of out.
+// A domain that shares its site with others shows "-" for connections:
+// they are the site's, on its own line, counted once in the total.
 func Text(w io.Writer, s *batch.Summary, out Outcome) error {
+	shared := map[string]bool{} // site name and pass -> more than one domain
+	for _, site := range s.Sites {
+		if len(site.Domains) > 1 {
+			shared[site.Pass+"\x00"+site.Name] = true
+		}
+	}
+	conns := func(d batch.DomainStats) string {
+		if d.Site != "" && shared[d.Pass+"\x00"+d.Site] {
+			return "-"
+		}
+		return strconv.Itoa(d.Connections)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if s.DryRun {
 		fmt.Fprintln(w, "dry run: nothing was sent and the spool is unchanged")
@@ -85,7 +100,7 @@ func Text(w io.Writer, s *batch.Summary, out Outcome) error {
 			if d.Error != "" {
 				mx = "error: " + d.Error
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\t%s\n", Escape(d.Domain), d.Messages, d.Recipients, d.Connections, Escape(mx))
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t\t%s\n", Escape(d.Domain), d.Messages, d.Recipients, conns(d), Escape(mx))
 		}
 		t := s.Totals
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", "total", t.Messages, t.Recipients, t.Connections)
@@ -96,8 +111,8 @@ func Text(w io.Writer, s *batch.Summary, out Outcome) error {
 			if d.Pass != "" {
 				name += " (" + d.Pass + ")" // the second pass: DSNs enqueued by this run
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.2f\t\n", name, d.Messages, d.Delivered, d.Deferred,
-				d.Failed, d.Connections, d.Seconds)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%.2f\t\n", name, d.Messages, d.Delivered, d.Deferred,
+				d.Failed, conns(d), d.Seconds)
 		}
 		t := s.Totals
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.2f\t\n", "total", t.Messages, t.Delivered, t.Deferred,
@@ -105,6 +120,24 @@ func Text(w io.Writer, s *batch.Summary, out Outcome) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, site := range s.Sites {
+		if len(site.Domains) < 2 {
+			continue
+		}
+		name := "site " + Escape(site.Name)
+		if site.Pass != "" {
+			name += " (" + site.Pass + ")"
+		}
+		verb := "connections"
+		if s.DryRun {
+			verb = "sessions planned"
+		}
+		fmt.Fprintf(w, "%s: %d domains (%s), %d messages, %d %s\n", name, len(site.Domains),
+			Escape(listSome(site.Domains, 5)), site.Messages, site.Connections, verb)
+		if len(site.TLS) > 0 {
+			fmt.Fprintf(w, "%s: tls: %s\n", name, Escape(tlsCounts(site.TLS)))
+		}
 	}
 	for _, d := range s.Domains {
 		dom := Escape(d.Domain)
@@ -241,4 +274,12 @@ func tlsCounts(m map[string]int) string {
 		keys[i] = fmt.Sprintf("%s x%d", k, m[k])
 	}
 	return strings.Join(keys, ", ")
+}
+
+// listSome joins the first n items and says how many more there are.
+func listSome(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, ", ")
+	}
+	return strings.Join(items[:n], ", ") + fmt.Sprintf(" and %d more", len(items)-n)
 }

@@ -213,6 +213,10 @@ func (t *Table) Hop(domain string) string {
 	return domain
 }
 
+// Relay reports whether key, from Hop, names a relay (a route with
+// targets, or the smart host) rather than a domain sent to its own MX.
+func (t *Table) Relay(key string) bool { return t.hops[key] != nil }
+
 // Lookup resolves a key from Hop: a relay's targets in order (static ones
 // by their addresses, the others by MX), or a domain's own MX. A relay
 // that cannot be resolved at all is a temporary *mta.Error, never a

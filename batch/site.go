@@ -1,0 +1,363 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mxflush/mxflush/mta"
+)
+
+// splitMin is the number of messages that earns a domain one more session:
+// a batch of n messages gets at most ceil(n/splitMin) sessions. A new
+// session costs a TCP handshake, the greeting, EHLO and QUIT (about three
+// round trips) and a slot among the receiver's connections from our
+// address; below a hundred messages that buys little.
+const splitMin = 100
+
+// sessionsFor returns how many workers, each with its own SMTP session,
+// carry a batch of n of the run's total messages (summed over batches): one
+// per splitMin messages, at most perDomain and maxConns, and at most the
+// batch's share of maxConns by message count, rounded up, so that twenty
+// domains of 500 messages under --max-conns 8 keep one session each (the
+// slots are full anyway) while one domain alone gets all eight. At least 1.
+func sessionsFor(n, total, perDomain, maxConns int) int {
+	k := min((n+splitMin-1)/splitMin, perDomain, maxConns)
+	if total > 0 {
+		k = min(k, (maxConns*n+total-1)/total)
+	}
+	return max(k, 1)
+}
+
+// totalItems counts the items of every batch: the total that sessionsFor
+// divides the connection limit by.
+func totalItems(batches []*Batch) int {
+	n := 0
+	for _, b := range batches {
+		n += len(b.Items)
+	}
+	return n
+}
+
+// totalRcpts counts the recipients of batches: one log line each.
+func totalRcpts(batches []*Batch) int {
+	n := 0
+	for _, b := range batches {
+		for _, it := range b.Items {
+			n += len(it.Rcpts)
+		}
+	}
+	return n
+}
+
+// siteRun is one site's share of a pass: the batches of the domains whose
+// mail goes to the same hosts (see groupSites), carried by workers that
+// share one queue of items, so a faster session carries more, and a worker
+// that cannot open a session while another holds one hands its item back
+// instead of deferring it: a receiver that limits concurrent connections
+// gets the whole site's mail over the sessions it accepts. Any session of
+// the site may carry any of its items: every domain of a site has the same
+// hosts and the same dial options. The site was resolved before the pass
+// started (see resolveAll).
+type siteRun struct {
+	name    string   // see siteName; the batch key for a relay or a failed lookup
+	batches []*Batch // one per domain (or next hop) of the site
+	items   []*Item  // every item of batches, in their order
+	hop     *hop     // the site's route, or why it has none
+	workers int      // workers started for the site, each under the errgroup limit
+
+	mu      sync.Mutex
+	next    int     // items[next:] not yet taken
+	back    []*Item // handed back by a worker that could not open a session; taken first
+	active  int     // workers holding a session or opening one
+	live    int     // workers not finished (started or not)
+	lastErr error   // why the last item was handed back
+	barren  int     // sessions lost in a row without a delivery (see sessionLost)
+	// unordered: a session answered a pipelined group out of order
+	// (mta.Error.OutOfOrder); the next sessions do without PIPELINING.
+	unordered bool
+	st        tally     // the workers' counts, merged as each ends
+	first     time.Time // earliest worker start
+	last      time.Time // latest worker end
+}
+
+func newSiteRun(name string, batches []*Batch, h *hop) *siteRun {
+	d := &siteRun{name: name, batches: batches, hop: h}
+	for _, b := range batches {
+		d.items = append(d.items, b.Items...)
+	}
+	return d
+}
+
+// key is the batch key whose dial options (TLS policy, source address)
+// every session of the site uses: all its batches share them.
+func (d *siteRun) key() string { return d.batches[0].Domain }
+
+// take returns the next item to send, or nil when none is left.
+func (d *siteRun) take() *Item {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if n := len(d.back); n > 0 {
+		it := d.back[n-1]
+		d.back = d.back[:n-1]
+		return it
+	}
+	if d.next < len(d.items) {
+		d.next++
+		return d.items[d.next-1]
+	}
+	return nil
+}
+
+// barrenLimit is how many sessions of a domain in a row may be lost (a
+// 421, a dropped connection, a timeout) without delivering anything before
+// the rest of its batch is deferred: a receiver that throttles by
+// answering every MAIL with 421 would otherwise get two connections per
+// message, the opposite of backing off.
+const barrenLimit = 3
+
+// sessionLost records that a session of the domain was lost, after some
+// delivery on it or none, and reports whether barrenLimit sessions in a row
+// have now been lost without one.
+func (d *siteRun) sessionLost(delivered bool) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if delivered {
+		d.barren = 0
+		return false
+	}
+	d.barren++
+	return d.barren >= barrenLimit
+}
+
+// putBack returns an item taken as a look-ahead that its session did not
+// send (see deliver.Session.SendThen): the next take returns it.
+func (d *siteRun) putBack(it *Item) {
+	d.mu.Lock()
+	d.back = append(d.back, it)
+	d.mu.Unlock()
+}
+
+// remainingLocked counts the items not taken yet. d.mu must be held.
+func (d *siteRun) remainingLocked() int {
+	return len(d.back) + len(d.items) - d.next
+}
+
+// loadPerWorker is the number of items left per worker if one more joined
+// (rounded down), or 0 when the batch cannot take another worker: it has
+// perDomain workers, or none still running (its last worker has settled
+// what was left), or fewer than splitMin items each would be left.
+func (d *siteRun) loadPerWorker(perDomain int) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.live == 0 || d.workers >= perDomain {
+		return 0
+	}
+	load := d.remainingLocked() / (d.live + 1)
+	if load < splitMin {
+		return 0
+	}
+	return load
+}
+
+// join counts one more worker for the batch, if it can still take one (see
+// loadPerWorker; checked again, as workers may have left since).
+func (d *siteRun) join(perDomain int) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.live == 0 || d.workers >= perDomain || d.remainingLocked()/(d.live+1) < splitMin {
+		return false
+	}
+	d.workers++
+	d.live++
+	return true
+}
+
+// drainLocked takes every item left. d.mu must be held.
+func (d *siteRun) drainLocked() []*Item {
+	rest := append(d.back, d.items[d.next:]...)
+	d.back, d.next = nil, len(d.items)
+	return rest
+}
+
+// drain takes every item left, for a domain-wide failure.
+func (d *siteRun) drain() []*Item {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.drainLocked()
+}
+
+// hold counts a worker that is about to open a session. It stays counted
+// while it holds the session and while it opens a new one after losing it,
+// until giveUp or leave.
+func (d *siteRun) hold() {
+	d.mu.Lock()
+	d.active++
+	d.mu.Unlock()
+}
+
+// giveUp is called by a counted worker that could not open a session for
+// it; the worker is no longer counted. While another worker holds a session
+// or is opening one, it is handed back and giveUp returns nil (a receiver
+// that refuses connections beyond the first few gets the batch over those
+// it accepted). Otherwise no session is working for the domain, and it
+// returns it with every item left, to be deferred or failed with err.
+func (d *siteRun) giveUp(it *Item, err error) []*Item {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.active--
+	if d.active > 0 {
+		d.back = append(d.back, it)
+		d.lastErr = err
+		return nil
+	}
+	return append([]*Item{it}, d.drainLocked()...)
+}
+
+// leave ends a worker (counted: hold was called without a giveUp). The last
+// worker to leave gets whatever was handed back after the others stopped
+// taking items, with the error that made it be handed back.
+func (d *siteRun) leave(counted bool) ([]*Item, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if counted {
+		d.active--
+	}
+	d.live--
+	if d.live > 0 {
+		return nil, nil
+	}
+	rest := d.drainLocked()
+	err := d.lastErr
+	if err == nil {
+		err = errors.New("no SMTP session was left to carry the message")
+	}
+	return rest, err
+}
+
+// merge adds one worker's counts and times to the site's.
+func (d *siteRun) merge(w *tally, start, end time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.st.add(w)
+	if d.first.IsZero() || start.Before(d.first) {
+		d.first = start
+	}
+	if end.After(d.last) {
+		d.last = end
+	}
+}
+
+// rows returns the site's summary rows once every worker has ended, one
+// per batch: its domain's messages and recipient outcomes, and the site's
+// hosts, relay, security and failure. A site of one batch is that
+// batch's row as before sites, connections included; in a site of several
+// the connections belong to the site (SiteStats), not to any one domain,
+// so each row shows none and nothing is counted twice.
+func (d *siteRun) rows() ([]DomainStats, SiteStats) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	secs := d.last.Sub(d.first).Seconds()
+	site := SiteStats{Name: d.name, MX: d.hop.mxs, Sessions: d.workers, Connections: d.st.Connections,
+		Seconds: secs, TLS: d.st.TLS}
+	rows := make([]DomainStats, 0, len(d.batches))
+	for _, b := range d.batches {
+		row := DomainStats{Domain: b.Domain, MX: d.hop.mxs, Messages: len(b.Items), Recipients: b.Recipients(),
+			Relay: d.st.Relay, Seconds: secs, Error: d.st.Error, ConfigError: d.st.ConfigError}
+		if c := d.st.rows[b.Domain]; c != nil {
+			row.Delivered, row.Deferred, row.Failed = c.Delivered, c.Deferred, c.Failed
+		}
+		if d.hop.err == nil {
+			row.Site = d.name
+		}
+		if len(d.batches) == 1 {
+			row.Connections, row.TLS = d.st.Connections, d.st.TLS
+		}
+		site.Domains = append(site.Domains, b.Domain)
+		site.Messages += row.Messages
+		rows = append(rows, row)
+	}
+	return rows, site
+}
+
+// groupSites puts the pass's batches into sites: the domains whose MX
+// hosts are the same (names, preferences and ports; see siteKey) and whose
+// sessions would be dialled with the same options (TLS policy, source
+// address) share one site. A relay's batch (a route with targets or the
+// smart host) stays a site of its own, keyed as before; so does a batch
+// whose lookup failed, to be deferred or bounced at once. The largest
+// site comes first: it is the long pole of the run.
+func (r *runner) groupSites(batches []*Batch) []*siteRun {
+	var sites []*siteRun
+	byKey := map[string]*siteRun{}
+	names := map[string]int{}
+	for _, b := range batches {
+		h := r.routes.get(b.Domain)
+		if h == nil { // not resolved: the run stopped first
+			h = &hop{err: fmt.Errorf("not resolved: %w", context.Cause(r.cfg.Stop))}
+		}
+		key := r.siteKey(b.Domain, h)
+		if d := byKey[key]; d != nil && key != "" {
+			d.batches = append(d.batches, b)
+			d.items = append(d.items, b.Items...)
+			continue
+		}
+		name := b.Domain
+		if key != "" {
+			name = siteName(h.hosts)
+			if names[name]++; names[name] > 1 { // another host set with the same first host
+				name += "#" + strconv.Itoa(names[name])
+			}
+		}
+		d := newSiteRun(name, []*Batch{b}, h)
+		if key != "" {
+			byKey[key] = d
+		}
+		sites = append(sites, d)
+	}
+	sort.SliceStable(sites, func(i, j int) bool { return len(sites[i].items) > len(sites[j].items) })
+	return sites
+}
+
+// siteKey identifies the site of a batch resolved to h: its hosts, each as
+// name, preference and port, sorted (equal preferences come shuffled from
+// mx), and the options its sessions are dialled with. "" means the batch
+// is a site of its own: a relay, a failed lookup, or sessions with
+// credentials.
+func (r *runner) siteKey(key string, h *hop) string {
+	if h.err != nil || len(h.hosts) == 0 {
+		return ""
+	}
+	if rt, ok := r.cfg.Resolver.(Router); ok && rt.Relay(key) {
+		return ""
+	}
+	o := r.cfg.dialOptions(key)
+	if o.Auth != nil {
+		return ""
+	}
+	hosts := make([]string, len(h.hosts))
+	for i, host := range h.hosts {
+		hosts[i] = fmt.Sprintf("%d %s:%d", host.Pref, host.Name, host.Port)
+	}
+	slices.Sort(hosts)
+	return fmt.Sprintf("%s|tls=%d,%v|bind=%v", strings.Join(hosts, ","), o.TLS.Mode, o.TLS.Implicit, o.Bind)
+}
+
+// siteName names a site for the summary and the logs by its first host:
+// the lowest preference, and of those the first by name, so that the name
+// does not change with the shuffling of equal preferences.
+func siteName(hosts []mta.Host) string {
+	best := hosts[0]
+	for _, h := range hosts[1:] {
+		if h.Pref < best.Pref || (h.Pref == best.Pref && h.Name < best.Name) {
+			best = h
+		}
+	}
+	return best.Name
+}

@@ -1,0 +1,98 @@
+package batch
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/mxflush/mxflush/internal/testnet"
+)
+
+// Thirty domains whose MX is the same host form one site: their 90
+// messages share the site's sessions (at most ConnsPerSite of them, not
+// one per domain), each domain keeps its own row naming the site, and
+// the connections are counted once, on the site.
+func TestRunDomainsOfOneSiteShareSessions(t *testing.T) {
+	var recs, domains []string
+	for i := range 30 {
+		d := fmt.Sprintf("d%02d.test", i)
+		domains = append(domains, d)
+		recs = append(recs, d+". MX 10 mx.a.test.")
+	}
+	w := newTestWorld(t, testnet.SMTPOptions{}, recs...)
+	w.cfg.MaxConns, w.cfg.ConnsPerSite = 8, 2
+	for i := range 90 {
+		w.put(t, "new", fmt.Sprintf("m%02d", i), fmt.Sprintf("X-Envelope-From: <alice@a.test>\nX-Envelope-To: <bob@%s>\nSubject: %d\n\nhi\n", domains[i%30], i))
+	}
+	sum := runLive(t, w.sp, w.cfg)
+	if got := len(w.recv.Messages()); got != 90 || sum.Totals.Delivered != 90 {
+		t.Fatalf("received %d, delivered %d; want 90", got, sum.Totals.Delivered)
+	}
+	if n := w.recv.Sessions(); n < 1 || n > 2 {
+		t.Errorf("%d sessions for 30 domains of one site, want 1 or 2 (ConnsPerSite 2)", n)
+	}
+	if len(sum.Sites) != 1 {
+		t.Fatalf("sites %+v, want one", sum.Sites)
+	}
+	site := sum.Sites[0]
+	slices.Sort(site.Domains)
+	if site.Name != "mx.a.test" || !slices.Equal(site.Domains, domains) || site.Messages != 90 || site.Connections != w.recv.Sessions() {
+		t.Errorf("site %s: %d domains, %d messages, %d connections; want mx.a.test, the 30 domains, 90, %d",
+			site.Name, len(site.Domains), site.Messages, site.Connections, w.recv.Sessions())
+	}
+	if len(sum.Domains) != 30 {
+		t.Fatalf("%d rows, want one per domain", len(sum.Domains))
+	}
+	for _, row := range sum.Domains {
+		if row.Site != "mx.a.test" || row.Messages != 3 || row.Delivered != 3 || row.Connections != 0 {
+			t.Errorf("row %s: site %q, %d messages, %d delivered, %d connections; want mx.a.test, 3, 3, 0 (the site's)",
+				row.Domain, row.Site, row.Messages, row.Delivered, row.Connections)
+		}
+	}
+	if sum.Totals.Connections != w.recv.Sessions() {
+		t.Errorf("total connections %d, receiver saw %d sessions", sum.Totals.Connections, w.recv.Sessions())
+	}
+}
+
+// Sites are keyed by the whole host set with preferences: a domain whose
+// MX adds a backup host, or names the same host at another preference,
+// is a site of its own. A domain alone on its site keeps its connections
+// in its row, as before sites.
+func TestRunSitesDifferByHostSet(t *testing.T) {
+	w := newTestWorld(t, testnet.SMTPOptions{},
+		"b.test. MX 10 mx.a.test.",
+		"c.test. MX 10 mx.a.test.", "c.test. MX 20 backup.a.test.", "backup.a.test. A 127.0.0.2",
+		"d.test. MX 20 mx.a.test.")
+	for i, d := range []string{"a.test", "b.test", "c.test", "d.test"} {
+		w.put(t, "new", fmt.Sprintf("m%d", i), fmt.Sprintf("X-Envelope-From: <alice@a.test>\nX-Envelope-To: <bob@%s>\nSubject: x\n\nhi\n", d))
+	}
+	sum := runLive(t, w.sp, w.cfg)
+	got := map[string][]string{}
+	for _, s := range sum.Sites {
+		d := slices.Clone(s.Domains)
+		slices.Sort(d)
+		got[s.Name] = append(got[s.Name], fmt.Sprint(d))
+	}
+	want := map[string][]string{"mx.a.test": {"[a.test b.test]"}, "mx.a.test#2": {"[c.test]"}, "mx.a.test#3": {"[d.test]"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		// The names after the first depend on the order of the batches:
+		// compare the groups only.
+		var g, wnt []string
+		for _, v := range got {
+			g = append(g, v...)
+		}
+		for _, v := range want {
+			wnt = append(wnt, v...)
+		}
+		slices.Sort(g)
+		slices.Sort(wnt)
+		if !slices.Equal(g, wnt) {
+			t.Errorf("sites %v, want the groups %v", got, wnt)
+		}
+	}
+	for _, row := range sum.Domains {
+		if (row.Domain == "c.test" || row.Domain == "d.test") && row.Connections != 1 {
+			t.Errorf("row %s alone on its site: %d connections, want 1", row.Domain, row.Connections)
+		}
+	}
+}
