@@ -56,7 +56,8 @@ type FlushFlags struct {
 	Bind          string `help:"Source address of every SMTP connection, as Postfix's smtp_bind_address: on a host with several addresses, the one receivers know (its PTR and SPF); only MX addresses of its family are used. A routes rule's bind=ADDR wins for its domains." placeholder:"ADDR"`
 	InetProtocols string `help:"Address families to connect over, as Postfix's inet_protocols: all, ipv4 or ipv6." default:"all" enum:"all,ipv4,ipv6"`
 
-	ConnsPerSite int `help:"Sessions one destination site (the domains whose MX hosts are the same) may use at once: one per 100 messages, up to N (and --max-conns). Kept small by default because receivers limit concurrent connections per client address and answer more with 421 or greylisting. Old name: --conns-per-domain." aliases:"conns-per-domain" env:"MXFLUSH_CONNS_PER_SITE,MXFLUSH_CONNS_PER_DOMAIN" default:"4" placeholder:"N"`
+	ConnsPerSite          int `help:"Sessions one destination site (the domains whose MX hosts are the same) may use at once: one per 100 messages, up to N (and --max-conns). Kept small by default because receivers limit concurrent connections per client address and answer more with 421 or greylisting. Old name: --conns-per-domain." aliases:"conns-per-domain" env:"MXFLUSH_CONNS_PER_SITE,MXFLUSH_CONNS_PER_DOMAIN" default:"4" placeholder:"N"`
+	MaxMessagesPerSession int `help:"End a session with QUIT after N messages and open a new one for the rest (for receivers that limit messages per connection); 0: no limit." default:"0" placeholder:"N"`
 
 	RouteFlags `embed:""`
 	ObsFlags   `embed:""`
@@ -109,6 +110,9 @@ func (c *FlushCmd) flush(g *Globals, obs *observer) (*batch.Summary, error) {
 	}
 	if c.MaxRuntime < 0 {
 		return nil, exitf(report.ExUsage, "--max-runtime must not be negative")
+	}
+	if c.MaxMessagesPerSession < 0 {
+		return nil, exitf(report.ExUsage, "--max-messages-per-session must be 0 (no limit) or more")
 	}
 	if c.ConnsPerSite < 1 {
 		return nil, exitf(report.ExUsage, "--conns-per-site must be at least 1")
@@ -193,12 +197,13 @@ func (c *FlushCmd) flush(g *Globals, obs *observer) (*batch.Summary, error) {
 			Family:          family,
 			Bind:            bind,
 		},
-		OnResult:     obs.out.result, // --log-format; clears the progress line first
-		OnPlan:       obs.out.planned,
-		ConnsPerSite: c.ConnsPerSite,
-		SlowRemovals: moreProcs(runtime.GOMAXPROCS(0)),
-		Stop:         stopCtx,
-		Only:         only,
+		OnResult:              obs.out.result, // --log-format; clears the progress line first
+		OnPlan:                obs.out.planned,
+		ConnsPerSite:          c.ConnsPerSite,
+		MaxMessagesPerSession: c.MaxMessagesPerSession,
+		SlowRemovals:          moreProcs(runtime.GOMAXPROCS(0)),
+		Stop:                  stopCtx,
+		Only:                  only,
 	}
 	// A dry run changes nothing, so it leaves maildrop/ alone.
 	var picked int

@@ -74,6 +74,11 @@ type Config struct {
 	// ConnsPerSite is how many sessions one site may use at once (< 1
 	// means 1): one per 100 messages, up to this and MaxConns.
 	ConnsPerSite int
+	// MaxMessagesPerSession, when positive, ends a session with QUIT
+	// after that many transactions and opens a new one for the next
+	// message: for receivers that limit the messages per connection, or
+	// to spread a long run over the receiver's addresses again. 0: no limit.
+	MaxMessagesPerSession int
 
 	// SlowRemovals, when not nil, is called once, from a goroutine of the
 	// run, when removing delivered messages' files blocks in the kernel
@@ -215,10 +220,11 @@ func Run(ctx context.Context, sp *spool.Spool, cfg Config) (*Summary, error) {
 // key first (see resolveAll), groups the batches into sites (see
 // groupSites), and runs each site's workers under an errgroup whose limit
 // is MaxConns. It returns one row per batch and one entry per site, marked
-// with pass ("" for the main pass, PassBounces for the DSNs). A large site
-// is shared by up to ConnsPerSite workers (see sessionsFor); once every
-// site has its workers, a slot that frees up goes to the site with the
-// longest queue left (see lateWorkers).
+// with pass ("" for the main pass, PassBounces for the DSNs). A site starts
+// with at most initialSessions workers and its share of MaxConns (see
+// sessionsFor), and gains more, up to ConnsPerSite, while its sessions
+// deliver and connection slots are free (see grow): a slot freed by a site
+// that is done goes to the next site that delivers with a long queue.
 func (r *runner) deliver(ctx context.Context, plan *Plan, pass string) ([]DomainStats, []SiteStats) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.cfg.MaxConns)
@@ -231,17 +237,21 @@ func (r *runner) deliver(ctx context.Context, plan *Plan, pass string) ([]Domain
 	}
 	sites := r.groupSites(plan.Batches)
 	for _, d := range sites {
-		d.workers = sessionsFor(len(d.items), total, r.cfg.ConnsPerSite, r.cfg.MaxConns)
+		d.cap = max(r.cfg.ConnsPerSite, 1)
+		d.workers = min(sessionsFor(len(d.items), total, r.cfg.ConnsPerSite, r.cfg.MaxConns), initialSessions)
 		d.live = d.workers
-		for range d.workers {
-			g.Go(func() error {
-				r.work(gctx, d)
+		d.spawn = func() bool {
+			return g.TryGo(func() error {
+				r.work(gctx, d, true)
 				return nil
 			})
 		}
-	}
-	if !r.cfg.DryRun {
-		r.lateWorkers(gctx, g, sites)
+		for range d.workers {
+			g.Go(func() error {
+				r.work(gctx, d, false)
+				return nil
+			})
+		}
 	}
 	_ = g.Wait() // workers never return errors: one failing site never stops the others
 	var rows []DomainStats
@@ -259,45 +269,6 @@ func (r *runner) deliver(ctx context.Context, plan *Plan, pass string) ([]Domain
 		}
 	}
 	return rows, stats
-}
-
-// lateWorkers hands each slot of g that frees up, once every site has its
-// workers, to the site with the most items left per worker (see
-// siteRun.join), until no site qualifies or the run stops. Without it,
-// twenty sites of 500 messages under --max-conns 8 would finish with four
-// sessions busy and four slots idle.
-func (r *runner) lateWorkers(ctx context.Context, g *errgroup.Group, sites []*siteRun) {
-	for !r.stopped() && ctx.Err() == nil {
-		picked := make(chan bool, 1)
-		g.Go(func() error { // waits for a free slot
-			d := busiest(sites, r.cfg.ConnsPerSite)
-			picked <- d != nil
-			if d != nil {
-				r.work(ctx, d)
-			}
-			return nil
-		})
-		if !<-picked {
-			return
-		}
-	}
-}
-
-// busiest adds a worker to the site with the most items left per worker
-// and returns it, or nil when no site has at least splitMin items left
-// per worker after the addition and fewer than perSite workers.
-func busiest(sites []*siteRun, perSite int) *siteRun {
-	var best *siteRun
-	bestLoad := 0
-	for _, d := range sites {
-		if load := d.loadPerWorker(perSite); load > bestLoad {
-			best, bestLoad = d, load
-		}
-	}
-	if best == nil || !best.join(perSite) {
-		return nil
-	}
-	return best
 }
 
 func (r *runner) event(e Event) {

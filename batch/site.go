@@ -14,21 +14,15 @@ import (
 	"github.com/mxflush/mxflush/mta"
 )
 
-// splitMin is the number of messages that earns a domain one more session:
-// a batch of n messages gets at most ceil(n/splitMin) sessions. A new
-// session costs a TCP handshake, the greeting, EHLO and QUIT (about three
-// round trips) and a slot among the receiver's connections from our
-// address; below a hundred messages that buys little.
-const splitMin = 100
-
-// sessionsFor returns how many workers, each with its own SMTP session,
-// carry a batch of n of the run's total messages (summed over batches): one
-// per splitMin messages, at most perDomain and maxConns, and at most the
-// batch's share of maxConns by message count, rounded up, so that twenty
-// domains of 500 messages under --max-conns 8 keep one session each (the
-// slots are full anyway) while one domain alone gets all eight. At least 1.
-func sessionsFor(n, total, perDomain, maxConns int) int {
-	k := min((n+splitMin-1)/splitMin, perDomain, maxConns)
+// sessionsFor returns how many workers, each with its own SMTP session, a
+// site of n of the run's total messages (summed over sites) may have: one
+// per growMin messages, at most perSite and maxConns, and at most the
+// site's share of maxConns by message count, rounded up, so that twenty
+// sites of 500 messages under --max-conns 8 keep one session each (the
+// slots are full anyway) while one site alone may get all eight. At
+// least 1. A site starts with at most initialSessions of them.
+func sessionsFor(n, total, perSite, maxConns int) int {
+	k := min((n+growMin-1)/growMin, perSite, maxConns)
 	if total > 0 {
 		k = min(k, (maxConns*n+total-1)/total)
 	}
@@ -71,14 +65,20 @@ type siteRun struct {
 	items   []*Item  // every item of batches, in their order
 	hop     *hop     // the site's route, or why it has none
 	workers int      // workers started for the site, each under the errgroup limit
+	cap     int      // most workers the site may have: ConnsPerSite, less one per throttling reply (see throttled)
+	// spawn starts one more worker of the site if a connection slot is
+	// free (see grow); set by the pass before the first worker starts.
+	spawn func() bool
 
-	mu      sync.Mutex
-	next    int     // items[next:] not yet taken
-	back    []*Item // handed back by a worker that could not open a session; taken first
-	active  int     // workers holding a session or opening one
-	live    int     // workers not finished (started or not)
-	lastErr error   // why the last item was handed back
-	barren  int     // sessions lost in a row without a delivery (see sessionLost)
+	mu       sync.Mutex
+	next     int     // items[next:] not yet taken
+	back     []*Item // handed back by a worker that could not open a session; taken first
+	active   int     // workers holding a session or opening one
+	live     int     // workers not finished (started or not)
+	lastErr  error   // why the last item was handed back
+	barren   int     // setbacks in a row without a delivery (see setback)
+	shedding int     // workers ending because the site is over its cap (see shed)
+	probing  int     // grown workers whose sessions have not delivered yet (see grow)
 	// unordered: a session answered a pipelined group out of order
 	// (mta.Error.OutOfOrder); the next sessions do without PIPELINING.
 	unordered bool
@@ -115,17 +115,18 @@ func (d *siteRun) take() *Item {
 	return nil
 }
 
-// barrenLimit is how many sessions of a domain in a row may be lost (a
-// 421, a dropped connection, a timeout) without delivering anything before
-// the rest of its batch is deferred: a receiver that throttles by
-// answering every MAIL with 421 would otherwise get two connections per
-// message, the opposite of backing off.
+// barrenLimit is how many setbacks in a row a site may have without a
+// delivery before the rest of its mail is deferred for this run: a setback
+// is a lost session (a 421, a dropped connection, a timeout) or a
+// transaction refused with a throttling reply (see throttling). A receiver
+// that throttles by answering every MAIL with 421 would otherwise get two
+// connections per message, the opposite of backing off.
 const barrenLimit = 3
 
-// sessionLost records that a session of the domain was lost, after some
-// delivery on it or none, and reports whether barrenLimit sessions in a row
-// have now been lost without one.
-func (d *siteRun) sessionLost(delivered bool) bool {
+// setback records a lost session or a throttled transaction of the site,
+// after some delivery on it or none, and reports whether barrenLimit
+// setbacks in a row have now come without one.
+func (d *siteRun) setback(delivered bool) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if delivered {
@@ -134,6 +135,14 @@ func (d *siteRun) sessionLost(delivered bool) bool {
 	}
 	d.barren++
 	return d.barren >= barrenLimit
+}
+
+// delivered records a transaction that delivered: the setbacks counted
+// so far were not in a row.
+func (d *siteRun) delivered() {
+	d.mu.Lock()
+	d.barren = 0
+	d.mu.Unlock()
 }
 
 // putBack returns an item taken as a look-ahead that its session did not
@@ -147,36 +156,6 @@ func (d *siteRun) putBack(it *Item) {
 // remainingLocked counts the items not taken yet. d.mu must be held.
 func (d *siteRun) remainingLocked() int {
 	return len(d.back) + len(d.items) - d.next
-}
-
-// loadPerWorker is the number of items left per worker if one more joined
-// (rounded down), or 0 when the batch cannot take another worker: it has
-// perDomain workers, or none still running (its last worker has settled
-// what was left), or fewer than splitMin items each would be left.
-func (d *siteRun) loadPerWorker(perDomain int) int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.live == 0 || d.workers >= perDomain {
-		return 0
-	}
-	load := d.remainingLocked() / (d.live + 1)
-	if load < splitMin {
-		return 0
-	}
-	return load
-}
-
-// join counts one more worker for the batch, if it can still take one (see
-// loadPerWorker; checked again, as workers may have left since).
-func (d *siteRun) join(perDomain int) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.live == 0 || d.workers >= perDomain || d.remainingLocked()/(d.live+1) < splitMin {
-		return false
-	}
-	d.workers++
-	d.live++
-	return true
 }
 
 // drainLocked takes every item left. d.mu must be held.
@@ -223,11 +202,14 @@ func (d *siteRun) giveUp(it *Item, err error) []*Item {
 // leave ends a worker (counted: hold was called without a giveUp). The last
 // worker to leave gets whatever was handed back after the others stopped
 // taking items, with the error that made it be handed back.
-func (d *siteRun) leave(counted bool) ([]*Item, error) {
+func (d *siteRun) leave(counted, shed bool) ([]*Item, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if counted {
 		d.active--
+	}
+	if shed {
+		d.shedding--
 	}
 	d.live--
 	if d.live > 0 {

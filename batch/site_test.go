@@ -3,7 +3,12 @@ package batch
 import (
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"github.com/mxflush/mxflush/internal/testnet"
 )
@@ -94,5 +99,111 @@ func TestRunSitesDifferByHostSet(t *testing.T) {
 		if (row.Domain == "c.test" || row.Domain == "d.test") && row.Connections != 1 {
 			t.Errorf("row %s alone on its site: %d connections, want 1", row.Domain, row.Connections)
 		}
+	}
+}
+
+// MaxMessagesPerSession 3: ten messages to one domain go over four
+// sessions, none carrying more than three, each ended with QUIT; the
+// look-ahead never puts a fourth on a session.
+func TestRunMaxMessagesPerSession(t *testing.T) {
+	w := newTestWorld(t, testnet.SMTPOptions{})
+	w.cfg.MaxConns, w.cfg.ConnsPerSite, w.cfg.MaxMessagesPerSession = 1, 1, 3
+	for i := range 10 {
+		w.put(t, "new", fmt.Sprintf("m%d", i), fmt.Sprintf("X-Envelope-From: <alice@a.test>\nX-Envelope-To: <bob@a.test>\nSubject: %d\n\nhi\n", i))
+	}
+	sum := runLive(t, w.sp, w.cfg)
+	per := map[int]int{}
+	for _, m := range w.recv.Messages() {
+		per[m.Session]++
+	}
+	if sum.Totals.Delivered != 10 || w.recv.Sessions() != 4 || sum.Totals.Connections != 4 {
+		t.Errorf("delivered %d over %d sessions (%d counted); want 10 over 4", sum.Totals.Delivered, w.recv.Sessions(), sum.Totals.Connections)
+	}
+	for s, n := range per {
+		if n > 3 {
+			t.Errorf("session %d carried %d messages, want at most 3", s, n)
+		}
+	}
+	quits := 0
+	for _, c := range w.recv.Commands() {
+		if c == "QUIT" {
+			quits++
+		}
+	}
+	if quits != 4 {
+		t.Errorf("%d QUITs, want one per session (4)", quits)
+	}
+}
+
+// A receiver that takes two sessions from us and answers MAIL on any more
+// with 421 4.7.0 (too many connections): the site grows while it
+// delivers, gets the 421 on its third session, and gives that session up
+// for the rest of the run instead of trying a third one after every
+// delivery. Every message arrives once.
+func TestRunThrottlingReplyShrinksSite(t *testing.T) {
+	active := &testnet.Gauge{}
+	var mu sync.Mutex
+	refused := 0
+	w := newTestWorld(t, testnet.SMTPOptions{
+		Active:    active,
+		DataDelay: 2 * time.Millisecond,
+		Mail: func(string, *smtp.MailOptions) error {
+			if active.Now() > 2 {
+				mu.Lock()
+				refused++
+				mu.Unlock()
+				return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "too many connections from your address"}
+			}
+			return nil
+		},
+	})
+	w.cfg.MaxConns, w.cfg.ConnsPerSite = 8, 8
+	for i := range 200 {
+		w.put(t, "new", fmt.Sprintf("m%03d", i), fmt.Sprintf("X-Envelope-From: <alice@a.test>\nX-Envelope-To: <bob@a.test>\nSubject: %d\n\nhi\n", i))
+	}
+	sum := runLive(t, w.sp, w.cfg)
+	if got := len(w.recv.Messages()); got != 200 || sum.Totals.Delivered != 200 {
+		t.Fatalf("received %d, delivered %d; want 200 (%+v) %q", got, sum.Totals.Delivered, sum.Totals, sum.Domains[0].Error)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// The first 421 takes the site to two sessions; a worker that had
+	// already opened one more before it may meet one more 421.
+	if refused > 2 {
+		t.Errorf("%d MAIL commands got 421 too many connections; want at most 2 (the site keeps to two sessions after the first)", refused)
+	}
+}
+
+// A receiver that answers every RCPT with 450 4.7.1 (rate limited) has
+// the rest of the site's mail deferred after three such transactions in a
+// row, not one attempt per message.
+func TestRunThrottledSiteDeferredAfterThree(t *testing.T) {
+	var mu sync.Mutex
+	rcpts := 0
+	w := newTestWorld(t, testnet.SMTPOptions{
+		Rcpt: func(string) error {
+			mu.Lock()
+			rcpts++
+			mu.Unlock()
+			return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "rate limited, try again later"}
+		},
+	})
+	w.cfg.MaxConns, w.cfg.ConnsPerSite = 1, 1
+	for i := range 50 {
+		w.put(t, "new", fmt.Sprintf("m%02d", i), fmt.Sprintf("X-Envelope-From: <alice@a.test>\nX-Envelope-To: <bob@a.test>\nSubject: %d\n\nhi\n", i))
+	}
+	sum := runLive(t, w.sp, w.cfg)
+	if sum.Totals.Deferred != 50 || sum.Totals.Delivered != 0 {
+		t.Fatalf("deferred %d, delivered %d; want all 50 deferred", sum.Totals.Deferred, sum.Totals.Delivered)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// The look-ahead may have one more transaction in flight when the
+	// third refusal is read.
+	if rcpts > barrenLimit+1 {
+		t.Errorf("%d RCPTs tried, want at most %d: the site is given up after %d throttled transactions", rcpts, barrenLimit+1, barrenLimit)
+	}
+	if !strings.Contains(sum.Domains[0].Error, "throttling replies in a row") {
+		t.Errorf("row error %q, want it to say why the rest waits", sum.Domains[0].Error)
 	}
 }

@@ -24,17 +24,24 @@ import (
 // one, the item is handed back to it; otherwise every item still unsent is
 // deferred (or bounced, when every MX refused permanently) at once, without
 // a connection attempt per message.
-func (r *runner) work(ctx context.Context, d *siteRun) {
+//
+// A worker started by grow is on probation (probe) until its first
+// delivery or its end: the site grows by one session at a time.
+func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 	start := r.now()
 	st := &tally{} // this worker's counts, merged into d at the end
 	var sess *deliver.Session
 	counted := false // hold was called: this worker holds a session or is opening one
+	shed := false    // ending because the site is over its cap (see siteRun.shed)
 	defer func() {
+		if probe {
+			d.probeDone()
+		}
 		if sess != nil {
 			sess.Close()
 		}
 		// A dry run takes no item: what is left is not a failure.
-		if rest, err := d.leave(counted); len(rest) > 0 && r.stopped() {
+		if rest, err := d.leave(counted, shed); len(rest) > 0 && r.stopped() {
 			r.skip(rest)
 		} else if len(rest) > 0 && !r.cfg.DryRun {
 			st.Error = err.Error()
@@ -69,6 +76,8 @@ func (r *runner) work(ctx context.Context, d *siteRun) {
 	var tls deliver.TLSState            // the current session's
 	var it *Item
 	sessDelivered := false // the current session delivered to some recipient
+	sessMsgs := 0          // transactions of the current session, the look-ahead's included
+	perSession := r.cfg.MaxMessagesPerSession
 	for {
 		if r.stopped() {
 			// No new transaction (nor session) after a stop: what this
@@ -78,6 +87,15 @@ func (r *runner) work(ctx context.Context, d *siteRun) {
 				rest = append(rest, it)
 			}
 			r.skip(rest)
+			return
+		}
+		if sess == nil && d.shed() {
+			// A throttling reply took a session from the site: this
+			// worker ends, and its item goes to one that stays.
+			shed = true
+			if it != nil {
+				d.putBack(it)
+			}
 			return
 		}
 		if it == nil {
@@ -107,7 +125,7 @@ func (r *runner) work(ctx context.Context, d *siteRun) {
 				}
 				return
 			}
-			sess = s
+			sess, sessMsgs = s, 0
 			st.Connections++
 			st.Relay = sess.Relay()
 			tls = sess.TLS()
@@ -121,13 +139,32 @@ func (r *runner) work(ctx context.Context, d *siteRun) {
 			if r.stopped() || ctx.Err() != nil {
 				return deliver.Message{}, false
 			}
+			if perSession > 0 && sessMsgs+2 > perSession {
+				return deliver.Message{}, false // the session ends after this message
+			}
 			if ahead = d.take(); ahead == nil {
 				return deliver.Message{}, false
 			}
 			return r.message(ahead), true
 		}
 		res, err := sess.SendThen(ctx, r.message(it), next)
-		sessDelivered = sessDelivered || anyDelivered(res)
+		sessMsgs++
+		delivered := anyDelivered(res)
+		sessDelivered = sessDelivered || delivered
+		if delivered {
+			// The site accepts mail: the setbacks so far were not in a
+			// row, and it may gain a session (see grow).
+			if probe {
+				probe = false
+				d.probeDone()
+			}
+			d.delivered()
+			d.grow(d.spawn)
+		}
+		throttled := throttling(err) || anyThrottling(res)
+		if throttled {
+			d.throttled()
+		}
 		if err != nil && ahead != nil {
 			d.putBack(ahead) // not sent: whichever worker takes it next sends it
 			ahead = nil
@@ -148,7 +185,7 @@ func (r *runner) work(ctx context.Context, d *siteRun) {
 				d.unordered = true
 				d.mu.Unlock()
 			}
-			if (!unordered || sessDelivered) && d.sessionLost(sessDelivered) {
+			if (!unordered || sessDelivered) && d.setback(sessDelivered) {
 				// The receiver keeps dropping us without taking
 				// anything: defer the rest of the batch now rather than
 				// open two connections per message.
@@ -178,9 +215,44 @@ func (r *runner) work(ctx context.Context, d *siteRun) {
 				}
 			}
 		}
+		if err == nil && throttled && !delivered && ahead == nil && d.setback(false) {
+			// Refused for its rate, with nothing delivered, barrenLimit
+			// times in a row (the decision waits for a transaction
+			// without a look-ahead in flight, whose session is idle):
+			// the rest of the site's mail waits for the next run.
+			r.record(it, res, st.Relay, tls, st)
+			if rest := d.drain(); len(rest) > 0 {
+				e := fmt.Errorf("%d throttling replies in a row without a delivery, the rest of the site's mail waits for the next run: %w", barrenLimit, firstErr(res))
+				st.Error = e.Error()
+				r.failAll(rest, e, st.Relay, st)
+			}
+			return
+		}
 		r.record(it, res, st.Relay, tls, st)
 		it = ahead
+		if it == nil && sess != nil && d.shed() {
+			// Over the site's cap after a throttling reply: this
+			// session ends (QUIT) and its worker with it.
+			shed = true
+			return
+		}
+		if perSession > 0 && sessMsgs >= perSession && sess != nil {
+			// Config.MaxMessagesPerSession: QUIT, and the next message
+			// (if any) goes on a new session.
+			sess.Close()
+			sess = nil
+		}
 	}
+}
+
+// firstErr is the first failure among res.
+func firstErr(res []deliver.Result) error {
+	for _, r := range res {
+		if r.Err != nil {
+			return r.Err
+		}
+	}
+	return nil
 }
 
 // anyDelivered reports whether some result is a delivery.
