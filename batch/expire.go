@@ -18,7 +18,7 @@ import (
 // the spool lock. Errors are the state change's or the DSN's: the message
 // is then left as it was.
 func Expire(sp *spool.Spool, m *spool.Message, domains []string, cfg Config) (int, error) {
-	r := &runner{cfg: cfg, spool: sp, now: cfg.Now, expired: map[string]int{}}
+	r := &runner{cfg: cfg, spool: sp, now: cfg.Now}
 	if r.now == nil {
 		r.now = time.Now
 	}

@@ -66,37 +66,6 @@ func (r *runner) bouncePlan(ctx context.Context) *Plan {
 	return NewPlanBy(msgs, r.now(), true, r.cfg.hopKey())
 }
 
-// expireRcpt turns the deferral o of it's i-th recipient, on its message's
-// final try, into a 4.4.7 failure (see expire), logs it and counts it for
-// its domain's row.
-func (r *runner) expireRcpt(it *Item, i int, o outcome) outcome {
-	m := it.state.m
-	now := r.now()
-	e := expire(o, r.cfg.age(m, now), r.cfg.MaxAge)
-	dom := it.key // the batch's key, as NewPlan computed it
-	r.mu.Lock()
-	r.expired[dom]++
-	r.mu.Unlock()
-	relay := o.relay
-	if relay == "" {
-		relay = "none"
-	}
-	r.event(Event{ID: m.ID, Rcpt: it.orig[i], Domain: dom, Relay: relay, Status: Bounced, DSN: "4.4.7",
-		Reply: e.reply, Delay: now.Sub(m.Arrival)})
-	return e
-}
-
-// moveExpired moves the recipients of st's domain that expired from its
-// deferred count (where the worker put them) to its failed count.
-func (r *runner) moveExpired(st *DomainStats) {
-	r.mu.Lock()
-	n := r.expired[st.Domain]
-	delete(r.expired, st.Domain)
-	r.mu.Unlock()
-	st.Deferred -= n
-	st.Failed += n
-}
-
 // journalled is the dry run's view of a crash journal: the recipients it
 // lists are taken out of the messages in memory, and the spool is left as
 // it is.

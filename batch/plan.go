@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"slices"
 	"sort"
 	"time"
 
@@ -20,30 +21,57 @@ type Plan struct {
 	states      []*msgState
 }
 
-// Batch is the whole share of a run for one domain. One worker and one SMTP
-// session carry it, or, for a batch of more than 100 messages, up to
-// Config.ConnsPerSite workers sharing it, each with its own session.
+// Batch is the whole share of a run for one domain (or next hop): the
+// unit of the plan and of a summary row. At delivery the batches of one
+// site share that site's sessions (see siteRun).
 type Batch struct {
 	Domain string  // lower-case A-label, or an address literal such as "[127.0.0.1]"; with a Router, the next hop's key
 	Items  []*Item // in spool scan order
 }
 
-// Item is one message's recipients in one domain: one SMTP transaction (more
-// only when the server answers 452 to RCPT).
+// Item is one message's recipients that one SMTP transaction carries
+// (more only when the server answers 452 to RCPT): in a batch, those of
+// one domain; at a site, those of every domain of the site (see
+// siteRun.merge), one copy of the message for all of them.
 type Item struct {
-	Rcpts []string // checked mailboxes, source routes removed
-	orig  []string // the recipients as spooled, parallel to Rcpts
+	rcpts []rcpt
 	state *msgState
-	key   string // the Domain of its batch
 
 	resent bool // already sent again after a lost session; set by the worker holding the item
+}
+
+// rcpt is one recipient of an item.
+type rcpt struct {
+	mbox    string // the checked mailbox sent in RCPT TO, source route removed
+	spooled string // as in the spool file: the key of its outcome and of its journal line
+	key     string // its batch's key (domain or next hop): the row that counts it
+}
+
+// Rcpts returns the mailboxes the item's transaction names in RCPT TO.
+func (it *Item) Rcpts() []string {
+	out := make([]string, len(it.rcpts))
+	for i, rc := range it.rcpts {
+		out[i] = rc.mbox
+	}
+	return out
+}
+
+// keys returns the distinct batch keys of the item's recipients, in order.
+func (it *Item) keys() []string {
+	var keys []string
+	for _, rc := range it.rcpts {
+		if !slices.Contains(keys, rc.key) {
+			keys = append(keys, rc.key)
+		}
+	}
+	return keys
 }
 
 // Recipients returns how many recipients the batch carries in all.
 func (b *Batch) Recipients() int {
 	n := 0
 	for _, it := range b.Items {
-		n += len(it.Rcpts)
+		n += len(it.rcpts)
 	}
 	return n
 }
@@ -87,18 +115,18 @@ func newPlan(msgs []*spool.Message, now time.Time, all bool, hop func(domain str
 		p.states = append(p.states, st)
 		p.Messages++
 		items := map[string]*Item{}
-		for _, rcpt := range m.To {
-			mbox, err := addr.Check(rcpt)
+		for _, rc := range m.To {
+			mbox, err := addr.Check(rc)
 			var dom string
 			if err == nil {
 				dom, err = addr.Domain(mbox)
 			}
 			if err != nil {
-				p.invalid = append(p.invalid, invalidRcpt{state: st, rcpt: rcpt, err: err})
+				p.invalid = append(p.invalid, invalidRcpt{state: st, rcpt: rc, err: err})
 				continue
 			}
 			if !only.keeps(dom) {
-				st.record(rcpt, outcome{status: unselected})
+				st.record(rc, outcome{status: unselected})
 				continue
 			}
 			if hop != nil {
@@ -106,7 +134,7 @@ func newPlan(msgs []*spool.Message, now time.Time, all bool, hop func(domain str
 			}
 			it := items[dom]
 			if it == nil {
-				it = &Item{state: st, key: dom}
+				it = &Item{state: st}
 				items[dom] = it
 				b := byDomain[dom]
 				if b == nil {
@@ -117,8 +145,7 @@ func newPlan(msgs []*spool.Message, now time.Time, all bool, hop func(domain str
 				b.Items = append(b.Items, it)
 				st.pending++
 			}
-			it.Rcpts = append(it.Rcpts, mbox)
-			it.orig = append(it.orig, rcpt)
+			it.rcpts = append(it.rcpts, rcpt{mbox: mbox, spooled: rc, key: dom})
 		}
 	}
 	// The largest batch starts first: it is the long pole of the run.

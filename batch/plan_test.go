@@ -25,7 +25,7 @@ func TestNewPlanGroupsByDomain(t *testing.T) {
 	for _, b := range p.Batches {
 		order = append(order, b.Domain)
 		for _, it := range b.Items {
-			got[b.Domain] = append(got[b.Domain], it.Rcpts)
+			got[b.Domain] = append(got[b.Domain], it.Rcpts())
 		}
 	}
 	want := map[string][][]string{

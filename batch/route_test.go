@@ -28,10 +28,10 @@ func TestNewPlanByHop(t *testing.T) {
 	got := map[string][]string{}
 	for _, b := range p.Batches {
 		for _, it := range b.Items {
-			if it.key != b.Domain {
-				t.Errorf("item key %q in batch %q", it.key, b.Domain)
+			if k := it.keys(); len(k) != 1 || k[0] != b.Domain {
+				t.Errorf("item keys %q in batch %q", it.keys(), b.Domain)
 			}
-			got[b.Domain] = append(got[b.Domain], fmt.Sprint(it.Rcpts))
+			got[b.Domain] = append(got[b.Domain], fmt.Sprint(it.Rcpts()))
 		}
 	}
 	want := map[string][]string{

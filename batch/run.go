@@ -124,15 +124,15 @@ type runner struct {
 	stopCommit func() error
 	removal    *remover // deletes delivered messages' files while the journal works; nil without it
 	routes     routeCache
+	splitSites map[string]bool // sites sent one transaction per domain for the rest of the run (see unmix)
 
 	mu         sync.Mutex
 	problems   []Problem
-	bounces    []string       // IDs of the DSNs enqueued in this run, for the second pass
-	dsns       int            // DSNs enqueued in this run
-	expired    map[string]int // per domain: deferred recipients turned into 4.4.7 failures, not yet moved in the row
-	unapplied  int            // messages whose state change failed: their journal lines must be kept
-	journalBad bool           // a journal write failed
-	leftQueued int            // messages left untouched and still due because the run stopped (Config.Stop)
+	bounces    []string // IDs of the DSNs enqueued in this run, for the second pass
+	dsns       int      // DSNs enqueued in this run
+	unapplied  int      // messages whose state change failed: their journal lines must be kept
+	journalBad bool     // a journal write failed
+	leftQueued int      // messages left untouched and still due because the run stopped (Config.Stop)
 }
 
 // Run scans the spool, plans and delivers, in this order:
@@ -166,7 +166,7 @@ func Run(ctx context.Context, sp *spool.Spool, cfg Config) (*Summary, error) {
 	if cfg.MaxAge <= 0 {
 		cfg.MaxAge = DefaultMaxAge
 	}
-	r := &runner{cfg: cfg, spool: sp, now: cfg.Now, ctx: ctx, expired: map[string]int{}}
+	r := &runner{cfg: cfg, spool: sp, now: cfg.Now, ctx: ctx}
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -259,7 +259,6 @@ func (r *runner) deliver(ctx context.Context, plan *Plan, pass string) ([]Domain
 	for _, d := range sites {
 		drows, st := d.rows()
 		for i := range drows {
-			r.moveExpired(&drows[i])
 			drows[i].Pass = pass
 		}
 		rows = append(rows, drows...)
@@ -293,9 +292,9 @@ func (r *runner) applyOrReport(st *msgState) {
 }
 
 // finish journals the recipients of it that were delivered, records the
-// outcome of every recipient (a deferral on a message's final try becomes
-// a 4.4.7 failure) and applies the message when this was its last batch.
-// It runs on the worker right after Send returns, before the next message.
+// outcome of every recipient, and applies the message when this was its
+// last item. It runs on the worker right after Send returns, before the
+// next message.
 func (r *runner) finish(it *Item, res map[string]outcome) {
 	r.settle(it, res)
 	if it.state.done() {
@@ -303,24 +302,20 @@ func (r *runner) finish(it *Item, res map[string]outcome) {
 	}
 }
 
-// settle is finish without the end of the batch: it journals and records
+// settle is finish without the end of the item: it journals and records
 // the outcomes of it's recipients only (see keepFinal).
 func (r *runner) settle(it *Item, res map[string]outcome) {
 	var sent []string
-	for i, rcpt := range it.Rcpts {
-		if res[rcpt].status == Sent {
-			sent = append(sent, it.orig[i])
+	for _, rc := range it.rcpts {
+		if res[rc.mbox].status == Sent {
+			sent = append(sent, rc.spooled)
 		}
 	}
 	if err := r.journal.Append(it.state.m.ID, it.state.m.UID, sent...); err != nil {
 		r.journalFailed(err)
 	}
-	for i, rcpt := range it.Rcpts {
-		o := res[rcpt]
-		if o.status == Deferred && it.state.expired && r.ctx.Err() == nil {
-			o = r.expireRcpt(it, i, o)
-		}
-		it.state.record(it.orig[i], o)
+	for _, rc := range it.rcpts {
+		it.state.record(rc.spooled, res[rc.mbox])
 	}
 }
 

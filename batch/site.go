@@ -44,7 +44,7 @@ func totalRcpts(batches []*Batch) int {
 	n := 0
 	for _, b := range batches {
 		for _, it := range b.Items {
-			n += len(it.Rcpts)
+			n += len(it.rcpts)
 		}
 	}
 	return n
@@ -79,6 +79,7 @@ type siteRun struct {
 	barren   int     // setbacks in a row without a delivery (see setback)
 	shedding int     // workers ending because the site is over its cap (see shed)
 	probing  int     // grown workers whose sessions have not delivered yet (see grow)
+	split    bool    // one transaction per domain from now on (see unmix)
 	// unordered: a session answered a pipelined group out of order
 	// (mta.Error.OutOfOrder); the next sessions do without PIPELINING.
 	unordered bool
@@ -88,11 +89,7 @@ type siteRun struct {
 }
 
 func newSiteRun(name string, batches []*Batch, h *hop) *siteRun {
-	d := &siteRun{name: name, batches: batches, hop: h}
-	for _, b := range batches {
-		d.items = append(d.items, b.Items...)
-	}
-	return d
+	return &siteRun{name: name, batches: batches, hop: h}
 }
 
 // key is the batch key whose dial options (TLS policy, source address)
@@ -100,19 +97,26 @@ func newSiteRun(name string, batches []*Batch, h *hop) *siteRun {
 func (d *siteRun) key() string { return d.batches[0].Domain }
 
 // take returns the next item to send, or nil when none is left.
+// After a refusal that may mean "not for this server" (see split), an
+// item with recipients in several domains is split into one per domain as
+// it is taken.
 func (d *siteRun) take() *Item {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	var it *Item
 	if n := len(d.back); n > 0 {
-		it := d.back[n-1]
+		it = d.back[n-1]
 		d.back = d.back[:n-1]
-		return it
-	}
-	if d.next < len(d.items) {
+	} else if d.next < len(d.items) {
 		d.next++
-		return d.items[d.next-1]
+		it = d.items[d.next-1]
 	}
-	return nil
+	if it != nil && d.split && len(it.keys()) > 1 {
+		parts := byKey(it)
+		d.back = append(d.back, parts[1:]...)
+		it = parts[0]
+	}
+	return it
 }
 
 // barrenLimit is how many setbacks in a row a site may have without a
@@ -247,7 +251,7 @@ func (d *siteRun) rows() ([]DomainStats, SiteStats) {
 	defer d.mu.Unlock()
 	secs := d.last.Sub(d.first).Seconds()
 	site := SiteStats{Name: d.name, MX: d.hop.mxs, Sessions: d.workers, Connections: d.st.Connections,
-		Seconds: secs, TLS: d.st.TLS}
+		Seconds: secs, TLS: d.st.TLS, CopiesSaved: d.st.saved}
 	rows := make([]DomainStats, 0, len(d.batches))
 	for _, b := range d.batches {
 		row := DomainStats{Domain: b.Domain, MX: d.hop.mxs, Messages: len(b.Items), Recipients: b.Recipients(),
@@ -287,7 +291,6 @@ func (r *runner) groupSites(batches []*Batch) []*siteRun {
 		key := r.siteKey(b.Domain, h)
 		if d := byKey[key]; d != nil && key != "" {
 			d.batches = append(d.batches, b)
-			d.items = append(d.items, b.Items...)
 			continue
 		}
 		name := b.Domain
@@ -302,6 +305,10 @@ func (r *runner) groupSites(batches []*Batch) []*siteRun {
 			byKey[key] = d
 		}
 		sites = append(sites, d)
+	}
+	for _, d := range sites {
+		d.items = mergeItems(d.batches)
+		d.split = r.isSplit(d.name)
 	}
 	sort.SliceStable(sites, func(i, j int) bool { return len(sites[i].items) > len(sites[j].items) })
 	return sites

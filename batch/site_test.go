@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/spool"
 )
 
 // Thirty domains whose MX is the same host form one site: their 90
@@ -205,5 +206,88 @@ func TestRunThrottledSiteDeferredAfterThree(t *testing.T) {
 	}
 	if !strings.Contains(sum.Domains[0].Error, "throttling replies in a row") {
 		t.Errorf("row error %q, want it to say why the rest waits", sum.Domains[0].Error)
+	}
+}
+
+// One copy per site: a message to three domains of one site crosses the
+// network once, in one transaction naming all three recipients (RFC 5321
+// §3.3); each domain's row counts its own recipient, and the site says it
+// saved two DATA transfers.
+func TestRunOneCopyPerSite(t *testing.T) {
+	w := newTestWorld(t, testnet.SMTPOptions{}, "d1.test. MX 10 mx.a.test.", "d2.test. MX 10 mx.a.test.", "d3.test. MX 10 mx.a.test.")
+	w.put(t, "new", "m1", "X-Envelope-From: <alice@a.test>\nX-Envelope-To: <bob@d1.test>\nX-Envelope-To: <carol@d2.test>\nX-Envelope-To: <dave@d3.test>\nSubject: three\n\nhi\n")
+	sum := runLive(t, w.sp, w.cfg)
+	got := w.recv.Messages()
+	if len(got) != 1 || !slices.Equal(got[0].To, []string{"bob@d1.test", "carol@d2.test", "dave@d3.test"}) {
+		t.Fatalf("received %d transactions (%v), want one to all three", len(got), got)
+	}
+	if len(sum.Domains) != 3 || sum.Totals.Delivered != 3 {
+		t.Errorf("rows %+v, want three rows, one delivered each", sum.Domains)
+	}
+	if len(sum.Sites) != 1 || sum.Sites[0].CopiesSaved != 2 {
+		t.Errorf("sites %+v, want one that saved two copies", sum.Sites)
+	}
+	if _, err := w.sp.Load(spool.QueueNew, "m1"); err == nil {
+		t.Errorf("m1 still queued after every recipient was delivered")
+	}
+}
+
+// A refusal that may mean "not for this server" in a transaction for
+// several domains (here 554 without an enhanced code) is not final there:
+// the recipient is sent again in a transaction of its own domain, where
+// the same refusal bounces it, and the site sends one transaction per
+// domain from then on. Nobody gets two copies.
+func TestRunMixedRefusalFallsBackToOwnDomain(t *testing.T) {
+	var mu sync.Mutex
+	tries := map[string]int{}
+	w := newTestWorld(t, testnet.SMTPOptions{
+		Rcpt: func(to string) error {
+			mu.Lock()
+			tries[to]++
+			mu.Unlock()
+			if strings.HasSuffix(to, "@d2.test") {
+				return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.NoEnhancedCode, Message: "no"}
+			}
+			return nil
+		},
+	}, "d1.test. MX 10 mx.a.test.", "d2.test. MX 10 mx.a.test.")
+	w.cfg.MaxConns, w.cfg.ConnsPerSite = 1, 1
+	for i := range 4 {
+		w.put(t, "new", fmt.Sprintf("m%d", i), fmt.Sprintf("X-Envelope-From: <alice@a.test>\nX-Envelope-To: <bob%d@d1.test>\nX-Envelope-To: <carol%d@d2.test>\nSubject: %d\n\nhi\n", i, i, i))
+	}
+	sum := runLive(t, w.sp, w.cfg)
+	delivered := map[string]int{}
+	for _, m := range w.recv.Messages() {
+		for _, to := range m.To {
+			delivered[to]++
+		}
+	}
+	for i := range 4 {
+		if n := delivered[fmt.Sprintf("bob%d@d1.test", i)]; n != 1 {
+			t.Errorf("bob%d got %d copies, want 1", i, n)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// m0 (and m1, already pipelined behind it) were mixed: carol0 and
+	// carol1 are tried twice; m2 and m3 go per domain, so once.
+	for i := range 4 {
+		want := 1
+		if i < 2 {
+			want = 2
+		}
+		if n := tries[fmt.Sprintf("carol%d@d2.test", i)]; n < 1 || n > want {
+			t.Errorf("carol%d tried %d times, want %d at most", i, n, want)
+		}
+	}
+	if n := tries["carol0@d2.test"]; n != 2 {
+		t.Errorf("carol0 tried %d times, want 2: refused in the mixed transaction, then alone", n)
+	}
+	if n := tries["carol3@d2.test"]; n != 1 {
+		t.Errorf("carol3 tried %d times: the site should send one transaction per domain after the first refusal", n)
+	}
+	// Each carol bounces once, with one DSN per message.
+	if sum.Totals.Failed != 4 || sum.Bounces != 4 {
+		t.Errorf("failed %d, bounces %d; want 4 and 4", sum.Totals.Failed, sum.Bounces)
 	}
 }

@@ -53,6 +53,14 @@ func (s *msgState) record(rcpt string, o outcome) {
 	s.mu.Unlock()
 }
 
+// addPending counts n more of the message's items in flight (n may be
+// negative: items merged into one).
+func (s *msgState) addPending(n int) {
+	s.mu.Lock()
+	s.pending += n
+	s.mu.Unlock()
+}
+
 // done marks one batch of the message finished and reports whether it was
 // the last one, so that the caller applies the outcomes.
 func (s *msgState) done() bool {

@@ -39,8 +39,8 @@ func (r *runner) skip(items []*Item) {
 		return
 	}
 	for _, it := range items {
-		for i := range it.Rcpts {
-			it.state.record(it.orig[i], outcome{status: skipped})
+		for _, rc := range it.rcpts {
+			it.state.record(rc.spooled, outcome{status: skipped})
 		}
 		if it.state.done() {
 			r.applyOrReport(it.state)

@@ -149,6 +149,12 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 		}
 		res, err := sess.SendThen(ctx, r.message(it), next)
 		sessMsgs++
+		st.saved += copiesSaved(it, res)
+		// A refusal in a transaction for several domains that may mean
+		// "not for this server" is not final: those recipients go back,
+		// one transaction per domain (see unmix). it is nil when none is
+		// left to record.
+		it, res = r.unmix(d, it, res)
 		delivered := anyDelivered(res)
 		sessDelivered = sessDelivered || delivered
 		if delivered {
@@ -189,7 +195,9 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 				// The receiver keeps dropping us without taking
 				// anything: defer the rest of the batch now rather than
 				// open two connections per message.
-				r.record(it, res, st.Relay, tls, st)
+				if it != nil {
+					r.record(it, res, st.Relay, tls, st)
+				}
 				if rest := d.drain(); len(rest) > 0 {
 					e := fmt.Errorf("%d SMTP sessions in a row were lost without a delivery, the rest of the batch waits for the next run: %w", barrenLimit, err)
 					st.Error = e.Error()
@@ -198,7 +206,7 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 				return
 			}
 			sessDelivered = false
-			if lost != nil && lost.Safe && !it.resent {
+			if it != nil && lost != nil && lost.Safe && !it.resent {
 				// The final dot was never sent, so nothing was delivered
 				// in this transaction: send it again, once, on a fresh
 				// session (after a 421 on a reused connection or a drop in
@@ -220,7 +228,9 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 			// times in a row (the decision waits for a transaction
 			// without a look-ahead in flight, whose session is idle):
 			// the rest of the site's mail waits for the next run.
-			r.record(it, res, st.Relay, tls, st)
+			if it != nil {
+				r.record(it, res, st.Relay, tls, st)
+			}
 			if rest := d.drain(); len(rest) > 0 {
 				e := fmt.Errorf("%d throttling replies in a row without a delivery, the rest of the site's mail waits for the next run: %w", barrenLimit, firstErr(res))
 				st.Error = e.Error()
@@ -228,7 +238,9 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 			}
 			return
 		}
-		r.record(it, res, st.Relay, tls, st)
+		if it != nil {
+			r.record(it, res, st.Relay, tls, st)
+		}
 		it = ahead
 		if it == nil && sess != nil && d.shed() {
 			// Over the site's cap after a throttling reply: this
@@ -274,24 +286,24 @@ func anyDelivered(res []deliver.Result) bool {
 // else a copy with only the unresolved recipients), or nil when every
 // result is final and the caller records them all.
 func (r *runner) keepFinal(it *Item, res []deliver.Result, lost *deliver.LostError, relay string, tls deliver.TLSState, st *tally) *Item {
-	if len(res) != len(it.Rcpts) { // not in the order of it.Rcpts: send it all again
+	if len(res) != len(it.rcpts) { // not in the order of it.rcpts: send it all again
 		return it
 	}
-	done := &Item{state: it.state, key: it.key}
-	again := &Item{state: it.state, key: it.key}
+	done := &Item{state: it.state}
+	again := &Item{state: it.state}
 	var final []deliver.Result
 	for i, rs := range res {
 		if lost.Unresolved(rs) {
-			again.Rcpts, again.orig = append(again.Rcpts, it.Rcpts[i]), append(again.orig, it.orig[i])
+			again.rcpts = append(again.rcpts, it.rcpts[i])
 			continue
 		}
-		done.Rcpts, done.orig = append(done.Rcpts, it.Rcpts[i]), append(done.orig, it.orig[i])
+		done.rcpts = append(done.rcpts, it.rcpts[i])
 		final = append(final, rs)
 	}
 	switch {
 	case len(final) == 0:
 		return it
-	case len(again.Rcpts) == 0:
+	case len(again.rcpts) == 0:
 		return nil
 	}
 	r.settle(done, r.outcomes(done, final, relay, tls, st))
@@ -306,17 +318,17 @@ func (r *runner) message(it *Item) deliver.Message {
 	m := it.state.m
 	return deliver.Message{
 		From: m.From,
-		To:   it.Rcpts,
+		To:   it.Rcpts(),
 		Size: m.Size,
 		Open: func() (io.ReadCloser, error) { return r.spool.Open(m) },
-		Accepted: func(rcpts []string) {
-			var orig []string
-			for _, rcpt := range rcpts {
-				if i := slices.Index(it.Rcpts, rcpt); i >= 0 {
-					orig = append(orig, it.orig[i])
+		Accepted: func(mboxes []string) {
+			var spooled []string
+			for _, rc := range it.rcpts {
+				if slices.Contains(mboxes, rc.mbox) {
+					spooled = append(spooled, rc.spooled)
 				}
 			}
-			if err := r.journal.Append(m.ID, m.UID, orig...); err != nil {
+			if err := r.journal.Append(m.ID, m.UID, spooled...); err != nil {
 				r.journalFailed(err)
 			}
 		},
@@ -329,11 +341,19 @@ func (r *runner) record(it *Item, res []deliver.Result, relay string, tls delive
 	r.finish(it, r.outcomes(it, res, relay, tls, st))
 }
 
-// outcomes turns deliver's per-recipient results into outcomes, events and
-// counts.
+// outcomes turns deliver's per-recipient results into outcomes (see
+// conclude), keyed by mailbox.
 func (r *runner) outcomes(it *Item, res []deliver.Result, relay string, tls deliver.TLSState, st *tally) map[string]outcome {
-	out := make(map[string]outcome, len(it.Rcpts))
+	out := make(map[string]outcome, len(it.rcpts))
+	byMbox := make(map[string]rcpt, len(it.rcpts))
+	for _, rc := range it.rcpts {
+		byMbox[rc.mbox] = rc
+	}
 	for _, rs := range res {
+		rc, ok := byMbox[rs.Rcpt]
+		if !ok {
+			continue // not one of ours: deliver answers for the envelope it was given
+		}
 		if errors.Is(rs.Err, spool.ErrChanged) {
 			// The file under the message's name is not the one the scan
 			// read (swapped for a link or a FIFO by whoever can write the
@@ -350,42 +370,52 @@ func (r *runner) outcomes(it *Item, res []deliver.Result, relay string, tls deli
 		} else if code := replyStatus(rs.Reply); code != "" {
 			dsn = code
 		}
-		out[rs.Rcpt] = o
-		r.count(st.row(it.key), o.status)
-		r.event(Event{ID: it.state.m.ID, Rcpt: rs.Rcpt, Domain: it.key, Relay: relay, Status: o.status,
-			DSN: dsn, Reply: o.reply, Delay: r.now().Sub(it.state.m.Arrival), TLS: tls.Token(), TLSNote: tlsNote(tls)})
+		out[rs.Rcpt] = r.conclude(it, rc, o, dsn, tls, st)
 	}
 	// deliver answers for every recipient; one it did not answer for is deferred.
-	for _, rcpt := range it.Rcpts {
-		if _, ok := out[rcpt]; !ok {
-			o := outcome{status: Deferred, reply: "4.3.0 no result from the SMTP session"}
-			out[rcpt] = o
-			r.count(st.row(it.key), Deferred)
-			r.event(Event{ID: it.state.m.ID, Rcpt: rcpt, Domain: it.key, Relay: relay, Status: Deferred,
-				DSN: "4.3.0", Reply: o.reply, Delay: r.now().Sub(it.state.m.Arrival)})
+	for _, rc := range it.rcpts {
+		if _, ok := out[rc.mbox]; !ok {
+			o := outcome{status: Deferred, reply: "4.3.0 no result from the SMTP session", relay: relay}
+			out[rc.mbox] = r.conclude(it, rc, o, "4.3.0", deliver.TLSState{}, st)
 		}
 	}
 	return out
 }
 
-// failAll gives every recipient of items the outcome of a domain-wide error.
+// conclude makes o the final outcome of rc for this run, the one place
+// where an outcome is counted and logged: a deferral on the message's
+// final try becomes a 4.4.7 failure (see expire), unless the run itself
+// was cancelled (then nothing was really tried); the recipient is counted
+// in its batch's row and one event is logged.
+func (r *runner) conclude(it *Item, rc rcpt, o outcome, dsn string, tls deliver.TLSState, st *tally) outcome {
+	m := it.state.m
+	now := r.now()
+	if o.status == Deferred && it.state.expired && r.ctx.Err() == nil {
+		o = expire(o, r.cfg.age(m, now), r.cfg.MaxAge)
+		dsn = "4.4.7"
+	}
+	r.count(st.row(rc.key), o.status)
+	relay := o.relay
+	if relay == "" {
+		relay = "none"
+	}
+	r.event(Event{ID: m.ID, Rcpt: rc.spooled, Domain: rc.key, Relay: relay, Status: o.status,
+		DSN: dsn, Reply: o.reply, Delay: now.Sub(m.Arrival), TLS: tls.Token(), TLSNote: tlsNote(tls)})
+	return o
+}
+
+// failAll gives every recipient of items the outcome of a site-wide error.
 func (r *runner) failAll(items []*Item, err error, relay string, st *tally) {
 	status, dsn, reply := classify(err)
 	for _, it := range items {
-		res := make([]deliver.Result, 0, len(it.Rcpts))
-		out := make(map[string]outcome, len(it.Rcpts))
-		for _, rcpt := range it.Rcpts {
-			out[rcpt] = outcome{status: status, reply: reply, relay: relay}
-			res = append(res, deliver.Result{Rcpt: rcpt})
-			if !r.cfg.DryRun {
-				r.count(st.row(it.key), status)
-				r.event(Event{ID: it.state.m.ID, Rcpt: rcpt, Domain: it.key, Relay: relay, Status: status,
-					DSN: dsn, Reply: reply, Delay: r.now().Sub(it.state.m.Arrival)})
-			}
+		if r.cfg.DryRun {
+			continue
 		}
-		if !r.cfg.DryRun {
-			r.finish(it, out)
+		out := make(map[string]outcome, len(it.rcpts))
+		for _, rc := range it.rcpts {
+			out[rc.mbox] = r.conclude(it, rc, outcome{status: status, reply: reply, relay: relay}, dsn, deliver.TLSState{}, st)
 		}
+		r.finish(it, out)
 	}
 }
 

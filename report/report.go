@@ -133,8 +133,12 @@ func Text(w io.Writer, s *batch.Summary, out Outcome) error {
 		if s.DryRun {
 			verb = "sessions planned"
 		}
-		fmt.Fprintf(w, "%s: %d domains (%s), %d messages, %d %s\n", name, len(site.Domains),
-			Escape(listSome(site.Domains, 5)), site.Messages, site.Connections, verb)
+		saved := ""
+		if site.CopiesSaved > 0 {
+			saved = fmt.Sprintf(", %d copies saved by messages sent once for several domains", site.CopiesSaved)
+		}
+		fmt.Fprintf(w, "%s: %d domains (%s), %d messages, %d %s%s\n", name, len(site.Domains),
+			Escape(listSome(site.Domains, 5)), site.Messages, site.Connections, verb, saved)
 		if len(site.TLS) > 0 {
 			fmt.Fprintf(w, "%s: tls: %s\n", name, Escape(tlsCounts(site.TLS)))
 		}

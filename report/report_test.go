@@ -26,7 +26,7 @@ func sample() *batch.Summary {
 		},
 		Sites: []batch.SiteStats{
 			{Name: "mx.a.test", Domains: []string{"a.test"}, MX: []string{"mx.a.test[127.0.0.2]"}, Messages: 3, Sessions: 1, Connections: 1, Seconds: 0.25},
-			{Name: "mx.shared.test", Domains: []string{"b.test", "c.test"}, MX: []string{"mx.shared.test[127.0.0.3]"}, Messages: 3, Sessions: 1, Connections: 2, Seconds: 0.5, TLS: map[string]int{"TLSv1.3:unverified": 2}},
+			{Name: "mx.shared.test", Domains: []string{"b.test", "c.test"}, MX: []string{"mx.shared.test[127.0.0.3]"}, Messages: 3, Sessions: 1, Connections: 2, Seconds: 0.5, TLS: map[string]int{"TLSv1.3:unverified": 2}, CopiesSaved: 1},
 		},
 		NotDue: 2,
 	}
