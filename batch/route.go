@@ -20,6 +20,9 @@ type Router interface {
 	// targets, or the smart host) rather than a domain's own MX: a
 	// relay's batch is never grouped into a site with other domains.
 	Relay(key string) bool
+	// Conns is the session cap of a key's rule, or 0 when it has none: a
+	// site's cap is the smallest of its domains' caps and ConnsPerSite.
+	Conns(key string) int
 	Options(hop string, base deliver.Options) deliver.Options
 }
 
@@ -29,6 +32,20 @@ func (c Config) hopKey() func(string) string {
 		return rt.Hop
 	}
 	return nil
+}
+
+// siteCap is how many sessions at once a site of batches may have:
+// ConnsPerSite, or less when a route rule of one of its keys says so.
+func (c Config) siteCap(batches []*Batch) int {
+	n := max(c.ConnsPerSite, 1)
+	if rt, ok := c.Resolver.(Router); ok {
+		for _, b := range batches {
+			if k := rt.Conns(b.Domain); k > 0 {
+				n = min(n, k)
+			}
+		}
+	}
+	return n
 }
 
 // dialOptions returns the options for the sessions of the batch with key.

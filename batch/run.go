@@ -237,8 +237,8 @@ func (r *runner) deliver(ctx context.Context, plan *Plan, pass string) ([]Domain
 	}
 	sites := r.groupSites(plan.Batches)
 	for _, d := range sites {
-		d.cap = max(r.cfg.ConnsPerSite, 1)
-		d.workers = min(sessionsFor(len(d.items), total, r.cfg.ConnsPerSite, r.cfg.MaxConns), initialSessions)
+		d.cap = r.cfg.siteCap(d.batches)
+		d.workers = min(sessionsFor(len(d.items), total, d.cap, r.cfg.MaxConns), initialSessions)
 		d.live = d.workers
 		d.spawn = func() bool {
 			return g.TryGo(func() error {

@@ -11,6 +11,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mx"
+	"github.com/mxflush/mxflush/route"
 	"github.com/mxflush/mxflush/spool"
 )
 
@@ -289,5 +291,32 @@ func TestRunMixedRefusalFallsBackToOwnDomain(t *testing.T) {
 	// Each carol bounces once, with one DSN per message.
 	if sum.Totals.Failed != 4 || sum.Bounces != 4 {
 		t.Errorf("failed %d, bounces %d; want 4 and 4", sum.Totals.Failed, sum.Bounces)
+	}
+}
+
+// A route rule's conns=N caps the site its domain is on: with
+// ConnsPerSite 8, a site of two domains of which one has conns=1 keeps to
+// one session, the smallest cap of its domains.
+func TestRunRouteRuleCapsSite(t *testing.T) {
+	active := &testnet.Gauge{}
+	w := newTestWorld(t, testnet.SMTPOptions{Active: active, DataDelay: time.Millisecond}, "b.test. MX 10 mx.a.test.")
+	rules, err := route.ParseRoutes(strings.NewReader("b.test smtp: conns=1\n"), "routes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := route.New(route.Config{Rules: rules, Resolver: w.cfg.Resolver.(*mx.Resolver), Port: w.cfg.Deliver.Port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.cfg.Resolver, w.cfg.MaxConns, w.cfg.ConnsPerSite = tab, 8, 8
+	for i := range 200 {
+		w.put(t, "new", fmt.Sprintf("m%03d", i), fmt.Sprintf("X-Envelope-From: <alice@a.test>\nX-Envelope-To: <bob@%s>\nSubject: %d\n\nhi\n", []string{"a.test", "b.test"}[i%2], i))
+	}
+	sum := runLive(t, w.sp, w.cfg)
+	if sum.Totals.Delivered != 200 || len(sum.Sites) != 1 {
+		t.Fatalf("delivered %d over sites %+v; want 200 over one site", sum.Totals.Delivered, sum.Sites)
+	}
+	if m := active.Max(); m != 1 {
+		t.Errorf("%d sessions at once, want 1 (conns=1 of b.test caps the site)", m)
 	}
 }

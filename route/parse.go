@@ -23,7 +23,7 @@ type Rule struct {
 // ParseRoutes reads a routes file, one rule a line, in the spirit of
 // Postfix's transport(5) table:
 //
-//	PATTERN  NEXTHOP  [tls=MODE] [bind=ADDR]
+//	PATTERN  NEXTHOP  [tls=MODE] [bind=ADDR] [conns=N]
 //
 // PATTERN is a domain ("example.com"), its subdomains (".example.com" or
 // "*.example.com", not the domain itself), or "*" for every other domain.
@@ -33,7 +33,11 @@ type Rule struct {
 // (that host's addresses, no MX lookup), "host" or "host:port" (the MX of
 // host, as Postfix does), or an IP address. MODE is none, may, encrypt,
 // verify or dane. ADDR is the source address of the hop's connections,
-// instead of --bind (as Postfix's smtp_bind_address). "#" starts a comment line; blank lines are skipped.
+// instead of --bind (as Postfix's smtp_bind_address). N caps the sessions
+// at once to the hop, or to each site its domains' MX hosts form, below
+// --conns-per-site (as Postfix's per-transport destination concurrency
+// limit); the smallest cap of a site's domains applies. "#" starts a
+// comment line; blank lines are skipped.
 //
 // name is used in errors: "routes.txt:3: ...". A pattern given twice is an
 // error.
@@ -77,8 +81,14 @@ func ParseRoutes(r io.Reader, name string) ([]Rule, error) {
 					return nil, fmt.Errorf("%s: bind=%q: want an IP address of this host", where, v)
 				}
 				hop.Bind = a.Unmap()
+			case "conns":
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 1 {
+					return nil, fmt.Errorf("%s: conns=%q: want a number of sessions, 1 or more", where, v)
+				}
+				hop.Conns = n
 			default:
-				return nil, fmt.Errorf("%s: unknown option %q (options: tls=MODE, bind=ADDR)", where, opt)
+				return nil, fmt.Errorf("%s: unknown option %q (options: tls=MODE, bind=ADDR, conns=N)", where, opt)
 			}
 		}
 		hop.Source = where

@@ -37,6 +37,7 @@ type Hop struct {
 	TLS      deliver.TLSMode // the policy, when TLSSet
 	TLSSet   bool            // "tls=" was given; else Config.TLS.Mode applies
 	Bind     netip.Addr      // "bind=": source address of the hop's connections; invalid: deliver.Options.Bind
+	Conns    int             // "conns=": sessions at once at most, below --conns-per-site; 0: no cap of its own
 	Source   string          // where it was configured: "--smarthost", "routes.txt:3"
 
 	key       string // batch key; "" for the domain's own MX
@@ -211,6 +212,19 @@ func (t *Table) Hop(domain string) string {
 		return h.key
 	}
 	return domain
+}
+
+// Conns returns the session cap of the rule a key from Hop falls under
+// (conns=N), or 0 when it has none.
+func (t *Table) Conns(key string) int {
+	h := t.hops[key]
+	if h == nil {
+		h = t.match(key)
+	}
+	if h == nil {
+		return 0
+	}
+	return h.Conns
 }
 
 // Relay reports whether key, from Hop, names a relay (a route with

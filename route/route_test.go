@@ -94,6 +94,24 @@ func TestHop(t *testing.T) {
 	}
 }
 
+// conns=N caps a rule's sessions; a domain without a rule has no cap of
+// its own, and a relay's key answers with its rule's cap.
+func TestHopConns(t *testing.T) {
+	rules, err := ParseRoutes(strings.NewReader("slow.test smtp: conns=2\nrelayed.test smtp:[127.0.0.5] conns=1\n"), "routes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := table(t, Config{Rules: rules, Port: 25})
+	for _, c := range []struct {
+		domain string
+		want   int
+	}{{"slow.test", 2}, {"relayed.test", 1}, {"other.test", 0}} {
+		if got := tab.Conns(tab.Hop(c.domain)); got != c.want {
+			t.Errorf("%s: conns %d, want %d", c.domain, got, c.want)
+		}
+	}
+}
+
 // bind=ADDR gives a hop its own source address; other hops keep --bind's.
 func TestHopBind(t *testing.T) {
 	rules, err := ParseRoutes(strings.NewReader("bulk.test smtp: bind=127.0.0.9\n* smtp:\n"), "routes")
@@ -119,6 +137,8 @@ func TestParseRoutesErrors(t *testing.T) {
 		{"example.com smtp:[relay.example.net] tls=paranoid", "want none, may"},
 		{"example.com smtp:[relay.example.net] auth=yes", "unknown option"},
 		{"example.com smtp:[relay.example.net] bind=relay.example.net", "want an IP address"},
+		{"example.com smtp: conns=0", "conns=\"0\": want a number of sessions"},
+		{"example.com smtp: conns=many", "conns=\"many\": want a number of sessions"},
 		{"exa mple.com", "want smtp:"},
 		{"[1.2.3.4] smtp:", "not a domain name"},
 		{"a.test smtp:\na.test smtp:[127.0.0.1]", "already has a rule on line 1"},
