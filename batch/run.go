@@ -238,7 +238,11 @@ func (r *runner) deliver(ctx context.Context, plan *Plan, pass string) ([]Domain
 	sites := r.groupSites(plan.Batches)
 	for _, d := range sites {
 		d.cap = r.cfg.siteCap(d.batches)
-		d.workers = min(sessionsFor(len(d.items), total, d.cap, r.cfg.MaxConns), initialSessions)
+		d.planned = sessionsFor(len(d.items), total, d.cap, r.cfg.MaxConns)
+		d.workers = min(d.planned, initialSessions)
+		if r.cfg.DryRun {
+			d.workers = 1 // it only reports the plan
+		}
 		d.live = d.workers
 		d.spawn = func() bool {
 			return g.TryGo(func() error {
@@ -257,6 +261,9 @@ func (r *runner) deliver(ctx context.Context, plan *Plan, pass string) ([]Domain
 	var rows []DomainStats
 	var stats []SiteStats
 	for _, d := range sites {
+		if r.cfg.DryRun {
+			d.workers = d.planned
+		}
 		drows, st := d.rows()
 		for i := range drows {
 			drows[i].Pass = pass

@@ -66,6 +66,7 @@ type siteRun struct {
 	hop     *hop     // the site's route, or why it has none
 	workers int      // workers started for the site, each under the errgroup limit
 	cap     int      // most workers the site may have: ConnsPerSite, less one per throttling reply (see throttled)
+	planned int      // sessions the site may use at once by its share of the run (see sessionsFor): what a dry run shows
 	// spawn starts one more worker of the site if a connection slot is
 	// free (see grow); set by the pass before the first worker starts.
 	spawn func() bool

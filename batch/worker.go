@@ -67,7 +67,7 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 	}
 	if r.cfg.DryRun {
 		if len(d.items) > 0 {
-			st.Connections = 1
+			st.Connections = d.planned // the most it may have at once
 		}
 		return
 	}
