@@ -32,6 +32,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mxflush/mxflush/deliver"
+	"github.com/mxflush/mxflush/mta"
 	"github.com/mxflush/mxflush/mx"
 	"github.com/mxflush/mxflush/spool"
 )
@@ -340,7 +341,7 @@ func (r *runner) settle(it *Item, res map[string]outcome) {
 // temporary (a relayer that defers by mistake retries, one that bounces by
 // mistake loses mail).
 func classify(err error) (Status, string, string) {
-	var de *deliver.Error
+	var de *mta.Error
 	var me *mx.Error
 	switch {
 	case errors.As(err, &de):

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mxflush/mxflush/deliver"
+	"github.com/mxflush/mxflush/mta"
 )
 
 // splitMin is the number of messages that earns a domain one more session:
@@ -62,7 +62,7 @@ type domainRun struct {
 	workers int // workers started for b, each under the errgroup limit
 
 	once   sync.Once
-	hosts  []deliver.Host
+	hosts  []mta.Host
 	mxs    []string // describeHost of each host, for the summary
 	resErr error
 
@@ -74,7 +74,7 @@ type domainRun struct {
 	lastErr error   // why the last item was handed back
 	barren  int     // sessions lost in a row without a delivery (see sessionLost)
 	// unordered: a session answered a pipelined group out of order
-	// (deliver.Error.OutOfOrder); the next sessions do without PIPELINING.
+	// (mta.Error.OutOfOrder); the next sessions do without PIPELINING.
 	unordered bool
 	st        DomainStats
 	first     time.Time // earliest worker start
@@ -87,7 +87,7 @@ func newDomainRun(b *Batch, workers int) *domainRun {
 }
 
 // resolve looks the domain up once for all its workers.
-func (d *domainRun) resolve(ctx context.Context, res Resolver) ([]deliver.Host, error) {
+func (d *domainRun) resolve(ctx context.Context, res Resolver) ([]mta.Host, error) {
 	d.once.Do(func() {
 		route, err := res.Lookup(ctx, d.b.Domain)
 		if err != nil {
@@ -95,7 +95,7 @@ func (d *domainRun) resolve(ctx context.Context, res Resolver) ([]deliver.Host, 
 			return
 		}
 		for _, h := range route.Hosts {
-			d.hosts = append(d.hosts, deliver.Host{Name: h.Name, Addrs: h.Addrs, Port: h.Port})
+			d.hosts = append(d.hosts, mta.Host{Name: h.Name, Addrs: h.Addrs, Port: h.Port})
 			d.mxs = append(d.mxs, describeHost(h))
 		}
 	})

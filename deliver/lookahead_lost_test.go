@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"github.com/mxflush/mxflush/mta"
 	"io"
 	"net"
 	"slices"
@@ -122,7 +123,7 @@ func TestSendThenLookaheadNotSent(t *testing.T) {
 			if tc.cut {
 				o.Dialer = cutDialer{}
 			}
-			hosts := []Host{host("mx.b.test", "127.0.0.2")}
+			hosts := []mta.Host{host("mx.b.test", "127.0.0.2")}
 			s := mode{"pipelining", nil, true}.dial(t, o, hosts...)
 			src1, src2, src3 := text("1\n"), text("2\n"), text("3\n")
 			m1 := message("one@a.test", []string{"a@b.test"}, src1, 3)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"github.com/mxflush/mxflush/mta"
 	"io"
 	"net"
 	"slices"
@@ -100,7 +101,7 @@ func TestSTARTTLSFailures(t *testing.T) {
 				// DANE with a usable record that would match: the failure
 				// is in TLS itself, before any certificate.
 				o.TLS.LookupTLSA = staticTLSA([]TLSA{eeRecord(p.good)}, true, nil)
-				s, err := Dial(context.Background(), []Host{host("mx.b.test", "127.0.0.2")}, o)
+				s, err := Dial(context.Background(), []mta.Host{host("mx.b.test", "127.0.0.2")}, o)
 				if mode != TLSMay {
 					if err == nil {
 						s.Close()

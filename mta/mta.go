@@ -21,10 +21,10 @@ type Host struct {
 	Port  int          // TCP port; 0 means the caller's default (always 0 for MX hosts)
 }
 
-// Reply is one SMTP reply (RFC 5321 §4.2): the code shared by all its lines,
-// the enhanced status code of its last line when it has one (RFC 2034 §4,
-// RFC 3463), and the text of every line without the code, the separator
-// and, on the last line, the enhanced status code.
+// Reply is one SMTP reply (RFC 5321 §4.2): the code of its last line,
+// its enhanced status code when a line carries one of the code's class
+// (RFC 2034 §4, RFC 3463; the first such), and the text of every line
+// without the code, the separator and that enhanced status code.
 type Reply struct {
 	Code   int
 	Status string // "5.1.1"; "" when the reply has none

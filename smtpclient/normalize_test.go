@@ -1,4 +1,4 @@
-package deliver
+package smtpclient
 
 import (
 	"bytes"
@@ -265,12 +265,12 @@ func BenchmarkNormalizer(b *testing.B) {
 		msg.WriteString("The quick brown fox jumps over the lazy dog, again and again.\n")
 	}
 	in := msg.Bytes()
-	z := newNormalizer()
+	z := NewNormalizer(nil)
 	buf := make([]byte, 32<<10)
 	b.SetBytes(int64(len(in)))
 	b.ReportAllocs()
 	for b.Loop() {
-		z.reset(bytes.NewReader(in))
+		z.Reset(bytes.NewReader(in))
 		if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{z}, buf); err != nil {
 			b.Fatal(err)
 		}
