@@ -52,7 +52,7 @@ func (l *loginClient) Next(challenge []byte) ([]byte, error) {
 //
 //   - no TLS and not AllowInsecure, no common mechanism, or a 5yz reply
 //     (535 5.7.8 bad credentials, 534, 538, 530): a configuration error
-//     (Error.Config), temporary: the mail is fine, the setup is not;
+//     (mta.Error.Config), temporary: the mail is fine, the setup is not;
 //   - 4yz (454 4.7.0 temporary authentication failure): temporary;
 //   - anything else: an I/O error, the session is lost.
 //

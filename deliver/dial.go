@@ -27,7 +27,7 @@ type Options struct {
 	TLS             TLSPolicy     // the zero value is opportunistic STARTTLS (TLSMay)
 	// NoPipelining sends one command at a time even to a server that
 	// offers PIPELINING (RFC 2920): for a server that answered a pipelined
-	// group out of order earlier in the run (see Error.OutOfOrder).
+	// group out of order earlier in the run (see mta.Error.OutOfOrder).
 	NoPipelining bool
 	// Auth returns the SMTP AUTH credentials (RFC 4954) for a host (its
 	// name without brackets) and port, or nil for none. nil: no AUTH.
@@ -91,7 +91,7 @@ func (o Options) withDefaults() Options {
 // permanent. Under TLSDANE each host's TLSA records are looked up first;
 // a failed lookup skips the host (RFC 7672 §2.2).
 //
-// The error is always *mta.Error. An AUTH failure (Error.Config) ends Dial at
+// The error is always *mta.Error. An AUTH failure (mta.Error.Config) ends Dial at
 // once: other hosts would get the same wrong credentials. Otherwise it is
 // permanent only when every host that was tried answered with a 5yz
 // greeting (RFC 7504: 521, 554) and none was unreachable or temporarily

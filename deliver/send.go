@@ -73,7 +73,7 @@ type Result struct {
 //     Otherwise each command waits for its reply.
 //   - MAIL: 4yz defers all, 5yz fails all, except 530 (RFC 4954 §6:
 //     authentication required), which defers all as a configuration error
-//     (Error.Config): the relay wants credentials it did not get. The same
+//     (mta.Error.Config): the relay wants credentials it did not get. The same
 //     holds for a 530 to RCPT.
 //   - RCPT per recipient: 2yz accepted, 4yz deferred, 5yz failed. A 452
 //     (RFC 5321 §4.5.3.1.10) sends the recipients it refused in a new

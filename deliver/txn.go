@@ -176,7 +176,7 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 	reply := func(cmd string, want int) (e, lost *mta.Error) {
 		e, lost = s.reply(cmd, want)
 		if lost != nil && (lost.Code/100 == 2 || lost.Code/100 == 3) {
-			// A 354 to RCPT, a 250 to DATA: see Error.OutOfOrder.
+			// A 354 to RCPT, a 250 to DATA: see mta.Error.OutOfOrder.
 			lost = &mta.Error{Status: "4.5.0", Command: cmd, Err: lost, OutOfOrder: true,
 				Msg: "replies out of order (RFC 2920 §3.1): " + lost.Reply()}
 		}
