@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"github.com/mxflush/mxflush/mta"
-	"github.com/mxflush/mxflush/smtpclient"
 	"io"
 	"net"
 	"strings"
@@ -14,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
+	"github.com/mxflush/mxflush/smtpclient"
 )
 
 // floodCap is where a flooding receiver stops writing and waits: a client

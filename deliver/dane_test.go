@@ -5,11 +5,11 @@ import (
 	"crypto/sha512"
 	"crypto/tls"
 	"errors"
-	"github.com/mxflush/mxflush/mta"
 	"strings"
 	"testing"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 )
 
 // DANE (RFC 7672) with TLSA answers given directly: which records make TLS

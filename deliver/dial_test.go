@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/mxflush/mxflush/mta"
 	"io"
 	"net"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 )
 
 // refuse421 is a host that greets with 421 and closes (RFC 5321 §3.8).

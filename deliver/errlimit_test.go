@@ -3,12 +3,12 @@ package deliver
 import (
 	"context"
 	"fmt"
-	"github.com/mxflush/mxflush/mta"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 )
 
 // Postfix at its defaults (smtpd_hard_error_limit = 20) answers 20 refused

@@ -109,14 +109,15 @@ func tooManyRecipients(e *mta.Error) bool {
 
 // deferred is a too-many-recipients refusal for a recipient that gets no
 // new transaction (none was accepted in this one, so the next would start
-// with it again): it waits for a later run, whatever the reply's class.
+// with it again): it waits for a later run, whatever the reply's class. A
+// 5yz becomes a temporary error of its own, as Dial makes of a 5yz it does
+// not take as final, that quotes the reply.
 func deferred(e *mta.Error) *mta.Error {
 	if !e.Permanent {
 		return e
 	}
-	d := *e
-	d.Permanent, d.Status = false, "4"+e.Status[1:]
-	return &d
+	return &mta.Error{Status: "4" + e.Status[1:], Command: e.Command, Err: e,
+		Msg: "too many recipients in one transaction (RFC 5321 §4.5.3.1.10), deferred: " + e.Reply()}
 }
 
 // ioError is a failure without a reply: temporary, status 4.4.2 (RFC 3463

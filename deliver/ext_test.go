@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/mxflush/mxflush/mta"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 )
 
 // HELO fallback: EHLO refused with 500: HELO, then no extension is used;

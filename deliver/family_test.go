@@ -2,7 +2,6 @@ package deliver
 
 import (
 	"context"
-	"github.com/mxflush/mxflush/mta"
 	"net"
 	"net/netip"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 )
 
 // Bind is the source address of the connection, as Postfix's

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"github.com/mxflush/mxflush/mta"
 	"io"
 	"net"
 	"slices"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mxflush/mxflush/mta"
 )
 
 // cutDialer's connections fail the first write that holds a final dot

@@ -3,10 +3,11 @@ package deliver
 import (
 	"context"
 	"errors"
-	"github.com/mxflush/mxflush/mta"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mxflush/mxflush/mta"
 )
 
 // Regression: a server that lets the look-ahead MAIL's 250 overtake the

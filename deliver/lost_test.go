@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"github.com/mxflush/mxflush/mta"
 	"io"
 	"net"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 )
 
 // pattern yields n octets of CRLF text without holding them in memory.

@@ -2,10 +2,11 @@ package deliver
 
 import (
 	"errors"
-	"github.com/mxflush/mxflush/mta"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mxflush/mxflush/mta"
 )
 
 // mode is one of the two ways the envelope goes out (txn.go): each command

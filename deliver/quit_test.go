@@ -3,9 +3,10 @@ package deliver
 import (
 	"context"
 	"errors"
-	"github.com/mxflush/mxflush/mta"
 	"strings"
 	"testing"
+
+	"github.com/mxflush/mxflush/mta"
 )
 
 // Every path that ends a session still in step before any mail sends QUIT

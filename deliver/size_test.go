@@ -3,11 +3,12 @@ package deliver
 import (
 	"context"
 	"fmt"
-	"github.com/mxflush/mxflush/mta"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/mxflush/mxflush/mta"
 )
 
 // SIZE= on MAIL is the size of the message as transmitted after the 354

@@ -4,12 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"github.com/mxflush/mxflush/mta"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 )
 
 // pki holds the certificates of the TLS tests: ca is trusted (Roots),

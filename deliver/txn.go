@@ -3,6 +3,7 @@ package deliver
 import (
 	"context"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -192,7 +193,7 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 				switch e := refused[i]; {
 				case mailErr != nil:
 					res.set(i, mailErr, "")
-				case e != nil && !tooManyRecipients(e): // a 452 asks for another transaction: the new session's
+				case e != nil && !slices.Contains(tooMany, i): // a 452 asks for another transaction: the new session's
 					res.set(i, e, "")
 				}
 			}
