@@ -39,6 +39,7 @@ type Client struct {
 	w    deadlineWriter
 	bw   *bufio.Writer
 	ext  Extensions
+	dw   DataWriter
 }
 
 // New returns a Client on c, the TCP connection. Nothing is read or
@@ -123,7 +124,11 @@ func (c *Client) ReadReply(timeout time.Duration) (mta.Reply, error) {
 	} else {
 		_ = c.conn.SetReadDeadline(time.Time{})
 	}
-	r, err := readReply(c.br, c.traceLine)
+	var raw func([]byte)
+	if c.o.Trace != nil {
+		raw = c.traceLine
+	}
+	r, err := readReply(c.br, raw)
 	if err != nil && !errors.Is(err, ErrMalformedReply) {
 		err = &IOError{Op: "read", Err: err}
 	}
@@ -147,9 +152,7 @@ func (c *Client) Cmd(line string) (mta.Reply, error) {
 func (c *Client) Quit() (mta.Reply, error) { return c.Cmd("QUIT") }
 
 func (c *Client) traceLine(line []byte) {
-	if c.o.Trace != nil {
-		c.o.Trace.Write(append(line[:len(line):len(line)], '\r', '\n'))
-	}
+	c.o.Trace.Write(append(line[:len(line):len(line)], '\r', '\n'))
 }
 
 // deadlineWriter puts a deadline on every write, so that a server that

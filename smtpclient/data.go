@@ -11,10 +11,12 @@ type DataWriter struct {
 	bol bool // the next octet starts a line
 }
 
-// Data returns the writer for one message's content.
+// Data returns the writer for one message's content. There is one per
+// Client: each call starts it over.
 func (c *Client) Data() *DataWriter {
 	c.w.timeout = c.o.DataTimeout
-	return &DataWriter{c: c, bol: true}
+	c.dw = DataWriter{c: c, bol: true}
+	return &c.dw
 }
 
 // Write buffers p, dot-stuffed; the error is the first failed write to the
