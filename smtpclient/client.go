@@ -88,8 +88,10 @@ func (c *Client) Close() error { return c.tcp.Close() }
 // Queue buffers one command line (without its CRLF) behind whatever is
 // buffered already: a pipelined group (RFC 2920 §3.1) is queued command by
 // command, written with one Flush, and its replies are read in the order
-// of the commands with Reply. line must hold no CR or LF.
+// of the commands with Reply. line must hold no CR or LF. Should the
+// buffer fill, what it holds is written within CommandTimeout.
 func (c *Client) Queue(line string) {
+	c.w.timeout = c.o.CommandTimeout
 	c.bw.WriteString(line)
 	c.bw.WriteString("\r\n")
 }
