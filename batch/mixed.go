@@ -62,18 +62,11 @@ func byKey(it *Item) []*Item {
 // not final in a mixed transaction: the recipient is sent again in a
 // transaction of its own domain, where the same refusal is.
 func notForThisServer(err error) bool {
-	code, status, perm := 0, "", false
-	var de *deliver.Error
-	var me *mta.Error
-	switch {
-	case errors.As(err, &de):
-		code, status, perm = de.Code, de.Status, de.Permanent
-	case errors.As(err, &me):
-		code, status, perm = me.Code, me.Status, me.Permanent
-	default:
+	var e *mta.Error
+	if !errors.As(err, &e) || !e.Permanent {
 		return false
 	}
-	return perm && (strings.HasPrefix(status, "5.7.") || ((code == 550 || code == 554) && status == "5.0.0"))
+	return strings.HasPrefix(e.Status, "5.7.") || ((e.Code == 550 || e.Code == 554) && e.Status == "5.0.0")
 }
 
 // unmix takes out of a mixed transaction's results (recipients in several

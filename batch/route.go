@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/mxflush/mxflush/deliver"
+	"github.com/mxflush/mxflush/mta"
 )
 
 // Router sends each domain to its next hop; *route.Table is one. When
@@ -97,9 +98,9 @@ func tlsNote(t deliver.TLSState) string {
 }
 
 // noteConfig records in st the first configuration error (a
-// *deliver.Error with Config set): the run then exits 78.
+// *mta.Error with Config set): the run then exits 78.
 func (st *DomainStats) noteConfig(err error) {
-	var de *deliver.Error
+	var de *mta.Error
 	if st.ConfigError == "" && errors.As(err, &de) && de.Config {
 		st.ConfigError = de.Msg
 	}

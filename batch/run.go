@@ -326,25 +326,18 @@ func (r *runner) settle(it *Item, res map[string]outcome) {
 	}
 }
 
-// classify maps a deliver or mx error to an outcome; anything unclassified is
+// classify maps a deliver or mx error (both *mta.Error) to an outcome; anything unclassified is
 // temporary (a relayer that defers by mistake retries, one that bounces by
 // mistake loses mail).
 func classify(err error) (Status, string, string) {
-	var de *deliver.Error
-	var me *mta.Error
+	var e *mta.Error
 	switch {
-	case errors.As(err, &de):
+	case errors.As(err, &e):
 		st := Deferred
-		if de.Permanent {
+		if e.Permanent {
 			st = Bounced
 		}
-		return st, de.Status, mta.Format(de.Code, de.Status, de.Msg)
-	case errors.As(err, &me):
-		st := Deferred
-		if me.Permanent {
-			st = Bounced
-		}
-		return st, me.Status, me.Reply()
+		return st, e.Status, e.Reply()
 	default:
 		return Deferred, "4.0.0", err.Error()
 	}

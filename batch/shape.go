@@ -91,18 +91,11 @@ func (d *siteRun) shed() bool {
 // recipients) or a 4.2.2 (mailbox full) is about the message, not the
 // rate, and is not one.
 func throttling(err error) bool {
-	code, status := 0, ""
-	var de *deliver.Error
-	var me *mta.Error
-	switch {
-	case errors.As(err, &de):
-		code, status = de.Code, de.Status
-	case errors.As(err, &me):
-		code, status = me.Code, me.Status
-	default:
+	var e *mta.Error
+	if !errors.As(err, &e) {
 		return false
 	}
-	return code == 421 || (code/100 == 4 && strings.HasPrefix(status, "4.7."))
+	return e.Code == 421 || (e.Code/100 == 4 && strings.HasPrefix(e.Status, "4.7."))
 }
 
 // anyThrottling reports whether some result of a transaction is a

@@ -54,10 +54,7 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 		r.skip(d.drain())
 		return
 	}
-	var hosts []deliver.Host
-	for _, h := range d.hop.hosts {
-		hosts = append(hosts, deliver.Host{Name: h.Name, Addrs: h.Addrs, Port: h.Port})
-	}
+	hosts := d.hop.hosts
 	if err := d.hop.err; err != nil {
 		if items := d.drain(); len(items) > 0 {
 			st.Error = err.Error()

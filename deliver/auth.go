@@ -2,13 +2,13 @@ package deliver
 
 import (
 	"errors"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
 
 	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
+	"github.com/mxflush/mxflush/mta"
+	"github.com/mxflush/mxflush/smtpclient"
 )
 
 // Auth holds the credentials for SMTP AUTH (RFC 4954). The password goes
@@ -52,24 +52,27 @@ func (l *loginClient) Next(challenge []byte) ([]byte, error) {
 //
 //   - no TLS and not AllowInsecure, no common mechanism, or a 5yz reply
 //     (535 5.7.8 bad credentials, 534, 538, 530): a configuration error
-//     (Error.Config), temporary: the mail is fine, the setup is not;
+//     (mta.Error.Config), temporary: the mail is fine, the setup is not;
 //   - 4yz (454 4.7.0 temporary authentication failure): temporary;
 //   - anything else: an I/O error, the session is lost.
-func authenticate(c *smtp.Client, a *Auth, st TLSState, relay string, o Options) *Error {
+//
+// inStep says whether the server answered the last command sent (other
+// than with 421), or none was sent: then it waits for QUIT.
+func authenticate(c *smtpclient.Client, a *Auth, st TLSState, relay string, o Options) (e *mta.Error, inStep bool) {
 	if st.Version == "" && !a.AllowInsecure {
 		why := "the connection has no TLS"
 		if st.Note != "" {
 			why += " (" + st.Note + ")"
 		}
-		return configError("4.7.0", cmdAuth, "credentials not sent: "+why+
-			"; use --tls encrypt or verify, or --allow-insecure-auth to send them in cleartext", nil)
+		return configError("4.7.0", mta.CmdAuth, "credentials not sent: "+why+
+			"; use --tls encrypt or verify, or --allow-insecure-auth to send them in cleartext", nil), true
 	}
-	ok, params := c.Extension("AUTH")
-	if !ok {
+	ext := c.Extensions()
+	if !ext.Has("AUTH") {
 		o.Logger.Debug("smtp relay offers no AUTH; sending without", "relay", relay)
-		return nil
+		return nil, true
 	}
-	offered := strings.Fields(strings.ToUpper(params))
+	offered := strings.Fields(strings.ToUpper(ext.Params("AUTH")))
 	var client sasl.Client
 	var mech string
 	switch {
@@ -78,64 +81,41 @@ func authenticate(c *smtp.Client, a *Auth, st TLSState, relay string, o Options)
 	case slices.Contains(offered, sasl.Login):
 		mech, client = sasl.Login, &loginClient{user: a.Username, pass: a.Password}
 	default:
-		return configError("4.7.0", cmdAuth, "the relay offers AUTH "+oneLine(params)+"; mxflush speaks only "+
-			strings.Join(a.mechanisms(), " and "), nil)
+		return configError("4.7.0", mta.CmdAuth, "the relay offers AUTH "+mta.OneLine(ext.Params("AUTH"))+"; mxflush speaks only "+
+			strings.Join(a.mechanisms(), " and "), nil), true
 	}
-	// go-smtp's trace would show the credentials (base64 is not secret).
-	dw := c.DebugWriter
-	c.DebugWriter = nil
-	err := c.Auth(client)
-	c.DebugWriter = dw
-	if o.Debug != nil {
-		_, _ = io.WriteString(o.Debug, "AUTH "+mech+" (credentials not traced): "+authOutcome(err)+"\r\n")
-	}
-	if err == nil {
-		return nil
-	}
-	var se *smtp.SMTPError
+	r, err := c.Auth(client)
 	switch {
-	case errors.As(err, &se) && se.Code/100 == 4:
-		e := replyError(cmdAuth, se)
+	case errors.Is(err, smtpclient.ErrSASL):
+		return configError("4.7.0", mta.CmdAuth, "the relay's AUTH "+mech+" prompt was not understood", nil), true
+	case err != nil:
+		return ioError(mta.CmdAuth, err), false
+	case r.Class() == 2:
+		return nil, true
+	case r.Class() == 4:
+		e := replyError(mta.CmdAuth, r)
 		e.Msg = "authentication (" + mech + ") failed for now: " + e.Msg
-		return e
-	case errors.As(err, &se):
+		return e, r.Code != 421
+	case r.Class() == 5:
 		status := "4.7.0"
-		if se.Code == 535 {
+		if r.Code == 535 {
 			status = "4.7.8" // RFC 4954 §6: credentials invalid
 		}
-		return configError(status, cmdAuth, "the relay refused the credentials (AUTH "+mech+"): "+
-			replyError(cmdAuth, se).Reply()+"; check --auth-file or MXFLUSH_AUTH_USER and MXFLUSH_AUTH_PASSWORD", se)
-	case errors.Is(err, errLoginChallenge):
-		return configError("4.7.0", cmdAuth, "the relay's AUTH LOGIN prompt was not understood", nil)
+		re := replyError(mta.CmdAuth, r)
+		return configError(status, mta.CmdAuth, "the relay refused the credentials (AUTH "+mech+"): "+
+			re.Reply()+"; check --auth-file or MXFLUSH_AUTH_USER and MXFLUSH_AUTH_PASSWORD", re), true
 	}
-	return ioError(cmdAuth, err)
-}
-
-func authOutcome(err error) string {
-	if err == nil {
-		return "accepted"
-	}
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		return "refused " + replyError(cmdAuth, se).Reply()
-	}
-	return "failed"
+	return replyError(mta.CmdAuth, r), false // a reply of no class AUTH knows: out of step
 }
 
 // authRequired turns a 530 reply (RFC 4954 §6: authentication required)
 // into a configuration error, deferred and never bounced: the relay wants
 // credentials that were not given, or not sent for lack of TLS. Other
 // errors are returned as they are.
-func authRequired(e *Error) *Error {
+func authRequired(e *mta.Error) *mta.Error {
 	if e.Code != 530 {
 		return e
 	}
 	return configError("4.7.0", e.Command, "the relay requires authentication ("+e.Reply()+
 		"); give credentials with --auth-file or MXFLUSH_AUTH_USER and MXFLUSH_AUTH_PASSWORD", e)
-}
-
-// configError is a local configuration problem: temporary (the messages
-// wait), and Config set so the run can exit 78 (EX_CONFIG).
-func configError(status, cmd, msg string, cause error) *Error {
-	return &Error{Config: true, Status: status, Command: cmd, Msg: msg, Err: cause}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 )
 
 const (
@@ -75,7 +76,7 @@ func TestAuth(t *testing.T) {
 			var trace bytes.Buffer
 			o.Debug = &trace
 			var outputs []string
-			s, err := Dial(context.Background(), []Host{host("mx.b.test", "127.0.0.2")}, o)
+			s, err := Dial(context.Background(), []mta.Host{host("mx.b.test", "127.0.0.2")}, o)
 			if err != nil {
 				outputs = append(outputs, err.Error(), fmt.Sprintf("%+v %#v", err, err))
 			}
@@ -97,7 +98,7 @@ func TestAuth(t *testing.T) {
 					wantOutcomes(t, rs, map[string]string{"bob@b.test": "sent"})
 					break
 				}
-				var e *Error
+				var e *mta.Error
 				if !errors.As(rs[0].Err, &e) || e.Permanent || !e.Config {
 					t.Errorf("result %v: want a temporary configuration error", rs[0].Err)
 				}

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
+	"github.com/mxflush/mxflush/smtpclient"
 )
 
 // floodCap is where a flooding receiver stops writing and waits: a client
@@ -129,11 +131,11 @@ func (smallReadDialer) DialContext(ctx context.Context, network, addr string) (n
 }
 
 // A receiver that answers with an endless multi-line reply, in any phase,
-// cannot make the client read without limit (go-smtp's reader, used for
-// EHLO, HELO and AUTH, bounds only a line's length): the reply is cut
-// after maxReplyLines lines or maxReplyOctets octets, the session fails
-// with a temporary error (the message waits, it is never bounced), and the
-// receiver gets to write little more than that before the client closes.
+// cannot make the client read without limit: smtpclient's one reply reader
+// refuses the reply after smtpclient.MaxReplyLines lines or
+// smtpclient.MaxReplyOctets octets, the session fails with a temporary
+// error (the message waits, it is never bounced), and the receiver gets
+// to write little more than that before the client closes.
 func TestReplyFloodBounded(t *testing.T) {
 	p := newPKI(t)
 	phases := []struct {
@@ -170,7 +172,7 @@ func TestReplyFloodBounded(t *testing.T) {
 					}
 				}
 				var err error
-				s, derr := Dial(context.Background(), []Host{host("mx.b.test", "127.0.0.2")}, o)
+				s, derr := Dial(context.Background(), []mta.Host{host("mx.b.test", "127.0.0.2")}, o)
 				switch {
 				case !ph.send && derr == nil:
 					s.Close()
@@ -194,7 +196,7 @@ func TestReplyFloodBounded(t *testing.T) {
 				if !ph.send {
 					wantTemp(t, err, "4.")
 				}
-				if !errors.Is(err, errReplyTooLong) {
+				if !errors.Is(err, smtpclient.ErrReplyTooLong) {
 					t.Errorf("err = %v; want the reply refused as too long", err)
 				}
 				sc.Close() // waits for the receiver to see the close
@@ -203,38 +205,5 @@ func TestReplyFloodBounded(t *testing.T) {
 				}
 			})
 		}
-	}
-}
-
-// deliver's own reader (greeting, STARTTLS, MAIL, RCPT, DATA, QUIT) has the
-// same limits as the one under go-smtp: a complete reply within 100 lines
-// but over 64 KiB is refused, and one at the limits is read.
-func TestReadReplyLimits(t *testing.T) {
-	reply := func(lines, lineLen int) string {
-		l := "250-" + strings.Repeat("X", lineLen-6) + "\r\n"
-		return strings.Repeat(l, lines-1) + "250 " + strings.Repeat("X", lineLen-6) + "\r\n"
-	}
-	tests := []struct {
-		name string
-		in   string
-		ok   bool
-	}{
-		{"100 lines", reply(maxReplyLines, 80), true},
-		{"101 lines", reply(maxReplyLines+1, 80), false},
-		{"64 KiB", reply(64, maxReplyOctets/64), true},
-		{"64 KiB and a line more", reply(65, maxReplyOctets/64), false},
-		// 64 KiB as sent, more with each LF counted as CRLF.
-		{"bare LF line ends counted as CRLF", strings.ReplaceAll(reply(64, maxReplyOctets/64+1), "\r\n", "\n"), false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			code, lines, err := readReply(bufio.NewReaderSize(strings.NewReader(tc.in), 4096))
-			if tc.ok && (err != nil || code != 250) {
-				t.Fatalf("readReply: %d, %v; want 250", code, err)
-			}
-			if !tc.ok && !errors.Is(err, errReplyTooLong) {
-				t.Fatalf("readReply: %d, %d lines, %v; want the reply refused as too long", code, len(lines), err)
-			}
-		})
 	}
 }

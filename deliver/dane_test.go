@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 )
 
 // DANE (RFC 7672) with TLSA answers given directly: which records make TLS
@@ -73,7 +74,7 @@ func TestDANE(t *testing.T) {
 				asked = append(asked, addrOf(h, port))
 				return tt.rrs, tt.secure, tt.err
 			}
-			s, err := Dial(context.Background(), []Host{host("mx.b.test", "127.0.0.2")}, o)
+			s, err := Dial(context.Background(), []mta.Host{host("mx.b.test", "127.0.0.2")}, o)
 			if want := addrOf("mx.b.test", port); len(asked) != 1 || asked[0] != want {
 				t.Errorf("TLSA lookups %q, want one for %s", asked, want)
 			}

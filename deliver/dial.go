@@ -10,15 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// Host is one destination host: its name (for logs, Relay, and the
-// certificate check), its addresses in the order to try them, and its port.
-type Host struct {
-	Name  string       // host name, or an address literal "[127.0.0.1]"
-	Addrs []netip.Addr // tried in order
-	Port  int          // 0: Options.Port
-}
+	"github.com/mxflush/mxflush/mta"
+)
 
 // Options configures Dial. Zero durations take the RFC 5321 §4.5.3.2
 // defaults given per field.
@@ -33,7 +27,7 @@ type Options struct {
 	TLS             TLSPolicy     // the zero value is opportunistic STARTTLS (TLSMay)
 	// NoPipelining sends one command at a time even to a server that
 	// offers PIPELINING (RFC 2920): for a server that answered a pipelined
-	// group out of order earlier in the run (see Error.OutOfOrder).
+	// group out of order earlier in the run (see mta.Error.OutOfOrder).
 	NoPipelining bool
 	// Auth returns the SMTP AUTH credentials (RFC 4954) for a host (its
 	// name without brackets) and port, or nil for none. nil: no AUTH.
@@ -51,7 +45,7 @@ type Options struct {
 		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 	}
 	Logger *slog.Logger // debug-level protocol events; nil discards
-	Debug  io.Writer    // raw protocol trace (go-smtp DebugWriter; AUTH credentials left out); nil: none
+	Debug  io.Writer    // raw protocol trace (AUTH credentials left out); nil: none
 }
 
 func (o Options) withDefaults() Options {
@@ -97,7 +91,7 @@ func (o Options) withDefaults() Options {
 // permanent. Under TLSDANE each host's TLSA records are looked up first;
 // a failed lookup skips the host (RFC 7672 §2.2).
 //
-// The error is always *Error. An AUTH failure (Error.Config) ends Dial at
+// The error is always *mta.Error. An AUTH failure (mta.Error.Config) ends Dial at
 // once: other hosts would get the same wrong credentials. Otherwise it is
 // permanent only when every host that was tried answered with a 5yz
 // greeting (RFC 7504: 521, 554) and none was unreachable or temporarily
@@ -106,16 +100,16 @@ func (o Options) withDefaults() Options {
 // mx1.a.test[127.0.0.2]:2525: connection refused)". An invalid Options.Helo
 // is a temporary local error (a configuration mistake must not bounce
 // mail).
-func Dial(ctx context.Context, hosts []Host, o Options) (*Session, error) {
+func Dial(ctx context.Context, hosts []mta.Host, o Options) (*Session, error) {
 	o = o.withDefaults()
 	if err := checkHelo(o.Helo); err != nil {
 		return nil, localError(false, "4.3.5", err.Error(), nil) // RFC 3463: system incorrectly configured
 	}
 	if o.TLS.Implicit && o.TLS.Mode == TLSNone {
-		return nil, configError("4.3.5", cmdLocal, "implicit TLS (RFC 8314) with TLS policy none", nil)
+		return nil, configError("4.3.5", mta.CmdLocal, "implicit TLS (RFC 8314) with TLS policy none", nil)
 	}
 	var (
-		last      *Error
+		last      *mta.Error
 		refused5  bool // some host answered with a 5yz greeting
 		temporary bool // some host was unreachable or failed temporarily
 	)
@@ -126,19 +120,19 @@ func Dial(ctx context.Context, hosts []Host, o Options) (*Session, error) {
 		}
 		if len(h.Addrs) == 0 {
 			temporary = true
-			last = &Error{Status: "4.4.4", Command: cmdConnect, Msg: h.Name + ": no address"}
+			last = &mta.Error{Status: "4.4.4", Command: mta.CmdConnect, Msg: h.Name + ": no address"}
 			continue
 		}
 		addrs := o.usable(h.Addrs)
 		if len(addrs) == 0 {
 			temporary = true
-			last = &Error{Status: "4.4.4", Command: cmdConnect, Msg: h.Name + ": no " + o.familyName() + " address"}
+			last = &mta.Error{Status: "4.4.4", Command: mta.CmdConnect, Msg: h.Name + ": no " + o.familyName() + " address"}
 			continue
 		}
 		pl, err := o.TLS.planFor(ctx, certName(h.Name), port)
 		if err != nil {
 			temporary = true
-			last = &Error{Status: "4.7.5", Command: cmdTLS, Msg: h.Name + ": TLSA lookup failed (RFC 7672 §2.2): " + err.Error(), Err: err}
+			last = &mta.Error{Status: "4.7.5", Command: mta.CmdTLS, Msg: h.Name + ": TLSA lookup failed (RFC 7672 §2.2): " + err.Error(), Err: err}
 			o.Logger.Debug("smtp TLSA lookup failed", "host", h.Name, "err", err)
 			continue
 		}
@@ -147,17 +141,17 @@ func Dial(ctx context.Context, hosts []Host, o Options) (*Session, error) {
 		}
 		for _, ip := range addrs {
 			if err := ctx.Err(); err != nil {
-				return nil, &Error{Status: "4.4.2", Command: cmdConnect, Msg: "canceled: " + err.Error(), Err: err}
+				return nil, &mta.Error{Status: "4.4.2", Command: mta.CmdConnect, Msg: "canceled: " + err.Error(), Err: err}
 			}
-			s, err := dialAddr(ctx, h.Name, ip, port, pl, o, "")
-			if err != nil && err.plainRetry && ctx.Err() == nil {
+			s, rt, err := dialAddr(ctx, h.Name, ip, port, pl, o, "")
+			if rt == retryPlain && ctx.Err() == nil {
 				why := strings.TrimPrefix(err.Msg, relayName(h.Name, ip, port)+": ")
 				o.Logger.Debug("smtp TLS failed, retrying without TLS", "host", h.Name, "addr", ip, "err", err)
-				s, err = dialAddr(ctx, h.Name, ip, port, plan{mode: TLSNone, auth: pl.auth}, o, why)
+				s, rt, err = dialAddr(ctx, h.Name, ip, port, plan{mode: TLSNone, auth: pl.auth}, o, why)
 			}
-			if err != nil && err.heloRetry && ctx.Err() == nil {
+			if rt == retryHELO && ctx.Err() == nil {
 				o.Logger.Debug("smtp EHLO refused and connection closed, retrying with HELO", "host", h.Name, "addr", ip, "err", err)
-				s, err = dialAddr(ctx, h.Name, ip, port, plan{mode: TLSNone, helo: true}, o, "")
+				s, _, err = dialAddr(ctx, h.Name, ip, port, plan{mode: TLSNone, helo: true}, o, "")
 			}
 			if err == nil {
 				return s, nil
@@ -167,18 +161,18 @@ func Dial(ctx context.Context, hosts []Host, o Options) (*Session, error) {
 			}
 			last = err
 			o.Logger.Debug("smtp dial failed", "host", h.Name, "addr", ip, "err", err)
-			if err.Command == cmdGreeting && err.Permanent {
+			if err.Command == mta.CmdGreeting && err.Permanent {
 				refused5 = true
 			} else {
 				temporary = true
 			}
-			if err.Command != cmdConnect {
+			if err.Command != mta.CmdConnect {
 				break // the host answered: its other addresses are the same server
 			}
 		}
 	}
 	if last == nil {
-		return nil, &Error{Status: "4.4.4", Command: cmdConnect, Msg: "no MX hosts to try"}
+		return nil, &mta.Error{Status: "4.4.4", Command: mta.CmdConnect, Msg: "no MX hosts to try"}
 	}
 	e := *last
 	e.Err = last
@@ -224,12 +218,12 @@ func certName(host string) string {
 
 // dialAddr connects to one address and opens a session on it (see open).
 // fallback is the TLS failure that made this a cleartext retry, or "".
-// Errors name the relay in Msg.
-func dialAddr(ctx context.Context, name string, ip netip.Addr, port int, pl plan, o Options, fallback string) (*Session, *Error) {
+// Errors name the relay in Msg; rt is what to try next on this address.
+func dialAddr(ctx context.Context, name string, ip netip.Addr, port int, pl plan, o Options, fallback string) (s *Session, rt retry, e *mta.Error) {
 	relay := relayName(name, ip, port)
-	fail := func(e *Error) *Error {
+	fail := func(e *mta.Error) *mta.Error {
 		if err := ctx.Err(); err != nil {
-			e.Msg, e.Err, e.plainRetry = "canceled: "+err.Error(), err, false
+			e.Msg, e.Err, rt = "canceled: "+err.Error(), err, retryNone
 		}
 		e.Msg = relay + ": " + e.Msg
 		return e
@@ -239,23 +233,24 @@ func dialAddr(ctx context.Context, name string, ip netip.Addr, port int, pl plan
 	raw, err := o.Dialer.DialContext(dctx, "tcp", net.JoinHostPort(ip.String(), strconv.Itoa(port)))
 	cancel()
 	if err != nil {
-		return nil, fail(&Error{Status: "4.4.1", Command: cmdConnect, Msg: describe(err), Err: err})
+		return nil, retryNone, fail(&mta.Error{Status: "4.4.1", Command: mta.CmdConnect, Msg: describe(err), Err: err})
 	}
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	st := TLSState{}
 	if fallback != "" {
 		st.Note, st.Detail = "TLS failed, sent without TLS", fallback
 	}
-	s, e := open(ctx, raw, relay, certName(name), pl, o, st)
+	s, rt, e = open(ctx, raw, relay, certName(name), pl, o, st)
 	if !stop() && e == nil {
 		// ctx ended as the handshake finished: the watcher closed raw.
 		s.c.Close()
-		e = ioError(cmdEHLO, net.ErrClosed)
+		e = ioError(mta.CmdEHLO, net.ErrClosed)
 	}
 	if e != nil {
 		raw.Close()
-		return nil, fail(e)
+		e = fail(e)
+		return nil, rt, e
 	}
 	o.Logger.Debug("smtp session open", "relay", relay, "tls", s.tls.Token(), "8bitmime", s.eightBit, "smtputf8", s.utf8, "size", s.sizeLimit)
-	return s, nil
+	return s, retryNone, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 )
 
 // refuse421 is a host that greets with 421 and closes (RFC 5321 §3.8).
@@ -36,7 +37,7 @@ func TestDialOrder(t *testing.T) {
 	tests := []struct {
 		name      string
 		servers   []srv // addresses without a server refuse connections
-		hosts     func(port int) []Host
+		hosts     func(port int) []mta.Host
 		relay     string // want a session with this relay, or
 		perm      bool   // an error: permanent?
 		errSubstr string
@@ -44,61 +45,67 @@ func TestDialOrder(t *testing.T) {
 		{
 			name:    "first address refused, second of the same host",
 			servers: []srv{{ip: "127.0.0.3"}},
-			hosts: func(int) []Host {
-				return []Host{host("mx1.b.test", "127.0.0.2", "127.0.0.3"), host("mx2.b.test", "127.0.0.4")}
+			hosts: func(int) []mta.Host {
+				return []mta.Host{host("mx1.b.test", "127.0.0.2", "127.0.0.3"), host("mx2.b.test", "127.0.0.4")}
 			},
 			relay: "mx1.b.test[127.0.0.3]",
 		},
 		{
 			name:    "421 banner, next host in MX order",
 			servers: []srv{{ip: "127.0.0.2", handle: refuse421}, {ip: "127.0.0.4"}},
-			hosts: func(int) []Host {
-				return []Host{host("mx1.b.test", "127.0.0.2"), host("mx2.b.test", "127.0.0.4")}
+			hosts: func(int) []mta.Host {
+				return []mta.Host{host("mx1.b.test", "127.0.0.2"), host("mx2.b.test", "127.0.0.4")}
 			},
 			relay: "mx2.b.test[127.0.0.4]",
 		},
 		{
 			name:    "5yz banner, next host",
 			servers: []srv{{ip: "127.0.0.2", handle: blocklist}, {ip: "127.0.0.3"}},
-			hosts: func(int) []Host {
-				return []Host{host("mx1.b.test", "127.0.0.2", "127.0.0.3"), host("mx2.b.test", "127.0.0.3")}
+			hosts: func(int) []mta.Host {
+				return []mta.Host{host("mx1.b.test", "127.0.0.2", "127.0.0.3"), host("mx2.b.test", "127.0.0.3")}
 			},
 			relay: "mx2.b.test[127.0.0.3]", // not mx1's second address: same server
 		},
 		{
-			name:      "all refuse the connection: temporary",
-			hosts:     func(int) []Host { return []Host{host("mx1.b.test", "127.0.0.2"), host("mx2.b.test", "127.0.0.3")} },
+			name: "all refuse the connection: temporary",
+			hosts: func(int) []mta.Host {
+				return []mta.Host{host("mx1.b.test", "127.0.0.2"), host("mx2.b.test", "127.0.0.3")}
+			},
 			errSubstr: "all MX hosts failed (last: mx2.b.test[127.0.0.3]:%d: connection refused)",
 		},
 		{
 			name:      "multi-line greeting ending in 521: permanent",
 			servers:   []srv{{ip: "127.0.0.2", handle: blocklist}},
-			hosts:     func(int) []Host { return []Host{host("mx.b.test", "127.0.0.2")} },
+			hosts:     func(int) []mta.Host { return []mta.Host{host("mx.b.test", "127.0.0.2")} },
 			perm:      true,
 			errSubstr: "sending host is on a blocklist",
 		},
 		{
-			name:      "every host 5yz: permanent",
-			servers:   []srv{{ip: "127.0.0.2", handle: blocklist}, {ip: "127.0.0.3", handle: refuse554}},
-			hosts:     func(int) []Host { return []Host{host("mx1.b.test", "127.0.0.2"), host("mx2.b.test", "127.0.0.3")} },
+			name:    "every host 5yz: permanent",
+			servers: []srv{{ip: "127.0.0.2", handle: blocklist}, {ip: "127.0.0.3", handle: refuse554}},
+			hosts: func(int) []mta.Host {
+				return []mta.Host{host("mx1.b.test", "127.0.0.2"), host("mx2.b.test", "127.0.0.3")}
+			},
 			perm:      true,
 			errSubstr: "every MX host refused mail (last: mx2.b.test[127.0.0.3]:%d: no mail from you)",
 		},
 		{
-			name:      "5yz and unreachable: temporary",
-			servers:   []srv{{ip: "127.0.0.2", handle: blocklist}},
-			hosts:     func(int) []Host { return []Host{host("mx1.b.test", "127.0.0.2"), host("mx2.b.test", "127.0.0.3")} },
+			name:    "5yz and unreachable: temporary",
+			servers: []srv{{ip: "127.0.0.2", handle: blocklist}},
+			hosts: func(int) []mta.Host {
+				return []mta.Host{host("mx1.b.test", "127.0.0.2"), host("mx2.b.test", "127.0.0.3")}
+			},
 			errSubstr: "connection refused",
 		},
 		{
 			name:      "closed before the greeting ends: temporary",
 			servers:   []srv{{ip: "127.0.0.2", handle: func(c net.Conn) { io.WriteString(c, "220-half\r\n") }}},
-			hosts:     func(int) []Host { return []Host{host("mx.b.test", "127.0.0.2")} },
+			hosts:     func(int) []mta.Host { return []mta.Host{host("mx.b.test", "127.0.0.2")} },
 			errSubstr: "connection closed by the server",
 		},
 		{
 			name:      "no hosts",
-			hosts:     func(int) []Host { return nil },
+			hosts:     func(int) []mta.Host { return nil },
 			errSubstr: "no MX hosts to try",
 		},
 	}
@@ -123,9 +130,9 @@ func TestDialOrder(t *testing.T) {
 				}
 				return
 			}
-			var e *Error
+			var e *mta.Error
 			if !errors.As(err, &e) {
-				t.Fatalf("err = %v (%T), want *Error", err, err)
+				t.Fatalf("err = %v (%T), want *mta.Error", err, err)
 			}
 			if e.Permanent != tc.perm {
 				t.Errorf("Permanent = %v, want %v: %v", e.Permanent, tc.perm, e)
@@ -150,8 +157,8 @@ func TestDialNoEHLOAfter521(t *testing.T) {
 	port := freePort(t, "127.0.0.2")
 	f := &fake{greet: []string{"220-mx.b.test ESMTP\r\n521 5.7.1 on a blocklist\r\n"}}
 	startFake(t, "127.0.0.2", port, f)
-	_, err := Dial(context.Background(), []Host{host("mx.b.test", "127.0.0.2")}, opts(port))
-	var e *Error
+	_, err := Dial(context.Background(), []mta.Host{host("mx.b.test", "127.0.0.2")}, opts(port))
+	var e *mta.Error
 	if !errors.As(err, &e) || !e.Permanent || e.Code != 521 {
 		t.Fatalf("err = %v, want permanent 521", err)
 	}
@@ -211,8 +218,8 @@ func TestDialHeloName(t *testing.T) {
 	}
 	for _, bad := range []string{"", "two words", "crlf\r\nRSET"} {
 		o.Helo = bad
-		_, err := Dial(context.Background(), []Host{host("mx.b.test", "127.0.0.2")}, o)
-		var e *Error
+		_, err := Dial(context.Background(), []mta.Host{host("mx.b.test", "127.0.0.2")}, o)
+		var e *mta.Error
 		if !errors.As(err, &e) || e.Permanent || e.Command != "local" {
 			t.Errorf("Helo %q: err = %v, want a temporary local error", bad, err)
 		}
@@ -226,8 +233,8 @@ func TestDialGreetingStall(t *testing.T) {
 	o := opts(port)
 	o.GreetingTimeout = fastTimeout
 	start := time.Now()
-	_, err := Dial(context.Background(), []Host{host("mx.b.test", "127.0.0.2")}, o)
-	var e *Error
+	_, err := Dial(context.Background(), []mta.Host{host("mx.b.test", "127.0.0.2")}, o)
+	var e *mta.Error
 	if !errors.As(err, &e) || e.Permanent || e.Command != "greeting" || e.Status != "4.4.2" || !strings.Contains(e.Msg, "timeout") {
 		t.Fatalf("err = %#v, want temporary greeting timeout", err)
 	}
@@ -242,8 +249,8 @@ func TestDialCancel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := Dial(ctx, []Host{host("mx.b.test", "127.0.0.2")}, opts(port))
-	var e *Error
+	_, err := Dial(ctx, []mta.Host{host("mx.b.test", "127.0.0.2")}, opts(port))
+	var e *mta.Error
 	if !errors.As(err, &e) || e.Permanent || !strings.Contains(e.Msg, "canceled") {
 		t.Fatalf("err = %v, want temporary canceled", err)
 	}

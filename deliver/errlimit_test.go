@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 )
 
 // Postfix at its defaults (smtpd_hard_error_limit = 20) answers 20 refused
@@ -51,7 +52,7 @@ func TestSendErrorLimit421(t *testing.T) {
 				srv := &testnet.ErrorLimit{Valid: map[string]bool{"bob@b.test": true}, Pipelining: pipelining}
 				port := freePort(t, "127.0.0.2")
 				sc := startScript(t, "127.0.0.2", port, srv.Handle)
-				hosts := []Host{host("mx.b.test", "127.0.0.2")}
+				hosts := []mta.Host{host("mx.b.test", "127.0.0.2")}
 
 				s := dial(t, opts(port), hosts...)
 				if s.pipelining != pipelining {

@@ -2,96 +2,22 @@ package deliver
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"syscall"
 
-	"github.com/emersion/go-smtp"
+	"github.com/mxflush/mxflush/mta"
+	"github.com/mxflush/mxflush/smtpclient"
 )
-
-// Commands named in Error.Command.
-const (
-	cmdConnect  = "connect"
-	cmdGreeting = "greeting"
-	cmdEHLO     = "EHLO"
-	cmdHELO     = "HELO"
-	cmdSTARTTLS = "STARTTLS"
-	cmdTLS      = "TLS"
-	cmdAuth     = "AUTH"
-	cmdMail     = "MAIL FROM"
-	cmdRcpt     = "RCPT TO"
-	cmdData     = "DATA"
-	cmdEOD      = "end of data"
-	cmdRset     = "RSET"
-	cmdQuit     = "QUIT"
-	cmdLocal    = "local"
-)
-
-// Error is a classified delivery failure, built at the package boundary from
-// a server reply (*smtp.SMTPError), an I/O error, a timeout or a local
-// decision. Permanent means the recipient must fail (5yz reply or a local
-// rule that waiting cannot fix); otherwise the recipient is deferred. Errors
-// that are not understood are temporary: deferring by mistake retries,
-// bouncing by mistake loses mail.
-type Error struct {
-	Permanent bool
-	Code      int    // SMTP reply code (RFC 5321 §4.2); 0 for I/O errors, timeouts and local decisions
-	Status    string // enhanced status code (RFC 3463), e.g. "5.1.1"; X.0.0 when the reply had none
-	Command   string // "connect", "greeting", "EHLO", "HELO", "STARTTLS", "TLS", "AUTH", "MAIL FROM", "RCPT TO", "DATA", "end of data", "RSET", "QUIT" or "local"
-	Msg       string // server reply text (lines joined with "; ") or the local reason in plain words
-	Err       error  // the cause, for errors.Is / errors.As; may be nil
-	// Config marks a local configuration problem rather than a problem of
-	// the mail: credentials refused (535), not sendable without TLS, or
-	// missing (530); no common AUTH mechanism. It is always temporary (the
-	// messages wait for a fixed configuration) and the run should exit 78
-	// (EX_CONFIG).
-	Config bool
-	// OutOfOrder marks a session lost because the server answered a
-	// pipelined group out of order (RFC 2920 §3.1 wants the replies in
-	// the order of the commands): a reply of the wrong class, such as 354
-	// to RCPT or 250 to DATA, or a 354 to DATA after a refused MAIL. The
-	// caller should speak to that server without PIPELINING
-	// (Options.NoPipelining). Always temporary.
-	OutOfOrder bool
-
-	// plainRetry: TLS failed during or after the handshake under TLSMay,
-	// so the same address is tried again without STARTTLS (RFC 7435).
-	plainRetry bool
-	// heloRetry: EHLO got 500 or 502 and the server closed the connection
-	// before HELO could follow, so the same address is tried again on a
-	// new connection that starts with HELO (RFC 5321 §4.1.4).
-	heloRetry bool
-}
-
-// Reply returns the reply in SMTP form, "550 5.1.1 No such user", or for an
-// error without a reply code the status and reason, "4.4.2 connection lost".
-func (e *Error) Reply() string {
-	if e.Code != 0 {
-		return strconv.Itoa(e.Code) + " " + e.Status + " " + e.Msg
-	}
-	return e.Status + " " + e.Msg
-}
-
-func (e *Error) Error() string {
-	kind := "temporary"
-	if e.Permanent {
-		kind = "permanent"
-	}
-	return kind + ": " + e.Command + ": " + e.Reply()
-}
-
-func (e *Error) Unwrap() error { return e.Err }
 
 // LostError is returned by Send when the session can no longer be used: a
 // 421 reply (RFC 5321 §3.8), an I/O error, a timeout or a cancelled context.
 // Every recipient of the message that had no final result yet got a
 // temporary result. The caller should Close the session and dial again.
 type LostError struct {
-	Err *Error // why the session was lost
+	Err *mta.Error // why the session was lost
 	// Safe is true when the final "." of the current message was never sent
 	// (or no message was in progress), so resending it on a new connection
 	// cannot deliver it twice (RFC 5321 §4.1.1.4, RFC 1047). False means the
@@ -115,65 +41,95 @@ func (e *LostError) Unwrap() error { return e.Err }
 // delivered in an earlier transaction of the message after a 452, RFC 5321
 // §4.5.3.1.10) and must not be sent again.
 func (e *LostError) Unresolved(r Result) bool {
-	de, ok := r.Err.(*Error)
+	de, ok := r.Err.(*mta.Error)
 	return ok && de == e.Err
 }
 
 // localError is a decision taken here, before or instead of a command.
-func localError(permanent bool, status, msg string, cause error) *Error {
-	return &Error{Permanent: permanent, Status: status, Command: cmdLocal, Msg: msg, Err: cause}
+func localError(permanent bool, status, msg string, cause error) *mta.Error {
+	return &mta.Error{Permanent: permanent, Status: status, Command: mta.CmdLocal, Msg: msg, Err: cause}
 }
 
-// replyError converts a server reply. Only 5yz is permanent (RFC 5321
-// §4.2.1); an unexpected 2yz or 3yz is a temporary protocol error.
-func replyError(cmd string, se *smtp.SMTPError) *Error {
-	class := se.Code / 100
-	e := &Error{
-		Permanent: class == 5,
-		Code:      se.Code,
-		Command:   cmd,
-		Msg:       oneLine(se.Message),
-		Err:       se,
-	}
+// configError is a local configuration problem: temporary (the messages
+// wait), and Config set so the run can exit 78 (EX_CONFIG).
+func configError(status, cmd, msg string, cause error) *mta.Error {
+	return &mta.Error{Config: true, Status: status, Command: cmd, Msg: msg, Err: cause}
+}
+
+// replyError classifies a server reply to cmd that was not the one
+// wanted. Only 5yz is permanent (RFC 5321 §4.2.1: permanent negative
+// completion); 4yz is temporary; a 2yz or 3yz where another class was
+// wanted is a temporary protocol error, 4.5.0 (RFC 3463 §3.6: other or
+// undefined protocol status). The enhanced status code is the reply's
+// when its class matches (mta.SplitStatus), else the class's X.0.0.
+func replyError(cmd string, r mta.Reply) *mta.Error {
+	class := r.Class()
+	e := &mta.Error{Permanent: class == 5, Code: r.Code, Command: cmd, Msg: r.Text(), Status: r.Status}
 	switch {
 	case class != 4 && class != 5:
-		e.Status = "4.5.0" // RFC 3463: other or undefined protocol status
-	case se.EnhancedCode == smtp.NoEnhancedCode || se.EnhancedCode == smtp.EnhancedCodeNotSet:
+		e.Status = "4.5.0"
+	case e.Status == "":
 		e.Status = strconv.Itoa(class) + ".0.0"
-	default:
-		c := se.EnhancedCode
-		e.Status = fmt.Sprintf("%d.%d.%d", c[0], c[1], c[2])
 	}
 	return e
 }
 
-// classify turns an error from go-smtp (or the conn below it) into an
-// *Error, and says whether the session is lost: a 421, a reply outside
-// 4yz/5yz, and anything that is not a reply at all (I/O error, timeout,
-// malformed reply) leave the connection in an unknown state.
-func classify(cmd string, err error) (e *Error, lost bool) {
-	var de *Error
-	if errors.As(err, &de) {
-		return de, false
+// judge turns a reply into nil (its class is want: 2 for 2yz, 3 for 354),
+// or an *mta.Error, and says whether the session is lost: a 421 (RFC 5321
+// §3.8: the server closes the channel) or a reply outside 4yz/5yz that
+// was not wanted leaves the server's state unknown.
+func judge(cmd string, want int, r mta.Reply) (e *mta.Error, lost bool) {
+	if r.Class() == want {
+		return nil, false
 	}
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		e = replyError(cmd, se)
-		class := se.Code / 100
-		return e, se.Code == 421 || (class != 4 && class != 5)
+	e = replyError(cmd, r)
+	class := r.Class()
+	return e, r.Code == 421 || (class != 4 && class != 5)
+}
+
+// tooManyRecipients reports whether a refused RCPT means the transaction
+// is full rather than the recipient refused, so that the recipient goes in
+// a new transaction: a 452 (RFC 5321 §4.5.3.1.10), any reply whose
+// enhanced status is X.5.3 (RFC 3463 §3.6: too many recipients), and a
+// 552 without a specific status (none, or X.0.0), which RFC 821 listed
+// for this case and §4.5.3.1.10 has clients treat as a 452. A 552 5.2.2
+// (mailbox full, RFC 3463 §3.3) is about the recipient: refused.
+func tooManyRecipients(e *mta.Error) bool {
+	switch {
+	case e.Code == 452:
+		return true
+	case e.Code/100 == 4 || e.Code/100 == 5:
+		if len(e.Status) == 5 && e.Status[1:] == ".5.3" {
+			return true
+		}
+		return e.Code == 552 && len(e.Status) == 5 && e.Status[1:] == ".0.0"
 	}
-	return ioError(cmd, err), true
+	return false
+}
+
+// deferred is a too-many-recipients refusal for a recipient that gets no
+// new transaction (none was accepted in this one, so the next would start
+// with it again): it waits for a later run, whatever the reply's class. A
+// 5yz becomes a temporary error of its own, as Dial makes of a 5yz it does
+// not take as final, that quotes the reply.
+func deferred(e *mta.Error) *mta.Error {
+	if !e.Permanent {
+		return e
+	}
+	return &mta.Error{Status: "4" + e.Status[1:], Command: e.Command, Err: e,
+		Msg: "too many recipients in one transaction (RFC 5321 §4.5.3.1.10), deferred: " + e.Reply()}
 }
 
 // ioError is a failure without a reply: temporary, status 4.4.2 (RFC 3463
-// "bad connection"), which covers timeouts too.
-func ioError(cmd string, err error) *Error {
-	return &Error{Status: "4.4.2", Command: cmd, Msg: describe(err), Err: err}
+// "bad connection"), which covers timeouts and malformed replies too.
+func ioError(cmd string, err error) *mta.Error {
+	return &mta.Error{Status: "4.4.2", Command: cmd, Msg: describe(err), Err: err}
 }
 
 // describe puts a network error in plain words.
 func describe(err error) string {
 	var ne net.Error
+	var ioe *smtpclient.IOError
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
 		return "timeout: no progress within the configured time (RFC 5321 §4.5.3.2)"
@@ -183,19 +139,8 @@ func describe(err error) string {
 		return "connection reset by the server"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "connection refused"
+	case errors.As(err, &ioe):
+		err = ioe.Err
 	}
 	return "connection error: " + err.Error()
-}
-
-// oneLine joins the lines of a multi-line reply with "; " and drops other
-// control characters, so the text fits a log line or a spool field.
-func oneLine(s string) string {
-	s = strings.ReplaceAll(strings.TrimRight(s, "\r\n"), "\r\n", "\n")
-	s = strings.ReplaceAll(s, "\n", "; ")
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
 }

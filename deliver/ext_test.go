@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 )
 
 // HELO fallback: EHLO refused with 500: HELO, then no extension is used;
@@ -63,9 +64,9 @@ func TestSendHELOAfterClose(t *testing.T) {
 			sc := startFake(t, "127.0.0.2", port, f)
 			o := opts(port)
 			o.TLS.Mode = tc.mode
-			s, err := Dial(context.Background(), []Host{host("legacy.b.test", "127.0.0.2")}, o)
+			s, err := Dial(context.Background(), []mta.Host{host("legacy.b.test", "127.0.0.2")}, o)
 			if tc.mode == TLSEncrypt {
-				var e *Error
+				var e *mta.Error
 				if !errors.As(err, &e) || e.Permanent {
 					t.Fatalf("Dial: %v, want a temporary error", err)
 				}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 )
 
 // Bind is the source address of the connection, as Postfix's
@@ -59,8 +60,8 @@ func TestDialFamily(t *testing.T) {
 	}
 	s.Close()
 
-	_, err = Dial(context.Background(), []Host{host("mx.b.test", "127.0.0.2")}, o)
-	e, ok := err.(*Error)
+	_, err = Dial(context.Background(), []mta.Host{host("mx.b.test", "127.0.0.2")}, o)
+	e, ok := err.(*mta.Error)
 	if !ok || e.Permanent || !strings.Contains(e.Msg, "no IPv6 address") {
 		t.Errorf("ipv6 with IPv4 addresses only: %v, want a temporary error saying there is no IPv6 address", err)
 	}
@@ -68,8 +69,8 @@ func TestDialFamily(t *testing.T) {
 	// An IPv4 bind address reaches IPv4 addresses only.
 	o.Family = FamilyAll
 	o.Bind = netip.MustParseAddr("127.0.0.9")
-	_, err = Dial(context.Background(), []Host{host("mx.b.test", "::1")}, o)
-	if e, ok := err.(*Error); !ok || e.Permanent || !strings.Contains(e.Msg, "no IPv4 (bind address 127.0.0.9) address") {
+	_, err = Dial(context.Background(), []mta.Host{host("mx.b.test", "::1")}, o)
+	if e, ok := err.(*mta.Error); !ok || e.Permanent || !strings.Contains(e.Msg, "no IPv4 (bind address 127.0.0.9) address") {
 		t.Errorf("IPv4 bind, IPv6 host: %v, want a temporary error naming the bind address", err)
 	}
 }

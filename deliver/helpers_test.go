@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 )
 
 // Test timeouts: short, so stall tests end in well under a second each.
@@ -32,8 +33,8 @@ func opts(port int) Options {
 	}
 }
 
-func host(name string, ips ...string) Host {
-	h := Host{Name: name}
+func host(name string, ips ...string) mta.Host {
+	h := mta.Host{Name: name}
 	for _, ip := range ips {
 		h.Addrs = append(h.Addrs, netip.MustParseAddr(ip))
 	}
@@ -71,7 +72,7 @@ func startScript(t testing.TB, ip string, port int, handle func(net.Conn)) *test
 	return s
 }
 
-func dial(t testing.TB, o Options, hosts ...Host) *Session {
+func dial(t testing.TB, o Options, hosts ...mta.Host) *Session {
 	t.Helper()
 	s, err := Dial(context.Background(), hosts, o)
 	if err != nil {
@@ -139,9 +140,9 @@ func outcome(r Result) string {
 	if r.Err == nil {
 		return "sent"
 	}
-	var e *Error
+	var e *mta.Error
 	if !errors.As(r.Err, &e) {
-		return "not *Error: " + r.Err.Error()
+		return "not *mta.Error: " + r.Err.Error()
 	}
 	kind := "temp"
 	if e.Permanent {

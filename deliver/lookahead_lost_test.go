@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mxflush/mxflush/mta"
 )
 
 // cutDialer's connections fail the first write that holds a final dot
@@ -122,7 +124,7 @@ func TestSendThenLookaheadNotSent(t *testing.T) {
 			if tc.cut {
 				o.Dialer = cutDialer{}
 			}
-			hosts := []Host{host("mx.b.test", "127.0.0.2")}
+			hosts := []mta.Host{host("mx.b.test", "127.0.0.2")}
 			s := mode{"pipelining", nil, true}.dial(t, o, hosts...)
 			src1, src2, src3 := text("1\n"), text("2\n"), text("3\n")
 			m1 := message("one@a.test", []string{"a@b.test"}, src1, 3)

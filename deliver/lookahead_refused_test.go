@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mxflush/mxflush/mta"
 )
 
 // Regression: a server that lets the look-ahead MAIL's 250 overtake the
@@ -39,7 +41,7 @@ func TestSendThenRefusedMailThenDataAccepted(t *testing.T) {
 			t.Errorf("m1 recorded as delivered on %q, a reply that was not its own", rs[0].Reply)
 		}
 		rs2, _ := s.Send(context.Background(), m2msg)
-		if e := (*Error)(nil); errors.As(rs2[0].Err, &e) && e.Permanent {
+		if e := (*mta.Error)(nil); errors.As(rs2[0].Err, &e) && e.Permanent {
 			t.Errorf("m2 refused permanently with %q, the reply to m1's final dot", rs2[0].Reply)
 		}
 	} else if le := lostError(t, err); !le.Err.OutOfOrder || le.Safe {

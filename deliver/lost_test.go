@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 )
 
 // pattern yields n octets of CRLF text without holding them in memory.
@@ -49,7 +49,7 @@ func TestSendReused421(t *testing.T) {
 			return ""
 		}}
 		sc := startFake(t, "127.0.0.2", port, f)
-		hosts := []Host{host("mx.b.test", "127.0.0.2")}
+		hosts := []mta.Host{host("mx.b.test", "127.0.0.2")}
 		s := m.dial(t, opts(port), hosts...)
 		rs, err := s.Send(context.Background(), message("alice@a.test", []string{"bob@b.test"}, text("m1\n"), 3))
 		if err != nil || rs[0].Err != nil {
@@ -274,33 +274,40 @@ func TestSendCancel(t *testing.T) {
 
 func TestClassify(t *testing.T) {
 	tests := []struct {
-		err              error
+		reply            mta.Reply // a reply to RCPT, or
+		err              error     // a failure without one
 		perm, lost       bool
 		code             int
 		status, msg, rep string
 	}{
-		{&smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user"}, true, false, 550, "5.1.1", "No such user", "550 5.1.1 No such user"},
-		{&smtp.SMTPError{Code: 451, EnhancedCode: smtp.NoEnhancedCode, Message: "a\nb"}, false, false, 451, "4.0.0", "a; b", "451 4.0.0 a; b"},
-		{&smtp.SMTPError{Code: 552, Message: "too big"}, true, false, 552, "5.0.0", "too big", "552 5.0.0 too big"},
-		{&smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "bye"}, false, true, 421, "4.4.2", "bye", "421 4.4.2 bye"},
-		{&smtp.SMTPError{Code: 354, Message: "go on"}, false, true, 354, "4.5.0", "go on", "354 4.5.0 go on"},
-		{io.EOF, false, true, 0, "4.4.2", "connection closed by the server", "4.4.2 connection closed by the server"},
-		{&net.OpError{Op: "read", Err: syscall.ECONNRESET}, false, true, 0, "4.4.2", "connection reset by the server", ""},
-		{errors.New("mystery"), false, true, 0, "4.4.2", "connection error: mystery", ""},
+		{reply: mta.Reply{Code: 550, Status: "5.1.1", Lines: []string{"No such user"}}, perm: true, code: 550, status: "5.1.1", msg: "No such user", rep: "550 5.1.1 No such user"},
+		{reply: mta.Reply{Code: 451, Lines: []string{"a", "b"}}, code: 451, status: "4.0.0", msg: "a; b", rep: "451 4.0.0 a; b"},
+		{reply: mta.Reply{Code: 552, Lines: []string{"too big"}}, perm: true, code: 552, status: "5.0.0", msg: "too big", rep: "552 5.0.0 too big"},
+		{reply: mta.Reply{Code: 421, Status: "4.4.2", Lines: []string{"bye"}}, lost: true, code: 421, status: "4.4.2", msg: "bye", rep: "421 4.4.2 bye"},
+		{reply: mta.Reply{Code: 354, Lines: []string{"go on"}}, lost: true, code: 354, status: "4.5.0", msg: "go on", rep: "354 4.5.0 go on"},
+		{err: io.EOF, lost: true, status: "4.4.2", msg: "connection closed by the server", rep: "4.4.2 connection closed by the server"},
+		{err: &net.OpError{Op: "read", Err: syscall.ECONNRESET}, lost: true, status: "4.4.2", msg: "connection reset by the server"},
+		{err: errors.New("mystery"), lost: true, status: "4.4.2", msg: "connection error: mystery"},
 	}
 	for _, tc := range tests {
-		e, lost := classify("RCPT TO", tc.err)
+		var e *mta.Error
+		lost := true
+		if tc.err != nil {
+			e = ioError("RCPT TO", tc.err)
+		} else {
+			e, lost = judge("RCPT TO", 2, tc.reply)
+		}
 		if e.Permanent != tc.perm || lost != tc.lost || e.Code != tc.code || e.Status != tc.status || e.Msg != tc.msg || e.Command != "RCPT TO" {
-			t.Errorf("classify(%v) = %+v lost %v", tc.err, e, lost)
+			t.Errorf("classify(%v%v) = %+v lost %v", tc.reply, tc.err, e, lost)
 		}
 		if tc.rep != "" && e.Reply() != tc.rep {
 			t.Errorf("Reply() = %q, want %q", e.Reply(), tc.rep)
 		}
-		if !errors.Is(e, tc.err) {
+		if tc.err != nil && !errors.Is(e, tc.err) {
 			t.Errorf("%v does not wrap %v", e, tc.err)
 		}
 	}
-	e := &Error{Permanent: true, Code: 550, Status: "5.1.1", Command: "RCPT TO", Msg: "No such user"}
+	e := &mta.Error{Permanent: true, Code: 550, Status: "5.1.1", Command: "RCPT TO", Msg: "No such user"}
 	if got := e.Error(); got != "permanent: RCPT TO: 550 5.1.1 No such user" {
 		t.Errorf("Error() = %q", got)
 	}

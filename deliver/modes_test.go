@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mxflush/mxflush/mta"
 )
 
 // mode is one of the two ways the envelope goes out (txn.go): each command
@@ -28,7 +30,7 @@ func eachMode(t *testing.T, run func(t *testing.T, m mode)) {
 }
 
 // dial is the package's dial, and checks that the session takes m's path.
-func (m mode) dial(t testing.TB, o Options, hosts ...Host) *Session {
+func (m mode) dial(t testing.TB, o Options, hosts ...mta.Host) *Session {
 	t.Helper()
 	s := dial(t, o, hosts...)
 	if s.pipelining != m.pipelining {
@@ -61,11 +63,11 @@ func wantTranscript(t testing.TB, f *fake, want []string) {
 	}
 }
 
-func asError(t testing.TB, r Result) *Error {
+func asError(t testing.TB, r Result) *mta.Error {
 	t.Helper()
-	var e *Error
+	var e *mta.Error
 	if !errors.As(r.Err, &e) {
-		t.Fatalf("%s: err %v, want *Error", r.Rcpt, r.Err)
+		t.Fatalf("%s: err %v, want *mta.Error", r.Rcpt, r.Err)
 	}
 	return e
 }

@@ -1,258 +1,240 @@
 package deliver
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
-	"strings"
-	"time"
 
-	"github.com/emersion/go-smtp"
+	"github.com/mxflush/mxflush/mta"
+	"github.com/mxflush/mxflush/smtpclient"
+)
+
+// retry is what a failed attempt on one address asks of Dial, besides
+// its error.
+type retry uint8
+
+const (
+	retryNone retry = iota
+	// retryPlain: TLS failed during or after the handshake under TLSMay,
+	// so the same address is tried again without STARTTLS (RFC 7435).
+	retryPlain
+	// retryHELO: EHLO got 500 or 502 and the server closed the connection
+	// before HELO could follow, so the same address is tried again on a
+	// new connection that starts with HELO (RFC 5321 §4.1.4).
+	retryHELO
 )
 
 // open runs a new connection up to the first MAIL FROM:
 //
 //  1. implicit TLS (RFC 8314 §3.3), when the plan says so;
-//  2. the greeting, read here (see greet);
-//  3. unless the plan is TLSNone or TLS is already up: EHLO --helo and, if
-//     offered, STARTTLS and the handshake, run here on the raw connection
-//     (see starttls);
-//  4. go-smtp's client takes the connection, secured or not, reads a
-//     synthetic copy of the greeting and says EHLO --helo: over TLS on the
-//     wire (RFC 3207 §4.2 wants a fresh EHLO), in cleartext answered from
-//     step 3's reply so that only one EHLO goes out. HELO follows a 500 or
-//     502 (RFC 5321 §4.1.4);
-//  5. AUTH, when Options.Auth has credentials for the host (see
+//  2. the greeting, judged by the code of its last line (RFC 5321
+//     §4.2.1);
+//  3. EHLO --helo and, unless the plan is TLSNone or TLS is up already,
+//     STARTTLS when offered (see starttls), then EHLO again over TLS
+//     (RFC 3207 §4.2); HELO follows a 500 or 502 to EHLO (RFC 5321
+//     §4.1.4);
+//  4. AUTH, when Options.Auth has credentials for the host (see
 //     authenticate).
 //
-// go-smtp v0.25.1 cannot do opportunistic STARTTLS itself (its startTLS is
-// private, and NewClientStartTLS says "EHLO localhost" and fails without
-// STARTTLS), hence steps 2-3 here and the hand-over in 4.
-func open(ctx context.Context, raw net.Conn, relay, host string, pl plan, o Options, st TLSState) (*Session, *Error) {
-	var c net.Conn = raw
+// A failure is an error and what the caller should try next on the same
+// address, if anything.
+func open(ctx context.Context, raw net.Conn, relay, host string, pl plan, o Options, st TLSState) (*Session, retry, *mta.Error) {
+	c := smtpclient.New(raw, smtpclient.Options{CommandTimeout: o.CommandTimeout, DataTimeout: o.DataTimeout, Trace: o.Debug})
 	if pl.implicit {
-		tc, e := handshakeTLS(ctx, raw, host, pl, o, &st)
-		if e != nil {
-			return nil, e
+		if e := handshake(ctx, c, host, pl, o, &st); e != nil {
+			return nil, retryNone, e
 		}
 		st.Implicit = true
-		c = tc
 	}
-	cw := newConn(c, raw, o.DataTimeout)
-	synthetic, e := greet(cw, o)
-	if e != nil {
-		return nil, e
+	if e := greet(c, o); e != nil {
+		return nil, retryNone, e
 	}
 	if pl.helo {
-		return openHELO(cw, relay, o, st)
+		s, e := openHELO(c, relay, o, st)
+		return s, retryNone, e
+	}
+	ehlo, err := c.Ehlo(o.Helo)
+	if err != nil {
+		return nil, retryNone, ioError(mta.CmdEHLO, err)
 	}
 	if !pl.implicit && pl.mode != TLSNone {
-		if cw, e = starttls(ctx, cw, host, pl, o, &st); e != nil {
-			return nil, e
+		secured, rt, e := starttls(ctx, c, host, pl, o, &st, ehlo)
+		if e != nil {
+			return nil, rt, e
+		}
+		if secured {
+			ehlo, err = c.Ehlo(o.Helo)
 		}
 	}
-
-	cw.replay = append([]byte(synthetic), cw.replay...)
-	cl := smtp.NewClient(cw)
-	cl.CommandTimeout = o.CommandTimeout
-	cl.SubmissionTimeout = o.FinalTimeout
-	if o.Debug != nil {
-		// The synthetic greeting and a replayed EHLO exchange are not on
-		// the wire a second time (greet and starttls traced the real ones):
-		// leave them out.
-		cl.DebugWriter = &skipWriter{w: o.Debug, skip: len(synthetic) + len(cw.swallow) + len(cw.answer)}
+	// TLS came up by STARTTLS but the session over it failed: under may
+	// that counts as a failed STARTTLS too ("during or after the
+	// handshake"), and the address is tried again in cleartext.
+	afterTLS := retryNone
+	if st.Version != "" && !pl.implicit && pl.mode == TLSMay {
+		afterTLS = retryPlain
 	}
-	cw.capture = new(bytes.Buffer)
-	err := cl.Hello(o.Helo) // EHLO, then HELO on 500/502 (RFC 5321 §4.1.4)
-	ehloReply := cw.capture.Bytes()
-	cw.capture = nil
 	if err != nil {
-		e, lost := classify(cmdEHLO, err)
+		return nil, afterTLS, ioError(mta.CmdEHLO, err)
+	}
+	cmd := mta.CmdEHLO
+	if ehlo.Code == 500 || ehlo.Code == 502 {
+		// The server does not know EHLO: HELO on the same connection.
+		cmd = mta.CmdHELO
+		if ehlo, err = c.Helo(o.Helo); err != nil {
+			rt := afterTLS
+			if st.Version == "" && !pl.mode.required() {
+				rt = retryHELO // it closed instead of answering HELO
+			}
+			return nil, rt, ioError(mta.CmdHELO, err)
+		}
+	}
+	if ehlo.Class() != 2 {
+		e, lost := judge(cmd, 2, ehlo)
 		if !lost {
-			cw.quit(o) // EHLO and HELO refused with a reply: the server waits for QUIT
+			quit(c) // refused with a reply: the server waits for QUIT
 		}
-		cl.Close()
-		if lost && e.Code == 0 && st.Version == "" && !pl.mode.required() && ehloRefused(ehloReply) {
-			// HELO fallback: EHLO got 500/502, then the connection closed
-			// before go-smtp's HELO: start again with HELO.
-			e.heloRetry = true
-		}
-		if st.Version != "" && !pl.implicit && pl.mode == TLSMay {
-			// TLS came up but the session over it failed: this counts
-			// as a failed STARTTLS too ("during or after the handshake").
-			e.plainRetry = true
-		}
-		return nil, e
+		return nil, afterTLS, e
 	}
 	if pl.auth != nil {
-		if e := authenticate(cl, pl.auth, st, relay, o); e != nil {
-			if inStep(e) {
-				cw.quit(o)
+		if e, inStep := authenticate(c, pl.auth, st, relay, o); e != nil {
+			if inStep {
+				quit(c)
 			}
-			cl.Close()
-			return nil, e
+			return nil, retryNone, e
 		}
 	}
-
-	s := &Session{c: cl, conn: cw, o: o, relay: relay, tls: st}
-	s.utf8, _ = cl.Extension("SMTPUTF8")
-	s.eightBit, _ = cl.Extension("8BITMIME")
-	s.pipelining, _ = cl.Extension("PIPELINING")
-	s.pipelining = s.pipelining && !o.NoPipelining
-	if s.size, _ = cl.Extension("SIZE"); s.size {
-		s.sizeLimit = sizeLimit(ehloReply)
-	}
-	s.br = cw.br
-	s.newWriter()
-	return s, nil
-}
-
-// ehloRefused reports whether the reply to EHLO, in what go-smtp read
-// during Hello (the synthetic greeting line first), is 500 or 502 (RFC
-// 5321 §4.1.4: the server does not know EHLO).
-func ehloRefused(read []byte) bool {
-	_, reply, ok := bytes.Cut(read, []byte("\n"))
-	return ok && (bytes.HasPrefix(reply, []byte("500")) || bytes.HasPrefix(reply, []byte("502")))
+	s := &Session{c: c, o: o, relay: relay, tls: st}
+	ext := c.Extensions()
+	s.utf8 = ext.Has("SMTPUTF8")
+	s.eightBit = ext.Has("8BITMIME")
+	s.pipelining = ext.Has("PIPELINING") && !o.NoPipelining
+	s.size = ext.Has("SIZE")
+	s.sizeLimit = ext.SizeLimit()
+	return s, retryNone, nil
 }
 
 // openHELO starts a session with HELO instead of EHLO, for a server that
 // closed the connection after refusing EHLO. Such a session has no extension
 // (RFC 5321 §4.1.4 via §3.2): no PIPELINING, SIZE, 8BITMIME, SMTPUTF8,
 // STARTTLS or AUTH; 8-bit and UTF-8 messages fail in Send as on any session
-// without them. deliver runs every command itself; go-smtp's client only
-// closes the connection.
-func openHELO(cw *conn, relay string, o Options, st TLSState) (*Session, *Error) {
-	helo := "HELO " + o.Helo
-	code, lines, err := cw.command(helo, o.CommandTimeout)
-	trace(o, helo, lines)
+// without them.
+func openHELO(c *smtpclient.Client, relay string, o Options, st TLSState) (*Session, *mta.Error) {
+	r, err := c.Helo(o.Helo)
 	if err != nil {
-		return nil, ioError(cmdHELO, err)
+		return nil, ioError(mta.CmdHELO, err)
 	}
-	if code/100 != 2 {
-		if code != 421 {
-			cw.quit(o)
+	if e, lost := judge(mta.CmdHELO, 2, r); e != nil {
+		if !lost {
+			quit(c)
 		}
-		return nil, replyError(cmdHELO, greetingReply(code, lines))
+		return nil, e
 	}
-	s := &Session{c: smtp.NewClient(cw), conn: cw, o: o, relay: relay, tls: st, br: cw.br}
-	s.newWriter()
-	return s, nil
+	return &Session{c: c, o: o, relay: relay, tls: st}, nil
 }
 
-// greet reads the greeting and judges it by the code of its last line, and
-// sends nothing before the reply is complete (it may be split across
-// segments, and the last line's code may differ from the others'). It returns
-// the synthetic "220" line go-smtp is to read in its place: go-smtp checks
-// for exactly 220, and reads the greeting lazily in Hello.
-func greet(cw *conn, o Options) (string, *Error) {
-	_ = cw.Conn.SetReadDeadline(time.Now().Add(o.GreetingTimeout))
-	code, lines, err := readReply(cw.br)
-	_ = cw.Conn.SetReadDeadline(time.Time{})
-	trace(o, "", lines)
+// greet reads the greeting within GreetingTimeout and judges it by the
+// code of its last line; nothing is sent before the reply is complete (it
+// may be split across segments, and the last line's code may differ from
+// the others').
+func greet(c *smtpclient.Client, o Options) *mta.Error {
+	r, err := c.ReadReply(o.GreetingTimeout)
 	if err != nil {
-		return "", ioError(cmdGreeting, err)
+		return ioError(mta.CmdGreeting, err)
 	}
-	if code/100 != 2 {
+	if r.Class() != 2 {
 		// RFC 5321 §3.1: after a 554 greeting the server waits for QUIT.
-		_ = cw.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = io.WriteString(cw.Conn, "QUIT\r\n")
-		return "", replyError(cmdGreeting, greetingReply(code, lines))
+		// Its reply is not awaited: the host is refused either way.
+		c.Queue("QUIT")
+		_ = c.Flush()
+		return replyError(mta.CmdGreeting, r)
 	}
-	return "220 " + replyText(lines[len(lines)-1]) + "\r\n", nil
+	return nil
 }
 
-// starttls says EHLO and, when the server offers STARTTLS (RFC 3207),
-// secures the connection. It returns the connection go-smtp is to use: a
-// new one over TLS, or cw with the EHLO exchange set up for replay.
+// starttls, after the EHLO reply ehlo, secures the connection when the
+// server offers STARTTLS (RFC 3207). secured: TLS is up and EHLO is to be
+// said again.
 //
 // Under TLSMay: no STARTTLS offered, or a 4yz/5yz to it (454 4.7.0), goes
 // on in cleartext on this connection; an I/O error after STARTTLS, data
-// sent before the handshake, or a failed handshake is an error with
-// plainRetry set. Under the other modes every one of these is a temporary
+// sent before the handshake, or a failed handshake is an error and
+// retryPlain. Under the other modes every one of these is a temporary
 // error (4.7.4 or 4.7.5), and when the server answered (no STARTTLS, EHLO
 // or STARTTLS refused, other than with 421) the connection is still in
 // step and gets QUIT first (RFC 5321 §4.1.1.10).
-func starttls(ctx context.Context, cw *conn, host string, pl plan, o Options, st *TLSState) (*conn, *Error) {
-	ehlo := "EHLO " + o.Helo
-	code, lines, err := cw.command(ehlo, o.CommandTimeout)
-	trace(o, ehlo, lines)
-	if err != nil {
-		return nil, ioError(cmdEHLO, err)
-	}
-	cleartext := func() *conn {
-		cw.swallow, cw.answer = []byte(ehlo+"\r\n"), wireReply(lines)
-		return cw
+func starttls(ctx context.Context, c *smtpclient.Client, host string, pl plan, o Options, st *TLSState, ehlo mta.Reply) (secured bool, rt retry, e *mta.Error) {
+	onFail := retryNone
+	if pl.mode == TLSMay {
+		onFail = retryPlain
 	}
 	need := "TLS is required (TLS policy " + pl.mode.String() + ")"
-	if code != 250 || !hasKeyword(lines, "STARTTLS") {
+	if ehlo.Code != 250 || !c.Extensions().Has("STARTTLS") {
 		if !pl.mode.required() {
-			return cleartext(), nil
+			return false, retryNone, nil
 		}
 		why := "the server does not offer STARTTLS"
-		if code != 250 {
-			why = "EHLO was refused (" + oneLine(strings.Join(lines, "\n")) + ")"
+		if ehlo.Code != 250 {
+			why = "EHLO was refused (" + ehlo.String() + ")"
 		}
-		if code != 421 {
-			cw.quit(o) // the server answered and waits for more (RFC 5321 §4.1.1.10)
+		if ehlo.Code != 421 {
+			quit(c) // the server answered and waits for more (RFC 5321 §4.1.1.10)
 		}
-		return nil, &Error{Status: "4.7.4", Command: cmdSTARTTLS, Msg: need + " but " + why}
+		return false, retryNone, &mta.Error{Status: "4.7.4", Command: mta.CmdSTARTTLS, Msg: need + " but " + why}
 	}
-	code, reply, err := cw.command("STARTTLS", o.CommandTimeout)
-	trace(o, "STARTTLS", reply)
-	if err != nil {
-		e := ioError(cmdSTARTTLS, err)
-		e.plainRetry = pl.mode == TLSMay
-		return nil, e
-	}
-	if code != 220 {
-		e := replyError(cmdSTARTTLS, greetingReply(code, reply))
+	r, cs, err := c.StartTLS(ctx, pl.tlsConfig(host, o.TLS.Roots, st))
+	switch {
+	case r.Code == 0:
+		return false, onFail, ioError(mta.CmdSTARTTLS, err)
+	case r.Code != 220:
+		e := replyError(mta.CmdSTARTTLS, r)
 		if !pl.mode.required() {
 			st.Note, st.Detail = "STARTTLS refused, sent without TLS", e.Reply()
-			return cleartext(), nil
+			return false, retryNone, nil
 		}
 		e.Permanent, e.Msg = false, need+" but STARTTLS was refused: "+e.Msg
 		if e.Status[0] == '5' {
 			e.Status = "4" + e.Status[1:]
 		}
-		if code != 421 {
-			cw.quit(o) // a refused STARTTLS leaves the session in cleartext, in step (RFC 3207 §4)
+		if r.Code != 421 {
+			quit(c) // a refused STARTTLS leaves the session in cleartext, in step (RFC 3207 §4)
 		}
-		return nil, e
+		return false, retryNone, e
+	case errors.Is(err, smtpclient.ErrPlaintextAfterSTARTTLS):
+		return false, onFail, &mta.Error{Status: "4.7.5", Command: mta.CmdTLS, Err: err,
+			Msg: "TLS handshake not started: " + err.Error() + " (RFC 3207 §4.2)"}
+	case err != nil:
+		st.Verified, st.DANE = false, false
+		return false, onFail, tlsError(err)
 	}
-	if cw.br.Buffered() > 0 {
-		// Anything read ahead came in cleartext and must not be taken for
-		// the first reply under TLS (RFC 3207 §4.2; response injection).
-		return nil, &Error{Status: "4.7.5", Command: cmdTLS, plainRetry: pl.mode == TLSMay,
-			Msg: "TLS handshake not started: the server sent data after its 220 to STARTTLS"}
-	}
-	tc, e := handshakeTLS(ctx, cw.Conn, host, pl, o, st)
-	if e != nil {
-		e.plainRetry = pl.mode == TLSMay
-		return nil, e
-	}
-	return newConn(tc, cw.tcp, o.DataTimeout), nil
+	st.fill(*cs)
+	return true, retryNone, nil
 }
 
-// handshakeTLS runs the client handshake on c within CommandTimeout and
-// checks the certificate as the plan says (see plan.tlsConfig).
-func handshakeTLS(ctx context.Context, c net.Conn, host string, pl plan, o Options, st *TLSState) (*tls.Conn, *Error) {
-	tc := tls.Client(c, pl.tlsConfig(host, o.TLS.Roots, st))
-	_ = c.SetDeadline(time.Now().Add(o.CommandTimeout))
-	err := tc.HandshakeContext(ctx)
-	_ = c.SetDeadline(time.Time{})
+// handshake runs implicit TLS (RFC 8314 §3.3) before the greeting.
+func handshake(ctx context.Context, c *smtpclient.Client, host string, pl plan, o Options, st *TLSState) *mta.Error {
+	cs, err := c.Handshake(ctx, pl.tlsConfig(host, o.TLS.Roots, st))
 	if err != nil {
-		msg := err.Error()
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
-			msg = describe(err)
-		}
 		st.Verified, st.DANE = false, false
-		return nil, &Error{Status: "4.7.5", Command: cmdTLS, Msg: "TLS handshake failed: " + msg, Err: err}
+		return tlsError(err)
 	}
-	st.fill(tc.ConnectionState())
-	return tc, nil
+	st.fill(*cs)
+	return nil
+}
+
+// tlsError is a failed handshake or certificate check: temporary, 4.7.5
+// (RFC 3463 §3.8: cryptographic failure).
+func tlsError(err error) *mta.Error {
+	cause := err
+	var ioe *smtpclient.IOError
+	if errors.As(err, &ioe) {
+		cause = ioe.Err
+	}
+	msg := cause.Error()
+	if errors.Is(cause, io.EOF) || errors.Is(cause, io.ErrUnexpectedEOF) || errors.Is(cause, net.ErrClosed) {
+		msg = describe(cause)
+	}
+	return &mta.Error{Status: "4.7.5", Command: mta.CmdTLS, Msg: "TLS handshake failed: " + msg, Err: err}
 }
 
 // quit ends a session that is still in step (the last command got its
@@ -262,46 +244,6 @@ func handshakeTLS(ctx context.Context, c net.Conn, host string, pl plan, o Optio
 // and any failure ignored: the outcome is known already. A connection that
 // failed (I/O error, timeout, 421) gets no QUIT: writing to it is pointless
 // and waiting for a reply could only time out.
-func (c *conn) quit(o Options) {
-	_, lines, _ := c.command("QUIT", o.CommandTimeout)
-	trace(o, "QUIT", lines)
-}
-
-// inStep reports whether the connection is still in step after e, an error
-// from EHLO or AUTH: e carries a 4yz or 5yz reply other than 421, or no
-// command was sent (e.Err nil: a refusal decided here, or an AUTH LOGIN
-// exchange that go-smtp cancelled with "*" and its reply).
-func inStep(e *Error) bool {
-	var se *smtp.SMTPError
-	if errors.As(e.Err, &se) {
-		return se.Code != 421 && (se.Code/100 == 4 || se.Code/100 == 5)
-	}
-	return e.Err == nil
-}
-
-// command sends one command line on the connection itself (not through
-// go-smtp) and reads the reply, within timeout.
-func (c *conn) command(line string, timeout time.Duration) (int, []string, error) {
-	_ = c.Conn.SetDeadline(time.Now().Add(timeout))
-	defer c.Conn.SetDeadline(time.Time{})
-	if _, err := io.WriteString(c.Conn, line+"\r\n"); err != nil {
-		return 0, nil, err
-	}
-	return readReply(c.br)
-}
-
-// trace writes a command deliver sent itself, and its reply, to the
-// protocol trace.
-func trace(o Options, cmd string, reply []string) {
-	if o.Debug == nil {
-		return
-	}
-	var b strings.Builder
-	if cmd != "" {
-		b.WriteString(cmd + "\r\n")
-	}
-	for _, l := range reply {
-		b.WriteString(l + "\r\n")
-	}
-	_, _ = io.WriteString(o.Debug, b.String())
+func quit(c *smtpclient.Client) {
+	_, _ = c.Quit()
 }

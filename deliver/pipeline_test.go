@@ -12,7 +12,7 @@ import (
 // A refused MAIL fails every recipient with its own error, whatever the
 // RCPTs and DATA of a pipelined group got (503 here, RFC 2920 §3.1); no
 // body goes out, no RSET is needed, and the next Send works. A 530 defers
-// as a configuration error (Error.Config) instead of failing.
+// as a configuration error (mta.Error.Config) instead of failing.
 func TestSendMailRefused(t *testing.T) {
 	tests := []struct {
 		name, mail string

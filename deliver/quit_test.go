@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/mxflush/mxflush/mta"
 )
 
 // Every path that ends a session still in step before any mail sends QUIT
@@ -60,9 +62,9 @@ func TestQuitAfterRefusal(t *testing.T) {
 		{name: "credentials refused", mode: TLSNone, ehlo: withAuth,
 			auth:    &Auth{Username: "u", Password: "p", AllowInsecure: true},
 			replies: map[string]string{"AUTH PLAIN AHUAcA==": "535 5.7.8 bad credentials"}, status: "4.7.8",
-			// go-smtp's client sends "*" after any failed AUTH, also
-			// after a final 535; its reply keeps the session in step.
-			want: []string{"EHLO relay.a.test", "AUTH PLAIN AHUAcA==", "*", "QUIT"}},
+			// A final 535 ends the exchange: no "*", which only
+			// answers a 334 challenge (RFC 4954 §4).
+			want: []string{"EHLO relay.a.test", "AUTH PLAIN AHUAcA==", "QUIT"}},
 		{name: "credentials not sent without TLS", mode: TLSMay, ehlo: withAuth,
 			auth: &Auth{Username: "u", Password: "p"}, status: "4.7.0",
 			want: []string{"EHLO relay.a.test", "QUIT"}},
@@ -83,7 +85,7 @@ func TestQuitAfterRefusal(t *testing.T) {
 			if tc.auth != nil {
 				o.Auth = func(string, int) *Auth { return tc.auth }
 			}
-			s, err := Dial(context.Background(), []Host{host("mx.b.test", "127.0.0.2")}, o)
+			s, err := Dial(context.Background(), []mta.Host{host("mx.b.test", "127.0.0.2")}, o)
 			if err == nil {
 				s.Close()
 				t.Fatalf("Dial succeeded, want an error %s", tc.status)
@@ -110,18 +112,18 @@ func TestQuitAfterHELORefused(t *testing.T) {
 		return ""
 	}}
 	startFake(t, "127.0.0.2", port, f)
-	if s, err := Dial(context.Background(), []Host{host("mx.b.test", "127.0.0.2")}, opts(port)); err == nil {
+	if s, err := Dial(context.Background(), []mta.Host{host("mx.b.test", "127.0.0.2")}, opts(port)); err == nil {
 		s.Close()
 		t.Fatal("Dial succeeded, want HELO's 550")
 	}
 	wantTranscript(t, f, []string{"EHLO relay.a.test", "HELO relay.a.test", "QUIT"})
 }
 
-func wantError(t testing.TB, err error) *Error {
+func wantError(t testing.TB, err error) *mta.Error {
 	t.Helper()
-	var e *Error
+	var e *mta.Error
 	if !errors.As(err, &e) {
-		t.Fatalf("err = %v, want *Error", err)
+		t.Fatalf("err = %v, want *mta.Error", err)
 	}
 	return e
 }

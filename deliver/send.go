@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/mxflush/mxflush/addr"
+	"github.com/mxflush/mxflush/mta"
+	"github.com/mxflush/mxflush/smtpclient"
 )
 
 // Message is one message for the recipients of one destination.
@@ -39,8 +41,8 @@ type Message struct {
 // Result is the outcome for one recipient.
 type Result struct {
 	Rcpt  string // as in Message.To
-	Err   error  // nil: delivered (2yz after end of data); else *Error (Permanent: failed, else deferred)
-	Reply string // the server's final reply, "250 2.0.0 Ok: queued as X", or Err's (*Error).Reply()
+	Err   error  // nil: delivered (2yz after end of data); else *mta.Error (Permanent: failed, else deferred)
+	Reply string // the server's final reply, "250 2.0.0 Ok: queued as X", or Err's (*mta.Error).Reply()
 }
 
 // Send delivers m and returns one Result per recipient, in the order of
@@ -71,7 +73,7 @@ type Result struct {
 //     Otherwise each command waits for its reply.
 //   - MAIL: 4yz defers all, 5yz fails all, except 530 (RFC 4954 §6:
 //     authentication required), which defers all as a configuration error
-//     (Error.Config): the relay wants credentials it did not get. The same
+//     (mta.Error.Config): the relay wants credentials it did not get. The same
 //     holds for a 530 to RCPT.
 //   - RCPT per recipient: 2yz accepted, 4yz deferred, 5yz failed. A 452
 //     (RFC 5321 §4.5.3.1.10) sends the recipients it refused in a new
@@ -81,7 +83,7 @@ type Result struct {
 //   - No RCPT accepted: no message content, RSET.
 //   - DATA 4yz/5yz and the reply to the final dot apply to every accepted
 //     recipient of the transaction. The body is streamed from Open through
-//     the normaliser (see NewNormalizer) and dot-stuffed (RFC 5321 §4.5.2).
+//     the normaliser (see smtpclient.NewNormalizer) and dot-stuffed (RFC 5321 §4.5.2).
 //     A successful transaction is not followed by RSET; an aborted one is.
 //
 // The error is nil, or a *LostError when the session can no longer be used
@@ -136,12 +138,12 @@ func (s *Session) SendThen(ctx context.Context, m Message, next func() (Message,
 		return p.res.rs, nil
 	}
 
-	stop := s.watch(ctx)
+	stop := s.c.Watch(ctx)
 	defer func() {
 		if !stop() && s.lost == nil {
 			// ctx ended just as Send finished: the watcher has closed the
 			// connection, so the next Send must not try to use it.
-			s.lose(ctx, ioError(cmdMail, ctx.Err()), true)
+			s.lose(ctx, ioError(mta.CmdMail, ctx.Err()), true)
 		}
 	}()
 	for len(p.pending) > 0 {
@@ -268,17 +270,17 @@ const maxKept = 64 << 10
 // sends them without opening m again; a larger one is opened again for
 // DATA (its second read comes from the page cache, and costs little next
 // to sending that many octets).
-func (s *Session) measure(m Message) (size int64, wire []byte, e *Error) {
+func (s *Session) measure(m Message) (size int64, wire []byte, e *mta.Error) {
 	rc, err := m.Open()
 	if err != nil {
 		return 0, nil, localError(false, "4.3.0", "cannot open the message: "+err.Error(), err)
 	}
 	defer rc.Close()
 	if s.norm == nil {
-		s.norm = newNormalizer()
+		s.norm = smtpclient.NewNormalizer(nil)
 	}
-	s.norm.reset(rc)
-	defer s.norm.reset(nil)
+	s.norm.Reset(rc)
+	defer s.norm.Reset(nil)
 	buf := s.buffer()
 	// The kept octets go in one of two buffers the session reuses in turn:
 	// at most two kept messages are in use at once, the one being sent and
@@ -320,7 +322,7 @@ func (s *Session) measure(m Message) (size int64, wire []byte, e *Error) {
 // envelope checks and converts the addresses to their wire form. An invalid
 // address refuses the whole message: such an envelope is corrupt or
 // hostile (command injection), so nobody gets it.
-func envelope(m Message) (from string, to []string, fromUTF8 bool, rcptUTF8 []bool, e *Error) {
+func envelope(m Message) (from string, to []string, fromUTF8 bool, rcptUTF8 []bool, e *mta.Error) {
 	needUTF8 := false
 	wire := func(a string) (string, error) {
 		if strings.ContainsAny(a, "\r\n\x00") {

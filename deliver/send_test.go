@@ -11,6 +11,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 )
 
 func refusal(code int, status, msg string) error {
@@ -129,7 +130,7 @@ func TestSendMixedRcpt(t *testing.T) {
 	if rs[0].Reply != "550 5.1.1 No such user" || rs[2].Reply != "450 4.2.1 Mailbox busy" {
 		t.Errorf("replies %q / %q", rs[0].Reply, rs[2].Reply)
 	}
-	var e *Error
+	var e *mta.Error
 	if errors.As(rs[0].Err, &e); e.Command != "RCPT TO" || e.Status != "5.1.1" {
 		t.Errorf("error %+v", e)
 	}
@@ -395,7 +396,7 @@ func TestSendInjection(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, res := range rs {
-			var e *Error
+			var e *mta.Error
 			if !errors.As(res.Err, &e) || !e.Permanent || e.Command != "local" {
 				t.Errorf("%q -> %q: %v, want a permanent local error", tc.from, res.Rcpt, res.Err)
 			}

@@ -1,12 +1,11 @@
 package deliver
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"time"
 
-	"github.com/emersion/go-smtp"
+	"github.com/mxflush/mxflush/mta"
+	"github.com/mxflush/mxflush/smtpclient"
 )
 
 // Session is one SMTP connection after a successful greeting and EHLO (or
@@ -14,8 +13,7 @@ import (
 // A Session is not safe for concurrent use; it holds at most one message
 // reader open at a time, and none between calls.
 type Session struct {
-	c     *smtp.Client
-	conn  *conn
+	c     *smtpclient.Client
 	o     Options
 	relay string
 
@@ -26,17 +24,12 @@ type Session struct {
 	sizeLimit  int64 // smallest SIZE limit offered, octets; 0: none or no limit (RFC 1870)
 	tls        TLSState
 
-	// After EHLO and AUTH, deliver runs every command itself on conn
-	// (go-smtp's client never pipelines): bw buffers commands and the
-	// dot-stuffed body, br is conn's reader.
-	bw *bufio.Writer
-	br *bufio.Reader
 	// ahead is the look-ahead message whose commands went out behind the
 	// last final dot (see SendThen), for the next Send.
 	ahead *prepared
 
-	buf  []byte      // copy buffer for the body and measure, allocated on first use
-	norm *normalizer // reused for every message
+	buf  []byte                 // copy buffer for the body and measure, allocated on first use
+	norm *smtpclient.Normalizer // reused for every message
 	// kept holds the normalised octets of measured messages small enough
 	// to send from memory (see measure), used in turn.
 	kept [2][]byte
@@ -81,48 +74,35 @@ func (s *Session) Close() error {
 	}
 	err := s.quit()
 	if cerr := s.c.Close(); err == nil && cerr != nil {
-		err = &Error{Status: "4.4.2", Command: cmdQuit, Msg: describe(cerr), Err: cerr}
+		err = ioError(mta.CmdQuit, cerr)
 	}
 	return err
 }
 
-// quit sends QUIT and reads the reply itself rather than through go-smtp,
-// whose Quit would first repeat EHLO if an RSET cleared its hello state.
+// quit sends QUIT and reads the reply, which should be 221.
 func (s *Session) quit() error {
-	_ = s.conn.SetDeadline(time.Now().Add(s.o.CommandTimeout))
-	defer s.conn.SetDeadline(time.Time{})
-	s.bw.WriteString("QUIT\r\n")
-	if err := s.bw.Flush(); err != nil {
-		return ioError(cmdQuit, err)
-	}
-	code, lines, err := s.readReply()
+	r, err := s.c.Quit()
 	if err != nil {
-		return ioError(cmdQuit, err)
+		return ioError(mta.CmdQuit, err)
 	}
-	if code != 221 {
-		return replyError(cmdQuit, greetingReply(code, lines))
+	if r.Code != 221 {
+		return replyError(mta.CmdQuit, r)
 	}
 	return nil
 }
 
-// watch closes the connection when ctx ends (go-smtp has no context) and
-// returns the function that stops watching.
-func (s *Session) watch(ctx context.Context) (stop func() bool) {
-	return context.AfterFunc(ctx, func() { s.conn.tcp.Close() })
-}
-
 // lose marks the session unusable, closes the connection and returns the
 // *LostError for Send. A cancelled context is named as the cause.
-func (s *Session) lose(ctx context.Context, e *Error, safe bool) *LostError {
+func (s *Session) lose(ctx context.Context, e *mta.Error, safe bool) *LostError {
 	if err := ctx.Err(); err != nil && e.Code == 0 {
-		e = &Error{Status: "4.4.2", Command: e.Command, Msg: "canceled: " + err.Error(), Err: err}
+		e = &mta.Error{Status: "4.4.2", Command: e.Command, Msg: "canceled: " + err.Error(), Err: err}
 	}
 	s.lost = &LostError{Err: e, Safe: safe}
 	if s.ahead != nil { // never sent here: the caller sends it elsewhere
 		s.ahead.release()
 		s.ahead = nil
 	}
-	s.conn.tcp.Close()
+	s.c.Close()
 	s.o.Logger.Debug("smtp session lost", "relay", s.relay, "err", e, "safe", safe)
 	return s.lost
 }
@@ -134,7 +114,7 @@ func (s *Session) buffer() []byte {
 	return s.buf
 }
 
-func sizeError(size, limit int64) *Error {
+func sizeError(size, limit int64) *mta.Error {
 	// RFC 1870 §6.1 has the server answer 552 to such a MAIL; RFC 3463
 	// §3.4: 5.3.4, message too big for system. No transaction is opened.
 	return localError(true, "5.3.4",
@@ -155,7 +135,7 @@ func newResults(to []string) *results {
 	return r
 }
 
-func (r *results) set(i int, e *Error, reply string) {
+func (r *results) set(i int, e *mta.Error, reply string) {
 	r.done[i] = true
 	if e != nil {
 		r.rs[i].Err, r.rs[i].Reply = e, e.Reply()
@@ -164,7 +144,7 @@ func (r *results) set(i int, e *Error, reply string) {
 	r.rs[i].Err, r.rs[i].Reply = nil, reply
 }
 
-func (r *results) setAll(idx []int, e *Error) {
+func (r *results) setAll(idx []int, e *mta.Error) {
 	for _, i := range idx {
 		r.set(i, e, "")
 	}

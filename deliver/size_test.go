@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/mxflush/mxflush/mta"
 )
 
 // SIZE= on MAIL is the size of the message as transmitted after the 354
@@ -90,7 +92,7 @@ func TestSendSizeOverLimitAsSent(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantOutcomes(t, rs, map[string]string{"bob@b.test": "perm 5.3.4"})
-	if e := asError(t, rs[0]); e.Status != "5.3.4" || !e.Permanent || e.Command != cmdLocal {
+	if e := asError(t, rs[0]); e.Status != "5.3.4" || !e.Permanent || e.Command != mta.CmdLocal {
 		t.Fatalf("error %v, want permanent local 5.3.4", rs[0].Err)
 	}
 	for _, n := range []int{20280, 20000} {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 )
 
 // A failed STARTTLS, in every form: every way a TLS step can fail, under each
@@ -100,7 +101,7 @@ func TestSTARTTLSFailures(t *testing.T) {
 				// DANE with a usable record that would match: the failure
 				// is in TLS itself, before any certificate.
 				o.TLS.LookupTLSA = staticTLSA([]TLSA{eeRecord(p.good)}, true, nil)
-				s, err := Dial(context.Background(), []Host{host("mx.b.test", "127.0.0.2")}, o)
+				s, err := Dial(context.Background(), []mta.Host{host("mx.b.test", "127.0.0.2")}, o)
 				if mode != TLSMay {
 					if err == nil {
 						s.Close()

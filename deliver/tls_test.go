@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/mta"
 )
 
 // pki holds the certificates of the TLS tests: ca is trusted (Roots),
@@ -58,13 +59,13 @@ func sendOne(t testing.TB, s *Session) []Result {
 	return rs
 }
 
-// wantTemp checks that err is a temporary *Error whose Status starts with
+// wantTemp checks that err is a temporary *mta.Error whose Status starts with
 // prefix: a TLS failure under a required policy defers, never bounces.
-func wantTemp(t testing.TB, err error, prefix string) *Error {
+func wantTemp(t testing.TB, err error, prefix string) *mta.Error {
 	t.Helper()
-	var e *Error
+	var e *mta.Error
 	if !errors.As(err, &e) {
-		t.Fatalf("err = %v, want *Error", err)
+		t.Fatalf("err = %v, want *mta.Error", err)
 	}
 	if e.Permanent || !strings.HasPrefix(e.Status, prefix) {
 		t.Errorf("err = %v (status %s, permanent %v), want temporary %s", e, e.Status, e.Permanent, prefix)
@@ -117,7 +118,7 @@ func TestTLSPolicy(t *testing.T) {
 			if name == "" {
 				name = "mx.b.test"
 			}
-			s, err := Dial(context.Background(), []Host{host(name, "127.0.0.2")}, o)
+			s, err := Dial(context.Background(), []mta.Host{host(name, "127.0.0.2")}, o)
 			if code, ok := strings.CutPrefix(tt.want, "error "); ok {
 				if err == nil {
 					s.Close()

@@ -1,15 +1,14 @@
 package deliver
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/emersion/go-smtp"
+	"github.com/mxflush/mxflush/mta"
+	"github.com/mxflush/mxflush/smtpclient"
 )
 
 // maxGroup bounds the RCPT commands written before their replies are read
@@ -61,7 +60,6 @@ func (s *Session) transaction(ctx context.Context, p *prepared, next func() (Mes
 		p.rc = rc
 	}
 	defer p.closeReader()
-	defer s.conn.SetDeadline(time.Time{})
 	var env envelopeResult
 	switch {
 	case p.env != nil: // a look-ahead whose replies were read already
@@ -96,7 +94,7 @@ func (s *Session) transaction(ctx context.Context, p *prepared, next func() (Mes
 type envelopeResult struct {
 	accepted, next []int
 	mailOK, data   bool
-	lost           *Error
+	lost           *mta.Error
 }
 
 // envelopeSequential sends MAIL, each RCPT and DATA one at a time, each
@@ -105,7 +103,7 @@ type envelopeResult struct {
 // transaction), one before any defers that recipient alone; DATA is sent
 // only when some recipient was accepted.
 func (s *Session) envelopeSequential(mail string, to []string, pending []int, res *results) (r envelopeResult) {
-	e, lost := s.command(cmdMail, 2, mail)
+	e, lost := s.command(mta.CmdMail, 2, mail)
 	if lost != nil {
 		return envelopeResult{lost: lost}
 	}
@@ -115,7 +113,7 @@ func (s *Session) envelopeSequential(mail string, to []string, pending []int, re
 	}
 	r.mailOK = true
 	for k, i := range pending {
-		e, lost := s.command(cmdRcpt, 2, "RCPT TO:<"+to[i]+">")
+		e, lost := s.command(mta.CmdRcpt, 2, "RCPT TO:<"+to[i]+">")
 		if lost != nil {
 			return envelopeResult{lost: lost}
 		}
@@ -123,19 +121,22 @@ func (s *Session) envelopeSequential(mail string, to []string, pending []int, re
 			r.accepted = append(r.accepted, i)
 			continue
 		}
-		if e.Code == 452 && len(r.accepted) > 0 { // too many recipients: the rest go in a new transaction
-			r.next = pending[k:]
-			break
+		if tooManyRecipients(e) {
+			if len(r.accepted) > 0 { // the rest go in a new transaction
+				r.next = pending[k:]
+				break
+			}
+			// A 452 with none accepted is about this recipient (a full
+			// mailbox): deferring all the rest would starve them, since
+			// the next transaction starts with it again.
+			e = deferred(e)
 		}
-		// A 452 with none accepted is about this recipient (a full
-		// mailbox): deferring all the rest would starve them, since the
-		// next transaction starts with it again.
 		res.set(i, authRequired(e), "")
 	}
 	if len(r.accepted) == 0 {
 		return r
 	}
-	e, lost = s.command(cmdData, 3, "DATA")
+	e, lost = s.command(mta.CmdData, 3, "DATA")
 	if lost != nil {
 		return envelopeResult{lost: lost}
 	}
@@ -173,26 +174,26 @@ func (s *Session) envelopeSequential(mail string, to []string, pending []int, re
 // new session (LostError.Unresolved): none of them had a DATA accepted.
 // An out-of-order reply voids them all, as above.
 func (s *Session) envelopePipelined(mail string, to []string, pending []int, res *results, sent bool) (r envelopeResult) {
-	reply := func(cmd string, want int) (e, lost *Error) {
+	reply := func(cmd string, want int) (e, lost *mta.Error) {
 		e, lost = s.reply(cmd, want)
 		if lost != nil && (lost.Code/100 == 2 || lost.Code/100 == 3) {
-			// A 354 to RCPT, a 250 to DATA: see Error.OutOfOrder.
-			lost = &Error{Status: "4.5.0", Command: cmd, Err: lost, OutOfOrder: true,
+			// A 354 to RCPT, a 250 to DATA: see mta.Error.OutOfOrder.
+			lost = &mta.Error{Status: "4.5.0", Command: cmd, Err: lost, OutOfOrder: true,
 				Msg: "replies out of order (RFC 2920 §3.1): " + lost.Reply()}
 		}
 		return e, lost
 	}
-	var mailErr *Error
-	var tooMany []int                  // the 452s (too many recipients)
-	refused := make(map[int]*Error, 4) // every refusal, 452s too: set in res once the DATA reply is read, or by lose
-	mailRead := false                  // the MAIL reply was read: the replies in refused count if the session is lost
-	lose := func(lost *Error) envelopeResult {
+	var mailErr *mta.Error
+	var tooMany []int                      // the 452s (too many recipients)
+	refused := make(map[int]*mta.Error, 4) // every refusal, 452s too: set in res once the DATA reply is read, or by lose
+	mailRead := false                      // the MAIL reply was read: the replies in refused count if the session is lost
+	lose := func(lost *mta.Error) envelopeResult {
 		if mailRead && !lost.OutOfOrder {
 			for _, i := range pending {
 				switch e := refused[i]; {
 				case mailErr != nil:
 					res.set(i, mailErr, "")
-				case e != nil && e.Code != 452: // a 452 asks for another transaction: the new session's
+				case e != nil && !slices.Contains(tooMany, i): // a 452 asks for another transaction: the new session's
 					res.set(i, e, "")
 				}
 			}
@@ -203,19 +204,19 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 		group := pending[k:min(k+maxGroup, len(pending))]
 		if k > 0 || !sent {
 			if k == 0 {
-				s.bw.WriteString(mail + "\r\n")
+				s.c.Queue(mail)
 			}
 			s.writeRcpts(to, group, k+len(group) == len(pending))
-			if err := s.flushCommands(); err != nil {
-				cmd := cmdRcpt
+			if err := s.c.Flush(); err != nil {
+				cmd := mta.CmdRcpt
 				if k == 0 {
-					cmd = cmdMail // the write carried MAIL too
+					cmd = mta.CmdMail // the write carried MAIL too
 				}
 				return lose(ioError(cmd, err))
 			}
 		}
 		if k == 0 {
-			e, lost := reply(cmdMail, 2)
+			e, lost := reply(mta.CmdMail, 2)
 			if lost != nil {
 				return envelopeResult{lost: lost}
 			}
@@ -225,7 +226,7 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 			mailRead = true
 		}
 		for _, i := range group {
-			e, lost := reply(cmdRcpt, 2)
+			e, lost := reply(mta.CmdRcpt, 2)
 			switch {
 			case lost != nil:
 				return lose(lost)
@@ -233,16 +234,16 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 				refused[i] = mailErr
 			case e == nil:
 				r.accepted = append(r.accepted, i)
-			case e.Code == 452:
+			case tooManyRecipients(e):
 				tooMany = append(tooMany, i)
-				refused[i] = e
+				refused[i] = deferred(e)
 			default:
 				refused[i] = authRequired(e)
 			}
 		}
 		k += len(group)
 	}
-	e, lost := reply(cmdData, 3)
+	e, lost := reply(mta.CmdData, 3)
 	if lost != nil {
 		return lose(lost)
 	}
@@ -251,7 +252,7 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 		// 554 (RFC 2920 §3.1); a 354 shows that the replies overtook one
 		// another, e.g. the dot's 550 read for the look-ahead's MAIL and
 		// its MAIL's 250 for the dot: no refusal of the group can count.
-		return envelopeResult{lost: &Error{Status: "4.5.0", Command: cmdData, Err: mailErr, OutOfOrder: true,
+		return envelopeResult{lost: &mta.Error{Status: "4.5.0", Command: mta.CmdData, Err: mailErr, OutOfOrder: true,
 			Msg: "replies out of order (RFC 2920 §3.1): DATA accepted after MAIL was refused with " + mailErr.Reply()}}
 	}
 	r.mailOK, r.data = mailErr == nil, e == nil
@@ -278,10 +279,10 @@ func (s *Session) envelopePipelined(mail string, to []string, pending []int, res
 // last, DATA.
 func (s *Session) writeRcpts(to []string, group []int, last bool) {
 	for _, i := range group {
-		s.bw.WriteString("RCPT TO:<" + to[i] + ">\r\n")
+		s.c.Queue("RCPT TO:<" + to[i] + ">")
 	}
 	if last {
-		s.bw.WriteString("DATA\r\n")
+		s.c.Queue("DATA")
 	}
 }
 
@@ -291,39 +292,34 @@ func (s *Session) writeRcpts(to []string, group []int, last bool) {
 // look-ahead (next non-nil), the next message's first group is written
 // behind the dot and kept in s.ahead for its own Send.
 func (s *Session) body(ctx context.Context, p *prepared, accepted []int, next func() (Message, bool)) *LostError {
-	// Each write of the body gets DataTimeout (RFC 5321 §4.5.3.2.5).
-	_ = s.conn.SetDeadline(time.Time{})
-	s.conn.writeErr = nil
-	st := stuffer{w: s.bw, bol: true}
+	dw := s.c.Data()
 	if p.wire != nil {
 		// Normalised already, and kept, by measure.
-		if werr := st.write(p.wire); werr != nil {
-			return s.lose(ctx, ioError(cmdData, werr), true)
+		if _, werr := dw.Write(p.wire); werr != nil {
+			return s.lose(ctx, ioError(mta.CmdData, werr), true)
 		}
-	} else if lost := s.stream(ctx, p, &st); lost != nil {
+	} else if lost := s.stream(ctx, p, dw); lost != nil {
 		return lost
 	}
-	st.end()
-	dotEnd := s.conn.written + int64(s.bw.Buffered()) // the octet count once the final dot is out
+	dotEnd := dw.End() // the octet count once the final dot is out
 	p.closeReader()
 	var ahead *prepared
 	if next != nil {
 		ahead = s.lookahead(next)
 	}
-	if err := s.bw.Flush(); err != nil {
+	if err := dw.Flush(); err != nil {
 		ahead.release()
 		// Safe only if the dot did not get out whole: with a look-ahead, the
 		// write may have failed on the commands behind it.
-		return s.lose(ctx, ioError(cmdEOD, err), s.conn.written < dotEnd)
+		return s.lose(ctx, ioError(mta.CmdEOD, err), s.c.Written() < dotEnd)
 	}
-	_ = s.conn.SetDeadline(time.Now().Add(s.o.FinalTimeout))
-	code, lines, err := s.readReply()
+	final, err := s.c.ReadReply(s.o.FinalTimeout)
 	if err != nil {
 		ahead.release()
-		// The final dot got out unless writing it failed.
-		return s.lose(ctx, ioError(cmdEOD, err), s.conn.writeErr != nil)
+		// The final dot got out: the server may have taken the message.
+		return s.lose(ctx, ioError(mta.CmdEOD, err), false)
 	}
-	var aheadLost *Error
+	var aheadLost *mta.Error
 	if ahead != nil && ahead.sent {
 		// The look-ahead's replies come right behind the dot's (the
 		// server answers them before it waits for the body): read them
@@ -335,15 +331,15 @@ func (s *Session) body(ctx context.Context, p *prepared, accepted []int, next fu
 		if e := env.lost; e != nil && (e.OutOfOrder || e.Code != 0 && e.Code != 421) {
 			ahead.release()
 			reply := e.Reply()
-			if inner, ok := e.Err.(*Error); ok && e.OutOfOrder {
+			if inner, ok := e.Err.(*mta.Error); ok && e.OutOfOrder {
 				reply = inner.Reply() // the reply of the wrong class, or the MAIL refusal before a 354
 			}
-			return s.lose(ctx, &Error{Status: "4.5.0", Command: cmdEOD, Err: e, OutOfOrder: true,
+			return s.lose(ctx, &mta.Error{Status: "4.5.0", Command: mta.CmdEOD, Err: e, OutOfOrder: true,
 				Msg: "replies out of order (RFC 2920 §3.1), so the reply to the end of data is not known: " + reply}, false)
 		}
 		ahead.env, aheadLost = &env, env.lost
 	}
-	if e, lost := judge(cmdEOD, 2, code, lines); e != nil {
+	if e, lost := judge(mta.CmdEOD, 2, final); e != nil {
 		if lost {
 			ahead.release()
 			return s.lose(ctx, e, false)
@@ -351,7 +347,7 @@ func (s *Session) body(ctx context.Context, p *prepared, accepted []int, next fu
 		p.res.setAll(accepted, e)
 		return s.keepAhead(ctx, ahead, aheadLost)
 	}
-	reply := strconv.Itoa(code) + " " + oneLine(strings.Join(replyTexts(lines), "\n"))
+	reply := final.String()
 	for _, i := range accepted {
 		p.res.set(i, nil, reply)
 	}
@@ -368,18 +364,18 @@ func (s *Session) body(ctx context.Context, p *prepared, accepted []int, next fu
 
 // stream writes the message from its reader through the normaliser to the
 // dot-stuffer.
-func (s *Session) stream(ctx context.Context, p *prepared, st *stuffer) *LostError {
+func (s *Session) stream(ctx context.Context, p *prepared, dw *smtpclient.DataWriter) *LostError {
 	if s.norm == nil {
-		s.norm = newNormalizer()
+		s.norm = smtpclient.NewNormalizer(nil)
 	}
-	s.norm.reset(p.rc)
-	defer s.norm.reset(nil)
+	s.norm.Reset(p.rc)
+	defer s.norm.Reset(nil)
 	buf := s.buffer()
 	for {
 		n, err := s.norm.Read(buf)
 		if n > 0 {
-			if werr := st.write(buf[:n]); werr != nil {
-				return s.lose(ctx, ioError(cmdData, werr), true)
+			if _, werr := dw.Write(buf[:n]); werr != nil {
+				return s.lose(ctx, ioError(mta.CmdData, werr), true)
 			}
 		}
 		if err == io.EOF {
@@ -398,7 +394,7 @@ func (s *Session) stream(ctx context.Context, p *prepared, st *stuffer) *LostErr
 // lost the session (a 421 or a dropped connection after the final dot's
 // reply, which stands), loses the session: the look-ahead's final dot was
 // never sent, so it is safe to send elsewhere.
-func (s *Session) keepAhead(ctx context.Context, ahead *prepared, lost *Error) *LostError {
+func (s *Session) keepAhead(ctx context.Context, ahead *prepared, lost *mta.Error) *LostError {
 	if lost != nil {
 		ahead.release()
 		return s.lose(ctx, lost, true)
@@ -430,7 +426,7 @@ func (s *Session) lookahead(next func() (Message, bool)) *prepared {
 		p.rc = rc
 	}
 	p.sent = true
-	s.bw.WriteString(p.mail + "\r\n")
+	s.c.Queue(p.mail)
 	s.writeRcpts(p.to, p.pending, true)
 	return p
 }
@@ -442,49 +438,15 @@ func (p *prepared) release() {
 	}
 }
 
-// stuffer dot-stuffs text whose lines all end in CRLF (the normaliser's
-// output) into w: a line that starts with "." gets one more (RFC 5321
-// §4.5.2). bol: the next octet starts a line.
-type stuffer struct {
-	w   *bufio.Writer
-	bol bool
-}
-
-func (d *stuffer) write(p []byte) error {
-	for len(p) > 0 {
-		if d.bol && p[0] == '.' {
-			d.w.WriteByte('.')
-		}
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			d.w.Write(p)
-			d.bol = false
-			break
-		}
-		d.w.Write(p[:i+1])
-		d.bol, p = true, p[i+1:]
-	}
-	_, err := d.w.Write(nil) // the first error of any flush above, which bufio keeps
-	return err
-}
-
-// end buffers the end of data: CRLF if the text did not end a line, then
-// ".CRLF" (RFC 5321 §4.1.1.4).
-func (d *stuffer) end() {
-	if !d.bol {
-		d.w.WriteString("\r\n")
-	}
-	d.w.WriteString(".\r\n")
-}
-
 // emptyData ends a DATA the server accepted without a valid recipient with
 // a lone dot (RFC 2920 §3.1). Nobody's result depends on the reply.
 func (s *Session) emptyData(ctx context.Context) *LostError {
-	s.bw.WriteString(".\r\n")
-	if err := s.flushCommands(); err != nil {
-		return s.lose(ctx, ioError(cmdEOD, err), true)
+	dw := s.c.Data()
+	dw.End()
+	if err := dw.Flush(); err != nil {
+		return s.lose(ctx, ioError(mta.CmdEOD, err), true)
 	}
-	if _, lost := s.reply(cmdEOD, 2); lost != nil {
+	if _, lost := s.reply(mta.CmdEOD, 2); lost != nil {
 		return s.lose(ctx, lost, true)
 	}
 	return nil
@@ -493,7 +455,7 @@ func (s *Session) emptyData(ctx context.Context) *LostError {
 // reset aborts a transaction that will not reach the end of data (RFC 5321
 // §4.1.1.5). Any failure loses the session: its state is no longer known.
 func (s *Session) reset(ctx context.Context) *LostError {
-	e, lost := s.command(cmdRset, 2, "RSET")
+	e, lost := s.command(mta.CmdRset, 2, "RSET")
 	if lost == nil && e != nil {
 		lost = e
 	}
@@ -504,96 +466,27 @@ func (s *Session) reset(ctx context.Context) *LostError {
 }
 
 // command writes one command line and reads its reply; see reply.
-func (s *Session) command(cmd string, want int, line string) (e, lost *Error) {
-	s.bw.WriteString(line + "\r\n")
-	if err := s.flushCommands(); err != nil {
+func (s *Session) command(cmd string, want int, line string) (e, lost *mta.Error) {
+	s.c.Queue(line)
+	if err := s.c.Flush(); err != nil {
 		return nil, ioError(cmd, err)
 	}
 	return s.reply(cmd, want)
-}
-
-// flushCommands writes the buffered commands within CommandTimeout.
-func (s *Session) flushCommands() error {
-	_ = s.conn.SetDeadline(time.Now().Add(s.o.CommandTimeout))
-	return s.bw.Flush()
 }
 
 // reply reads the reply to cmd within CommandTimeout (RFC 5321
 // §4.5.3.2.2-4: the limit is per command, also in a pipelined group) and
 // judges it against the wanted class (2 for 2yz, 3 for 354): see judge. An
 // I/O error, a timeout or a malformed reply loses the session (the second
-// *Error).
-func (s *Session) reply(cmd string, want int) (e, lost *Error) {
-	_ = s.conn.Conn.SetReadDeadline(time.Now().Add(s.o.CommandTimeout))
-	code, lines, err := s.readReply()
+// *mta.Error).
+func (s *Session) reply(cmd string, want int) (e, lost *mta.Error) {
+	r, err := s.c.Reply()
 	if err != nil {
 		return nil, ioError(cmd, err)
 	}
-	e, isLost := judge(cmd, want, code, lines)
+	e, isLost := judge(cmd, want, r)
 	if isLost {
 		return nil, e
 	}
 	return e, nil
-}
-
-// readReply reads one reply from the connection and traces it.
-func (s *Session) readReply() (int, []string, error) {
-	code, lines, err := readReply(s.br)
-	if s.o.Debug != nil && len(lines) > 0 {
-		trace(s.o, "", lines)
-	}
-	return code, lines, err
-}
-
-// judge turns a reply into nil (its class is want), or an *Error, and says
-// whether the session is lost: a 421 (RFC 5321 §3.8) or a reply outside
-// 4yz/5yz that was not wanted leaves the server's state unknown.
-func judge(cmd string, want, code int, lines []string) (e *Error, lost bool) {
-	if code/100 == want {
-		return nil, false
-	}
-	e = replyError(cmd, commandReply(code, lines))
-	class := code / 100
-	return e, code == 421 || (class != 4 && class != 5)
-}
-
-// commandReply builds the *smtp.SMTPError of a reply to a command as
-// go-smtp does: the enhanced status code (RFC 2034 §4) is taken from the
-// first line and left out of every line that repeats it.
-func commandReply(code int, lines []string) *smtp.SMTPError {
-	texts := replyTexts(lines)
-	se := &smtp.SMTPError{Code: code, EnhancedCode: smtp.NoEnhancedCode, Message: strings.Join(texts, "\n")}
-	word, _, ok := strings.Cut(texts[0], " ")
-	if !ok {
-		return se
-	}
-	ec, ok := parseStatus(word)
-	if !ok {
-		return se
-	}
-	for i, t := range texts {
-		texts[i] = strings.TrimPrefix(t, word+" ")
-	}
-	se.EnhancedCode, se.Message = ec, strings.Join(texts, "\n")
-	return se
-}
-
-// replyTexts is the text of each reply line, after "ddd-" or "ddd ".
-func replyTexts(lines []string) []string {
-	texts := make([]string, len(lines))
-	for i, l := range lines {
-		texts[i] = replyText(l)
-	}
-	return texts
-}
-
-// newWriter sets up the buffered writer for commands and bodies: 8 KiB,
-// so that a small message, its final dot and the next message's commands
-// leave in one write. With Options.Debug every octet written is traced too.
-func (s *Session) newWriter() {
-	var out io.Writer = s.conn
-	if s.o.Debug != nil {
-		out = io.MultiWriter(s.conn, s.o.Debug)
-	}
-	s.bw = bufio.NewWriterSize(out, 8<<10)
 }

@@ -21,10 +21,10 @@ type Host struct {
 	Port  int          // TCP port; 0 means the caller's default (always 0 for MX hosts)
 }
 
-// Reply is one SMTP reply (RFC 5321 §4.2): the code shared by all its lines,
-// the enhanced status code of its last line when it has one (RFC 2034 §4,
-// RFC 3463), and the text of every line without the code, the separator
-// and, on the last line, the enhanced status code.
+// Reply is one SMTP reply (RFC 5321 §4.2): the code of its last line,
+// its enhanced status code when a line carries one of the code's class
+// (RFC 2034 §4, RFC 3463; the first such), and the text of every line
+// without the code, the separator and that enhanced status code.
 type Reply struct {
 	Code   int
 	Status string // "5.1.1"; "" when the reply has none
@@ -79,27 +79,38 @@ func SplitStatus(code int, text string) (status, rest string) {
 
 // ParseStatus checks an enhanced status code by RFC 3463 §2's grammar:
 // class "2", "4" or "5", then subject and detail of one to three digits
-// without leading zeros. It returns the code as given.
+// without leading zeros. It returns the code as given. It allocates
+// nothing: every reply's text goes through it (SplitStatus).
 func ParseStatus(s string) (string, bool) {
-	parts := strings.Split(s, ".")
-	if len(parts) != 3 || len(parts[0]) != 1 || (parts[0] != "2" && parts[0] != "4" && parts[0] != "5") {
+	if len(s) < 5 || (s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.' {
 		return "", false
 	}
-	for _, p := range parts[1:] {
-		if len(p) < 1 || len(p) > 3 || (len(p) > 1 && p[0] == '0') {
-			return "", false
-		}
-		if _, err := strconv.Atoi(p); err != nil {
-			return "", false
-		}
+	subject, detail, ok := strings.Cut(s[2:], ".")
+	if !ok || !statusNumber(subject) || !statusNumber(detail) {
+		return "", false
 	}
 	return s, true
+}
+
+// statusNumber is RFC 3463 §2's subject or detail: one to three digits,
+// no leading zero.
+func statusNumber(p string) bool {
+	if len(p) < 1 || len(p) > 3 || (len(p) > 1 && p[0] == '0') {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // Format writes a code, an enhanced status code and a text as one line,
 // leaving out what is missing: "550 5.1.1 text", "550 text", "4.4.2 text".
 func Format(code int, status, text string) string {
 	var b strings.Builder
+	b.Grow(5 + len(status) + len(text))
 	if code != 0 {
 		b.WriteString(strconv.Itoa(code))
 	}

@@ -47,6 +47,11 @@ func TestSplitStatus(t *testing.T) {
 		{550, "5.1000.1 four digits", "", "5.1000.1 four digits"},
 		{550, "No status", "", "No status"},
 		{421, "4.7.0 Error: too many errors", "4.7.0", "Error: too many errors"},
+		{556, "5.1.10 null MX", "5.1.10", "null MX"},
+		{550, "5.+1.1 sign", "", "5.+1.1 sign"},
+		{550, "5.1.1.1 four parts", "", "5.1.1.1 four parts"},
+		{550, "5..1 empty subject", "", "5..1 empty subject"},
+		{550, "5.1. empty detail", "", "5.1. empty detail"},
 	} {
 		st, rest := SplitStatus(c.code, c.text)
 		if st != c.st || rest != c.rest {
@@ -66,5 +71,12 @@ func TestFormat(t *testing.T) {
 	}
 	if got, want := Format(550, "", "x"), "550 x"; got != want {
 		t.Errorf("Format = %q, want %q", got, want)
+	}
+}
+
+// ParseStatus runs on the text of every reply read: it must not allocate.
+func TestParseStatusAllocs(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { ParseStatus("5.1.1") }); n != 0 {
+		t.Errorf("ParseStatus allocates %v times", n)
 	}
 }

@@ -1,4 +1,4 @@
-package deliver
+package smtpclient
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ const maxLineLength = 998
 const normBufSize = 8 << 10
 
 // NewNormalizer returns a reader that yields r's octets as text with CRLF
-// line endings only, fit for go-smtp's dot-stuffing DATA writer:
+// line endings only, fit for DataWriter:
 //
 //   - every CRLF, bare CR and bare LF becomes CRLF (so "\r.\r" cannot end
 //     DATA early, RFC 5321 §2.3.8 and §4.1.1.4);
@@ -35,15 +35,19 @@ const normBufSize = 8 << 10
 // The conversion streams in constant memory (about 26 KiB) and is correct
 // whatever sizes the underlying Reads return. Errors from r are passed on
 // after the octets before them.
-func NewNormalizer(r io.Reader) io.Reader {
-	z := newNormalizer()
-	z.reset(r)
+func NewNormalizer(r io.Reader) *Normalizer {
+	z := &Normalizer{
+		in:   make([]byte, normBufSize),
+		out:  make([]byte, 0, 2*normBufSize+2*maxLineLength),
+		line: make([]byte, 0, maxLineLength+1),
+	}
+	z.Reset(r)
 	return z
 }
 
-// normalizer is the state machine behind NewNormalizer. A Session keeps one
-// and resets it for each message.
-type normalizer struct {
+// Normalizer is the state machine behind NewNormalizer. One can be reset
+// for each message, keeping its buffers.
+type Normalizer struct {
 	r      io.Reader
 	in     []byte
 	out    []byte // produced octets; out[off:] not yet returned
@@ -55,20 +59,13 @@ type normalizer struct {
 	err    error  // sticky: io.EOF or r's error, returned once out is drained
 }
 
-func newNormalizer() *normalizer {
-	return &normalizer{
-		in:   make([]byte, normBufSize),
-		out:  make([]byte, 0, 2*normBufSize+2*maxLineLength),
-		line: make([]byte, 0, maxLineLength+1),
-	}
-}
-
-func (z *normalizer) reset(r io.Reader) {
+// Reset starts over on r (nil drops the last reader).
+func (z *Normalizer) Reset(r io.Reader) {
 	z.r, z.out, z.off, z.line = r, z.out[:0], 0, z.line[:0]
 	z.header, z.cr, z.n, z.err = true, false, 0, nil
 }
 
-func (z *normalizer) Read(p []byte) (int, error) {
+func (z *Normalizer) Read(p []byte) (int, error) {
 	for {
 		if z.off < len(z.out) {
 			n := copy(p, z.out[z.off:])
@@ -89,7 +86,7 @@ func (z *normalizer) Read(p []byte) (int, error) {
 }
 
 // process converts one chunk of input.
-func (z *normalizer) process(b []byte) {
+func (z *Normalizer) process(b []byte) {
 	for len(b) > 0 {
 		if z.cr {
 			z.cr = false
@@ -123,7 +120,7 @@ func (z *normalizer) process(b []byte) {
 // bodyText appends line content, breaking after every 998 octets. The break
 // is written only when another octet follows, so a line of exactly 998
 // octets stays whole.
-func (z *normalizer) bodyText(seg []byte) {
+func (z *Normalizer) bodyText(seg []byte) {
 	for len(seg) > 0 {
 		if z.n == maxLineLength {
 			z.out = append(z.out, '\r', '\n')
@@ -138,7 +135,7 @@ func (z *normalizer) bodyText(seg []byte) {
 
 // headerText buffers line content and folds as soon as the line is known to
 // be too long (999 octets buffered).
-func (z *normalizer) headerText(seg []byte) {
+func (z *Normalizer) headerText(seg []byte) {
 	for len(seg) > 0 {
 		k := min(len(seg), maxLineLength+1-len(z.line))
 		z.line = append(z.line, seg[:k]...)
@@ -151,7 +148,7 @@ func (z *normalizer) headerText(seg []byte) {
 
 // fold emits the first part of a 999-octet header line and keeps the rest
 // (which starts with whitespace, making it a continuation line).
-func (z *normalizer) fold() {
+func (z *Normalizer) fold() {
 	first := bytes.IndexFunc(z.line, func(r rune) bool { return r != ' ' && r != '\t' })
 	cut := -1
 	for i := maxLineLength; i > first && first >= 0; i-- {
@@ -172,7 +169,7 @@ func (z *normalizer) fold() {
 }
 
 // endLine handles a line ending in the input.
-func (z *normalizer) endLine() {
+func (z *Normalizer) endLine() {
 	if !z.header {
 		z.out = append(z.out, '\r', '\n')
 		z.n = 0
@@ -187,7 +184,7 @@ func (z *normalizer) endLine() {
 }
 
 // finish ends an unterminated last line at EOF.
-func (z *normalizer) finish() {
+func (z *Normalizer) finish() {
 	switch {
 	case z.header && len(z.line) > 0:
 		z.out = append(z.out, z.line...)
