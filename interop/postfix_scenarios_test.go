@@ -1,0 +1,309 @@
+package interop
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mxflush/mxflush/internal/testnet"
+)
+
+// mxDNS starts an in-process DNS server with domain's MX pointing at host,
+// and host's address ip: the Postfix tests look up their MX there (the
+// nsd and unbound chain is the DNS tests' subject).
+func mxDNS(t *testing.T, domain, host, ip string) string {
+	t.Helper()
+	d, err := testnet.StartDNS(domain+". MX 10 "+host+".", host+". A "+ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d.Addr()
+}
+
+// ehloKeywords returns the keywords of Postfix's EHLO reply on addr.
+func ehloKeywords(t *testing.T, addr string) []string {
+	t.Helper()
+	c, r := greet(t, addr)
+	fmt.Fprintf(c, "EHLO client.test\r\n")
+	var kw []string
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(line) > 4 {
+			f := strings.Fields(line[4:])
+			if len(f) > 0 {
+				kw = append(kw, strings.ToUpper(f[0]))
+			}
+		}
+		if len(line) < 4 || line[3] != '-' {
+			break
+		}
+	}
+	fmt.Fprintf(c, "QUIT\r\n")
+	return kw[1:] // the first line is the greeting name
+}
+
+// Postfix with its defaults (PIPELINING, 8BITMIME, SIZE, STARTTLS) gets
+// every message once, verified TLS to the MX host's name, and the body
+// exactly as queued: a line that is a lone dot and lines that start with
+// dots survive the dot-stuffing both ways, an 8-bit UTF-8 body goes as
+// BODY=8BITMIME, and a message to two recipients is one transaction.
+func TestPostfixDefaults(t *testing.T) {
+	pf := needPostfix(t)
+	t.Parallel()
+	dns := mxDNS(t, "normal.test", "normal.pf.test", ipNormal)
+	spool := newSpool(t)
+	dots := message("dots", "ok1@normal.test, ok2@normal.test",
+		"First line.\r\n.\r\n..two dots\r\n.leading dot\r\n \r\n.\r\nlast line\r\n")
+	utf8 := message("utf8", "ok1@normal.test", "Grüße aus Köln: 8-bit, sent as BODY=8BITMIME.\r\n")
+	enqueue(t, spool, dots, "ok1@normal.test", "ok2@normal.test")
+	enqueue(t, spool, utf8, "ok1@normal.test")
+
+	r := flush(t, spool, dns, pf.port, "--tls", "verify", "--tls-ca", pf.caFile)
+	wantExit(t, r, 0)
+	relay := fmt.Sprintf("normal.pf.test[%s]:%d", ipNormal, pf.port)
+	for _, o := range outcomes(r)["ok1@normal.test"] {
+		if o.status != "sent" || o.relay != relay || o.tls != "TLSv1.3:verified" || !strings.HasPrefix(o.reply, "250 2.0.0 Ok: queued as ") {
+			t.Errorf("ok1: %+v, want sent by %s over TLSv1.3:verified", o, relay)
+		}
+	}
+	wantOutcome(t, r, "ok2@normal.test", "sent", "2.0.0", "250 2.0.0 Ok: queued as ")
+	pf.idle(t)
+	pf.wantMailbox(t, "ok1@normal.test", dots, utf8)
+	pf.wantMailbox(t, "ok2@normal.test", dots)
+}
+
+// Postfix told to refuse a bare LF in DATA (smtpd_forbid_bare_newline =
+// reject, the defence against SMTP smuggling) accepts a message queued
+// with bare LF and bare CR line endings: mxflush sends every line ending
+// as CRLF.
+func TestPostfixBareNewline(t *testing.T) {
+	pf := needPostfix(t)
+	t.Parallel()
+	addr := fmt.Sprintf("%s:%d", ipNormal, pf.port)
+
+	// The receiver does refuse a bare LF: what mxflush avoids is real.
+	c, r := greet(t, addr)
+	for _, cmd := range []string{"EHLO client.test", "MAIL FROM:<" + sender + ">", "RCPT TO:<ok2@bare.test>", "DATA"} {
+		fmt.Fprintf(c, "%s\r\n", cmd)
+		if line := reply(t, r); !strings.HasPrefix(line, "2") && !strings.HasPrefix(line, "3") {
+			t.Fatalf("%s: %q", cmd, line)
+		}
+	}
+	fmt.Fprintf(c, "Subject: bare\r\n\r\none\ntwo\r\n.\r\n")
+	if line := reply(t, r); !strings.HasPrefix(line, "5") {
+		t.Fatalf("Postfix took a bare LF: %q (smtpd_forbid_bare_newline = reject not in force)", line)
+	}
+
+	dns := mxDNS(t, "bare.test", "bare.pf.test", ipNormal)
+	spool := newSpool(t)
+	lf := message("bare", "ok1@bare.test", "") + "bare LF\nthen CRLF\r\nthen a bare CR\rend\n"
+	lf = strings.Replace(lf, "Subject: bare\r\n", "Subject: bare\n", 1)
+	enqueue(t, spool, lf, "ok1@bare.test")
+	res := flush(t, spool, dns, pf.port)
+	wantExit(t, res, 0)
+	wantOutcome(t, res, "ok1@bare.test", "sent", "2.0.0", "250 2.0.0 Ok: queued as ")
+	pf.idle(t)
+	pf.wantMailbox(t, "ok1@bare.test", lf)
+}
+
+// queuedAs matches the queue ID in Postfix's reply to DATA.
+var queuedAs = regexp.MustCompile(`queued as (\w+)`)
+
+// Postfix with smtpd_recipient_limit = 3 answers the fourth RCPT of a
+// transaction 452 4.5.3: the seven recipients of one message go in three
+// transactions (3, 3, 1) on the same session, each gets one copy, and the
+// run exits 0.
+func TestPostfixRecipientLimit(t *testing.T) {
+	pf := needPostfix(t)
+	t.Parallel()
+	dns := mxDNS(t, "limit.test", "limit.pf.test", ipLimit)
+	spool := newSpool(t)
+	var rcpts []string
+	for i := 1; i <= 7; i++ {
+		rcpts = append(rcpts, fmt.Sprintf("ok%d@limit.test", i))
+	}
+	m := message("seven", "list@limit.test", "One message, seven recipients.\r\n")
+	enqueue(t, spool, m, rcpts...)
+	r := flush(t, spool, dns, pf.port)
+	wantExit(t, r, 0)
+	ids := map[string]bool{}
+	for _, rc := range rcpts {
+		o := wantOutcome(t, r, rc, "sent", "2.0.0", "250 2.0.0 Ok: queued as ")
+		if f := queuedAs.FindStringSubmatch(o.reply); f != nil {
+			ids[f[1]] = true
+		}
+	}
+	if len(ids) != 3 {
+		t.Errorf("%d transactions (%v), want 3: 3, 3 and 1 recipients", len(ids), ids)
+	}
+	if n := strings.Count(r.stdout, "\n"); n == 0 || !strings.Contains(r.stdout, "limit.test") {
+		t.Errorf("summary without limit.test:\n%s", r.stdout)
+	}
+	pf.idle(t)
+	for _, rc := range rcpts {
+		pf.wantMailbox(t, rc, m)
+	}
+}
+
+// Postfix announces SIZE 4096: a larger message fails at once with 5.3.4,
+// before MAIL (RFC 1870), the smaller one beside it is delivered, and the
+// run exits 69.
+func TestPostfixMessageSize(t *testing.T) {
+	pf := needPostfix(t)
+	t.Parallel()
+	dns := mxDNS(t, "size.test", "size.pf.test", ipSize)
+	spool := newSpool(t)
+	small := message("small", "ok1@size.test", "Small enough.\r\n")
+	big := message("big", "ok2@size.test", strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n", sizeLimit/66+1))
+	enqueue(t, spool, small, "ok1@size.test")
+	enqueue(t, spool, big, "ok2@size.test")
+	r := flush(t, spool, dns, pf.port)
+	wantExit(t, r, 69)
+	wantOutcome(t, r, "ok1@size.test", "sent", "2.0.0", "250 ")
+	wantOutcome(t, r, "ok2@size.test", "bounced", "5.3.4", "")
+	pf.idle(t)
+	pf.wantMailbox(t, "ok1@size.test", small)
+	pf.wantMailbox(t, "ok2@size.test")
+}
+
+// Postfix refuses a recipient it has no mailbox for with 550 5.1.1: that
+// one is bounced, the other recipient of the same message gets it, and the
+// run exits 69.
+func TestPostfixUnknownUser(t *testing.T) {
+	pf := needPostfix(t)
+	t.Parallel()
+	dns := mxDNS(t, "unknown.test", "unknown.pf.test", ipNormal)
+	spool := newSpool(t)
+	m := message("unknown", "ok1@unknown.test, nobody@unknown.test", "One known, one unknown.\r\n")
+	enqueue(t, spool, m, "nobody@unknown.test", "ok1@unknown.test")
+	r := flush(t, spool, dns, pf.port)
+	wantExit(t, r, 69)
+	wantOutcome(t, r, "ok1@unknown.test", "sent", "2.0.0", "250 ")
+	wantOutcome(t, r, "nobody@unknown.test", "bounced", "5.1.1", "550 5.1.1 <nobody@unknown.test>: Recipient address rejected: User unknown")
+	pf.idle(t)
+	pf.wantMailbox(t, "ok1@unknown.test", m)
+}
+
+// Postfix at its default smtpd_hard_error_limit (20) answers a pipelined
+// group of 1 known and 23 unknown recipients with 20 refusals and then
+// 421 4.7.0 "too many errors", and closes. The known recipient, first in
+// one message and last in the other, is delivered once in the same run,
+// every unknown one is bounced with Postfix's 550 5.1.1 (none deferred),
+// and the run exits 69.
+func TestPostfixErrorLimit(t *testing.T) {
+	pf := needPostfix(t)
+	t.Parallel()
+	dns := mxDNS(t, "errors.test", "errors.pf.test", ipErrors)
+	spool := newSpool(t)
+	var unknown []string
+	group := func(known string, first bool, tag string) []string {
+		var rcpts []string
+		for i := 1; i <= 23; i++ {
+			rcpts = append(rcpts, fmt.Sprintf("no-%s-%02d@errors.test", tag, i))
+		}
+		unknown = append(unknown, rcpts...)
+		if first {
+			return append([]string{known}, rcpts...)
+		}
+		return append(rcpts, known)
+	}
+	first := message("known first", "list@errors.test", "The known recipient is the first.\r\n")
+	last := message("known last", "list@errors.test", "The known recipient is the last.\r\n")
+	enqueue(t, spool, first, group("ok1@errors.test", true, "a")...)
+	enqueue(t, spool, last, group("ok2@errors.test", false, "b")...)
+	r := flush(t, spool, dns, pf.port)
+	wantExit(t, r, 69)
+	wantOutcome(t, r, "ok1@errors.test", "sent", "2.0.0", "250 ")
+	wantOutcome(t, r, "ok2@errors.test", "sent", "2.0.0", "250 ")
+	for _, rc := range unknown {
+		wantOutcome(t, r, rc, "bounced", "5.1.1", "550 5.1.1 <"+rc+">")
+	}
+	pf.idle(t)
+	if !strings.Contains(pf.maillog(), "too many errors after RCPT") {
+		t.Errorf("Postfix never reached its error limit:\n%s", pf.maillog())
+	}
+	pf.wantMailbox(t, "ok1@errors.test", first)
+	pf.wantMailbox(t, "ok2@errors.test", last)
+}
+
+// Postfix with smtpd_client_message_rate_limit = 2 answers the third MAIL
+// of a client within its time unit 450 4.7.1: that message is deferred
+// (exit 75) and stays queued, and a later run, once the time unit has
+// passed, delivers it. Every message arrives once.
+func TestPostfixRateLimit(t *testing.T) {
+	pf := needPostfix(t)
+	t.Parallel()
+	dns := mxDNS(t, "rate.test", "rate.pf.test", ipRate)
+	spool := newSpool(t)
+	var msgs []string
+	for i := 1; i <= 3; i++ {
+		m := message(fmt.Sprintf("rate %d", i), "ok1@rate.test", fmt.Sprintf("Message %d of 3.\r\n", i))
+		msgs = append(msgs, m)
+		enqueue(t, spool, m, "ok1@rate.test")
+	}
+	r := flush(t, spool, dns, pf.port)
+	wantExit(t, r, 75)
+	var statuses []string
+	for _, o := range outcomes(r)["ok1@rate.test"] {
+		statuses = append(statuses, o.status+" "+o.dsn)
+		if o.status == "deferred" && !strings.HasPrefix(o.reply, "450 4.7.1 ") {
+			t.Errorf("deferred with %q, want Postfix's 450 4.7.1", o.reply)
+		}
+	}
+	slices.Sort(statuses)
+	if want := []string{"deferred 4.7.1", "sent 2.0.0", "sent 2.0.0"}; !slices.Equal(statuses, want) {
+		t.Fatalf("first run: %q, want %q", statuses, want)
+	}
+	// A later run: --all, as the deferred message's next attempt is
+	// minutes away. Postfix counts in windows of rateUnit; the run is
+	// repeated (a few times at most) until a window has passed.
+	for try := 1; ; try++ {
+		time.Sleep(rateUnit)
+		r = flush(t, spool, dns, pf.port, "--all")
+		if r.code == 0 || try == 5 {
+			break
+		}
+	}
+	wantExit(t, r, 0)
+	wantOutcome(t, r, "ok1@rate.test", "sent", "2.0.0", "250 ")
+	pf.idle(t)
+	pf.wantMailbox(t, "ok1@rate.test", msgs...)
+}
+
+// Postfix with PIPELINING and 8BITMIME taken out of its EHLO reply
+// (smtpd_discard_ehlo_keywords) gets the 7-bit message one command at a
+// time, to three recipients; the 8-bit message is not changed to fit but
+// fails with 5.6.3 (RFC 6152 §3), and the run exits 69.
+func TestPostfixNoPipelining(t *testing.T) {
+	pf := needPostfix(t)
+	t.Parallel()
+	kw := ehloKeywords(t, fmt.Sprintf("%s:%d", ipPlain, pf.port))
+	if slices.Contains(kw, "PIPELINING") || slices.Contains(kw, "8BITMIME") || !slices.Contains(kw, "STARTTLS") {
+		t.Fatalf("EHLO keywords %q: want STARTTLS without PIPELINING and 8BITMIME", kw)
+	}
+	dns := mxDNS(t, "plain.test", "plain.pf.test", ipPlain)
+	spool := newSpool(t)
+	ascii := message("ascii", "list@plain.test", "Plain 7-bit text.\r\n")
+	eight := message("eight", "ok1@plain.test", "Caf\xc3\xa9 au lait: 8-bit.\r\n")
+	rcpts := []string{"ok1@plain.test", "ok2@plain.test", "ok3@plain.test"}
+	enqueue(t, spool, ascii, rcpts...)
+	enqueue(t, spool, eight, "ok4@plain.test")
+	r := flush(t, spool, dns, pf.port)
+	wantExit(t, r, 69)
+	for _, rc := range rcpts {
+		wantOutcome(t, r, rc, "sent", "2.0.0", "250 ")
+	}
+	wantOutcome(t, r, "ok4@plain.test", "bounced", "5.6.3", "")
+	pf.idle(t)
+	for _, rc := range rcpts {
+		pf.wantMailbox(t, rc, ascii)
+	}
+	pf.wantMailbox(t, "ok4@plain.test")
+}
