@@ -6,9 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // env is what the whole package shares: the built binary and the daemons,
@@ -20,6 +25,11 @@ type env struct {
 	pf     *postfix
 	pfErr  error // a start failure: the tests that need Postfix fail
 	pfSkip string
+
+	dnsOnce sync.Once
+	dns     *dnsChain
+	dnsErr  error
+	dnsSkip string
 }
 
 var shared env
@@ -59,16 +69,36 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "TestMain: go build: %v\n%s", err, out)
 		return 1
 	}
+	// Postfix's master daemonizes, and nsd forks its server: as a
+	// subreaper this process becomes the parent of those orphans, so
+	// that stop can reap them instead of leaving zombies to init.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "TestMain: PR_SET_CHILD_SUBREAPER:", err)
+		return 1
+	}
 	defer shared.stop()
 	return m.Run()
 }
 
-// stop stops the daemons that were started, and reports one that would
-// not stop.
+// stop stops the daemons that were started, DNS first (nothing asks it
+// once the tests are done), and reports one that would not stop.
 func (e *env) stop() {
+	if e.dns != nil {
+		if err := e.dns.stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "TestMain:", err)
+		}
+	}
 	if e.pf != nil {
 		if err := e.pf.stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "TestMain:", err)
+		}
+	}
+	// Every command the tests ran has been waited for: what is left to
+	// reap are the daemons' orphans, which stop saw end.
+	for {
+		var ws unix.WaitStatus
+		if pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil); pid <= 0 || err != nil {
+			return
 		}
 	}
 }
@@ -134,4 +164,71 @@ func mxflush(t *testing.T, stdin string, args ...string) result {
 		t.Fatalf("%v: %v", cmd.Args, err)
 	}
 	return r
+}
+
+// alive says whether a process with that pid exists and is not a zombie.
+func alive(pid int) bool {
+	state, _, ok := procStat(pid)
+	return ok && state != "Z"
+}
+
+// procStat returns a process's state and parent from /proc/PID/stat.
+func procStat(pid int) (state string, ppid int, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", 0, false
+	}
+	// The fields after the command, which is in parentheses and may hold
+	// anything, are "STATE PPID ...".
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return "", 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return "", 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return f[0], ppid, err == nil
+}
+
+// children returns the pids of pid's child processes.
+func children(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var kids []int
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if _, ppid, ok := procStat(n); ok && ppid == pid {
+			kids = append(kids, n)
+		}
+	}
+	return kids
+}
+
+// waitGone waits up to d for the processes to end, kills those still
+// running then, and returns them.
+func waitGone(pids []int, d time.Duration) []int {
+	deadline := time.Now().Add(d)
+	for {
+		var left []int
+		for _, pid := range pids {
+			if alive(pid) {
+				left = append(left, pid)
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			for _, pid := range left {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			return left
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
