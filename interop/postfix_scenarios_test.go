@@ -2,6 +2,8 @@ package interop
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -62,8 +64,18 @@ func TestPostfixDefaults(t *testing.T) {
 	dots := message("dots", "ok1@normal.test, ok2@normal.test",
 		"First line.\r\n.\r\n..two dots\r\n.leading dot\r\n \r\n.\r\nlast line\r\n")
 	utf8 := message("utf8", "ok1@normal.test", "Grüße aus Köln: 8-bit, sent as BODY=8BITMIME.\r\n")
+	// A body line of 2500 octets is broken every 998 (RFC 5322 §2.1.1).
+	line := strings.Repeat("0123456789", 250)
+	long := message("long", "ok3@normal.test", line+"\r\n")
+	longSent := message("long", "ok3@normal.test", line[:998]+"\r\n"+line[998:1996]+"\r\n"+line[1996:]+"\r\n")
+	// A sender with a UTF-8 local part goes with SMTPUTF8 (RFC 6531).
+	intl := strings.ReplaceAll(message("intl", "ok4@normal.test", "From J\xc3\xb6rg.\r\n"), sender, "j\xc3\xb6rg@origin.test")
 	enqueue(t, spool, dots, "ok1@normal.test", "ok2@normal.test")
 	enqueue(t, spool, utf8, "ok1@normal.test")
+	enqueue(t, spool, long, "ok3@normal.test")
+	if r := mxflush(t, intl, "enqueue", "--spool", spool, "-f", "j\xc3\xb6rg@origin.test", "ok4@normal.test"); r.code != 0 {
+		t.Fatalf("enqueue: %v", r)
+	}
 
 	r := flush(t, spool, dns, pf.port, "--tls", "verify", "--tls-ca", pf.caFile)
 	wantExit(t, r, 0)
@@ -77,6 +89,12 @@ func TestPostfixDefaults(t *testing.T) {
 	pf.idle(t)
 	pf.wantMailbox(t, "ok1@normal.test", dots, utf8)
 	pf.wantMailbox(t, "ok2@normal.test", dots)
+	pf.wantMailbox(t, "ok3@normal.test", longSent)
+	pf.wantMailbox(t, "ok4@normal.test", intl)
+	// Postfix's Received field says the session used SMTPUTF8.
+	if raw := pf.raw(t, "ok4@normal.test"); len(raw) != 1 || !strings.HasPrefix(raw[0], "Return-Path: <j\xc3\xb6rg@origin.test>\n") || !strings.Contains(raw[0], " with UTF8SMTPS id ") {
+		t.Errorf("ok4: want one message from j\xc3\xb6rg@origin.test received with UTF8SMTPS:\n%q", raw)
+	}
 }
 
 // Postfix told to refuse a bare LF in DATA (smtpd_forbid_bare_newline =
@@ -306,4 +324,134 @@ func TestPostfixNoPipelining(t *testing.T) {
 		pf.wantMailbox(t, rc, ascii)
 	}
 	pf.wantMailbox(t, "ok4@plain.test")
+}
+
+// Without PIPELINING, Postfix at its default smtpd_hard_error_limit
+// answers the 21st unknown recipient 421 4.7.0 and closes: the known
+// recipient, first in one message and last in the other, is delivered
+// once in the same run, and every unknown one gets its own 550 5.1.1.
+func TestPostfixErrorLimitNoPipelining(t *testing.T) {
+	pf := needPostfix(t)
+	t.Parallel()
+	dns := mxDNS(t, "plain.test", "plain.pf.test", ipPlain)
+	spool := newSpool(t)
+	var unknown []string
+	group := func(known string, first bool, tag string) []string {
+		var rcpts []string
+		for i := 1; i <= 23; i++ {
+			rcpts = append(rcpts, fmt.Sprintf("no-%s-%02d@plain.test", tag, i))
+		}
+		unknown = append(unknown, rcpts...)
+		if first {
+			return append([]string{known}, rcpts...)
+		}
+		return append(rcpts, known)
+	}
+	first := message("plain known first", "list@plain.test", "The known recipient is the first.\r\n")
+	last := message("plain known last", "list@plain.test", "The known recipient is the last.\r\n")
+	enqueue(t, spool, first, group("ok5@plain.test", true, "a")...)
+	enqueue(t, spool, last, group("ok6@plain.test", false, "b")...)
+	r := flush(t, spool, dns, pf.port)
+	wantExit(t, r, 69)
+	wantOutcome(t, r, "ok5@plain.test", "sent", "2.0.0", "250 ")
+	wantOutcome(t, r, "ok6@plain.test", "sent", "2.0.0", "250 ")
+	for _, rc := range unknown {
+		wantOutcome(t, r, rc, "bounced", "5.1.1", "550 5.1.1 <"+rc+">")
+	}
+	pf.idle(t)
+	pf.wantMailbox(t, "ok5@plain.test", first)
+	pf.wantMailbox(t, "ok6@plain.test", last)
+}
+
+// Postfix with smtpd_client_connection_count_limit = 1 answers a second
+// concurrent session from the same client 421 4.7.0: 250 messages to one
+// domain, which mxflush would share among several sessions, all arrive
+// in the one run, each once.
+func TestPostfixConnectionLimit(t *testing.T) {
+	pf := needPostfix(t)
+	t.Parallel()
+	dns := mxDNS(t, "conns.test", "conns.pf.test", ipConns)
+	spool := newSpool(t)
+	const n = 250
+	var msgs []string
+	for i := range n {
+		m := message(fmt.Sprintf("conns %03d", i), "ok1@conns.test", fmt.Sprintf("Message %d of %d.\r\n", i+1, n))
+		msgs = append(msgs, m)
+		spoolFile(t, spool, fmt.Sprintf("1796400000.M%d.P1.interop", i), m, "ok1@conns.test")
+	}
+	r := flush(t, spool, dns, pf.port, "--conns-per-domain", "4")
+	wantExit(t, r, 0)
+	sent := 0
+	for _, o := range outcomes(r)["ok1@conns.test"] {
+		if o.status == "sent" {
+			sent++
+		}
+	}
+	if sent != n {
+		t.Errorf("%d sent, want %d", sent, n)
+	}
+	if !strings.Contains(pf.maillog(), "Connection concurrency limit exceeded") {
+		t.Errorf("Postfix never refused a session: the limit was not reached:\n%s", pf.maillog())
+	}
+	pf.idle(t)
+	pf.wantMailbox(t, "ok1@conns.test", msgs...)
+}
+
+// A recipient Postfix refuses makes a bounce (RFC 3464), which the same
+// run delivers to the sender's mailbox, also at Postfix, from the null
+// sender.
+func TestPostfixBounceDelivered(t *testing.T) {
+	pf := needPostfix(t)
+	t.Parallel()
+	d, err := testnet.StartDNS(
+		"unknown.test. MX 10 unknown.pf.test.", "unknown.pf.test. A "+ipNormal,
+		"senders.test. MX 10 senders.pf.test.", "senders.pf.test. A "+ipNormal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	spool := newSpool(t)
+	m := message("to be bounced", "nobody2@unknown.test", "Nobody reads this.\r\n")
+	m = strings.Replace(m, sender, "ok1@senders.test", 1)
+	if r := mxflush(t, m, "enqueue", "--spool", spool, "-f", "ok1@senders.test", "nobody2@unknown.test"); r.code != 0 {
+		t.Fatalf("enqueue: %v", r)
+	}
+	args := []string{"flush", "--spool", spool, "--dns", d.Addr(), "--port", fmt.Sprint(pf.port), "--helo", "client.test"}
+	r := mxflush(t, "", args...)
+	t.Logf("mxflush %s\n%v", strings.Join(args, " "), r)
+	wantExit(t, r, 69)
+	wantOutcome(t, r, "nobody2@unknown.test", "bounced", "5.1.1", "550 5.1.1 ")
+	wantOutcome(t, r, "ok1@senders.test", "sent", "2.0.0", "250 ")
+	pf.idle(t)
+	got := pf.mailbox(t, "ok1@senders.test")
+	if len(got) != 1 {
+		t.Fatalf("the sender's mailbox holds %d messages, want the bounce", len(got))
+	}
+	full := got[0]
+	for _, want := range []string{"Content-Type: multipart/report; report-type=delivery-status", "Final-Recipient: rfc822; nobody2@unknown.test", "Status: 5.1.1", "Action: failed", "Message-ID: <to-be-bounced@origin.test>"} {
+		if !strings.Contains(full, want) {
+			t.Errorf("the bounce lacks %q:\n%s", want, full)
+		}
+	}
+	if raw := pf.raw(t, "ok1@senders.test"); len(raw) != 1 || !strings.HasPrefix(raw[0], "Return-Path: <>\n") {
+		t.Errorf("the bounce did not come from the null sender (RFC 3464 §2, RFC 5321 §4.5.5):\n%q", raw)
+	}
+}
+
+// spoolFile writes a message straight into the spool's new/, as a
+// producer would (the spool format: envelope lines, then the message).
+func spoolFile(t *testing.T, spool, name, msg string, rcpts ...string) {
+	t.Helper()
+	for _, d := range []string{"tmp", "new", "cur", "failed", "hold", "bad"} {
+		if err := os.MkdirAll(filepath.Join(spool, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := "X-Envelope-From: <" + sender + ">\n"
+	for _, rc := range rcpts {
+		env += "X-Envelope-To: <" + rc + ">\n"
+	}
+	if err := os.WriteFile(filepath.Join(spool, "new", name), []byte(env+msg), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -29,6 +29,7 @@ const (
 	ipErrors  = "127.0.31.13" // default error limits, without the error sleep
 	ipRate    = "127.0.31.14" // two messages per client per anvil time unit
 	ipPlain   = "127.0.31.15" // PIPELINING and 8BITMIME not announced
+	ipConns   = "127.0.31.16" // one session per client at a time
 	ipNothing = "127.0.31.99" // nothing listens here: an unreachable MX host
 )
 
@@ -53,7 +54,8 @@ var listeners = []struct {
 	// Clients in $mynetworks (all of 127.0.0.0/8 here) are exempt from
 	// rate limits by default.
 	{ipRate, []string{"smtpd_client_message_rate_limit=2", "smtpd_client_event_limit_exceptions="}},
-	{ipPlain, []string{"smtpd_discard_ehlo_keywords=pipelining,8bitmime"}},
+	{ipPlain, []string{"smtpd_discard_ehlo_keywords=pipelining,8bitmime", "smtpd_error_sleep_time=0"}},
+	{ipConns, []string{"smtpd_client_connection_count_limit=1", "smtpd_client_event_limit_exceptions="}},
 }
 
 // postfix is a private Postfix instance under a temporary directory,
@@ -298,7 +300,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 // regexp table, so each mailbox is listed.)
 var mailDomains = []string{
 	"normal.test", "bare.test", "limit.test", "size.test", "unknown.test",
-	"errors.test", "rate.test", "plain.test",
+	"errors.test", "rate.test", "plain.test", "conns.test", "senders.test",
 	// the DNS tests'
 	"pref.test", "cname.test", "v6.test", "implicit.test", "many.test",
 	"dane.test", "danebad.test", "danecname.test", "expired.test", "unsigned.test",
@@ -411,11 +413,8 @@ func (p *postfix) idle(t *testing.T) {
 	}
 }
 
-// mailbox returns the messages in addr's maildir, each with the header
-// fields Postfix added (Return-Path, Delivered-To, Received) removed, as
-// they were written: Postfix stores lines ended by LF. It fails the test
-// when a message does not start with those fields.
-func (p *postfix) mailbox(t *testing.T, addr string) []string {
+// raw returns the files in addr's maildir as Postfix wrote them.
+func (p *postfix) raw(t *testing.T, addr string) []string {
 	t.Helper()
 	local, domain, _ := strings.Cut(addr, "@")
 	var msgs []string
@@ -432,8 +431,21 @@ func (p *postfix) mailbox(t *testing.T, addr string) []string {
 			if err != nil {
 				t.Fatal(err)
 			}
-			msgs = append(msgs, stripAdded(t, addr, string(b)))
+			msgs = append(msgs, string(b))
 		}
+	}
+	return msgs
+}
+
+// mailbox returns the messages in addr's maildir, each with the header
+// fields Postfix added (Return-Path, Delivered-To, Received) removed, as
+// they were written: Postfix stores lines ended by LF. It fails the test
+// when a message does not start with those fields.
+func (p *postfix) mailbox(t *testing.T, addr string) []string {
+	t.Helper()
+	var msgs []string
+	for _, m := range p.raw(t, addr) {
+		msgs = append(msgs, stripAdded(t, addr, m))
 	}
 	return msgs
 }
