@@ -42,9 +42,18 @@ func TestDNS(t *testing.T) {
 		// RFC 7672 §2.2.2: the TLSA records at the end of the CNAME chain
 		// (those of the alias do not match).
 		{"DANE at the CNAME target", "danecname.test", 0, "sent", "2.0.0", "mx.danecname.test" + normal, "TLSv1.3:dane", "250 "},
+		// RFC 7672 §3.2.2: DANE-TA matches the issuer, and the certificate
+		// names the MX host (*.pf.test).
+		{"DANE-TA match", "danetaok.test", 0, "sent", "2.0.0", "ta.pf.test" + normal, "TLSv1.3:dane", "250 "},
+		// ... but not when it does not name the MX host.
+		{"DANE-TA, another name", "danetabad.test", 75, "deferred", "4.7.5", "none", "", "4.7.5 all MX hosts failed (last: mx.danetabad.test" + normal + ": TLS handshake failed: DANE: a trust anchor matched"},
 		// RFC 7672 §2.1.1: TLSA records the resolver finds bogus (expired
 		// signatures, SERVFAIL) make the host unusable: deferred.
 		{"DANE bogus (expired signatures)", "expired.test", 75, "deferred", "4.7.5", "none", "", "4.7.5 all MX hosts failed (last: mx.expired.test: TLSA lookup failed"},
+		// RFC 4035 §5.5: a bogus MX answer is a SERVFAIL, which defers.
+		{"bogus MX answer (expired signatures)", "bogus.test", 75, "deferred", "4.4.3", "none", "", "451 4.4.3 MX lookup failed"},
+		// An authenticated NXDOMAIN fails the recipient with 5.1.2.
+		{"NXDOMAIN", "nosuch.test", 69, "bounced", "5.1.2", "none", "", "550 5.1.2 domain does not exist"},
 		// RFC 7672 §2.2: an insecure zone has no usable TLSA records, even
 		// wrong ones: opportunistic TLS.
 		{"DANE in an unsigned zone", "unsigned.test", 0, "sent", "2.0.0", "mx.unsigned.test" + normal, "TLSv1.3:unverified", "250 "},
@@ -105,8 +114,14 @@ func TestDNSChain(t *testing.T) {
 	if m := ask(tlsa+"expired.test", dns.TypeTLSA, false); m.Rcode != dns.RcodeServerFailure {
 		t.Errorf("expired.test's TLSA records: want SERVFAIL (bogus):\n%v", m)
 	}
-	if m := ask("many.test", dns.TypeMX, false); !m.Truncated {
-		t.Errorf("many.test's MX answer fits in UDP (%d records): the TCP case is not tested", len(m.Answer))
+	if m := ask("many.test", dns.TypeMX, false); !m.Truncated || len(m.Answer) >= manyMX {
+		t.Errorf("many.test's MX answer over UDP has %d records, truncated %v: the TCP case is not tested", len(m.Answer), m.Truncated)
+	}
+	if m := ask("mx.bogus.test", dns.TypeA, false); m.Rcode != dns.RcodeServerFailure {
+		t.Errorf("bogus.test: want SERVFAIL (bogus):\n%v", m)
+	}
+	if m := ask("nosuch.test", dns.TypeMX, false); m.Rcode != dns.RcodeNameError || !m.AuthenticatedData {
+		t.Errorf("nosuch.test: want an authenticated NXDOMAIN:\n%v", m)
 	}
 	if m := ask("many.test", dns.TypeMX, true); len(m.Answer) < manyMX || !m.AuthenticatedData {
 		t.Errorf("many.test's MX answer over TCP: %d records (AD %v), want %d authenticated", len(m.Answer), m.AuthenticatedData, manyMX)

@@ -2,6 +2,7 @@ package interop
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -61,18 +62,44 @@ func needDNS(t *testing.T) (*dnsChain, *postfix) {
 // TCP.
 const manyMX = 40
 
-// zones returns the zone files' contents (unsigned) for a Postfix
-// instance: every MX host is its listener at ipNormal (or ::1), and the
-// TLSA records name its port.
-func zones(pf *postfix) (test, expired, unsigned string, err error) {
-	good, err := testnet.TLSALine("x.test", 3, 1, 1, pf.cert)
-	if err != nil {
-		return "", "", "", err
+// zone is one zone nsd serves: test. and its children.
+type zone struct {
+	name string // with the trailing dot
+	text string // unsigned
+	// How it is signed: validly, with signatures that expired a day ago
+	// (the validator calls them bogus, RFC 4035 §5.3.1), or not at all
+	// (delegated without DS: provably insecure, RFC 4035 §5.2).
+	signing int
+}
+
+const (
+	signedValid = iota
+	signedExpired
+	unsignedZone
+)
+
+// zones returns the zones for a Postfix instance, test. last (it holds
+// its signed children's DS records): every MX host is the listener at
+// ipNormal (or ::1), and the TLSA records name its port.
+func zones(pf *postfix) ([]zone, error) {
+	tlsa := func(usage, selector, matching uint8, cert *x509.Certificate) (string, error) {
+		line, err := testnet.TLSALine("x.test", usage, selector, matching, cert)
+		if err != nil {
+			return "", err
+		}
+		// The record's data alone: "x.test. 300 IN TLSA 3 1 1 <hex>".
+		f := strings.Fields(line)
+		return strings.Join(f[len(f)-4:], " "), nil
 	}
-	// The association data alone: "x.test. 300 IN TLSA 3 1 1 <hex>".
-	f := strings.Fields(good)
-	goodData := strings.Join(f[len(f)-4:], " ")
-	wrongData := "3 1 1 " + strings.Repeat("ab", 32)
+	ee, err := tlsa(3, 1, 1, pf.cert) // DANE-EE: the server's key
+	if err != nil {
+		return nil, err
+	}
+	ta, err := tlsa(2, 0, 1, pf.ca) // DANE-TA: the CA's certificate
+	if err != nil {
+		return nil, err
+	}
+	wrong := "3 1 1 " + strings.Repeat("ab", 32)
 	p := strconv.Itoa(pf.port)
 
 	soa := "@ SOA ns.test. hostmaster.test. 1 3600 600 86400 60\n@ NS ns.test.\n"
@@ -90,19 +117,30 @@ func zones(pf *postfix) (test, expired, unsigned string, err error) {
 	// DANE (RFC 7672): records that match, records that do not, and a CNAME'd
 	// MX host whose records are at the name the chain leads to (the wrong
 	// ones at the alias must be passed over).
-	fmt.Fprintf(&b, "dane MX 10 mx.dane\nmx.dane A %s\n_%s._tcp.mx.dane TLSA %s\n", ipNormal, p, goodData)
-	fmt.Fprintf(&b, "danebad MX 10 mx.danebad\nmx.danebad A %s\n_%s._tcp.mx.danebad TLSA %s\n", ipNormal, p, wrongData)
+	fmt.Fprintf(&b, "dane MX 10 mx.dane\nmx.dane A %s\n_%s._tcp.mx.dane TLSA %s\n", ipNormal, p, ee)
+	fmt.Fprintf(&b, "danebad MX 10 mx.danebad\nmx.danebad A %s\n_%s._tcp.mx.danebad TLSA %s\n", ipNormal, p, wrong)
 	fmt.Fprintf(&b, "danecname MX 10 mx.danecname\nmx.danecname CNAME mx.provider\nmx.provider A %s\n", ipNormal)
-	fmt.Fprintf(&b, "_%s._tcp.mx.provider TLSA %s\n_%s._tcp.mx.danecname TLSA %s\n", p, goodData, p, wrongData)
+	fmt.Fprintf(&b, "_%s._tcp.mx.provider TLSA %s\n_%s._tcp.mx.danecname TLSA %s\n", p, ee, p, wrong)
+	// DANE-TA: the certificate must also name the MX host (RFC 7672
+	// §3.2.2); it names *.pf.test.
+	fmt.Fprintf(&b, "danetaok MX 10 ta.pf\nta.pf A %s\n_%s._tcp.ta.pf TLSA %s\n", ipNormal, p, ta)
+	fmt.Fprintf(&b, "danetabad MX 10 mx.danetabad\nmx.danetabad A %s\n_%s._tcp.mx.danetabad TLSA %s\n", ipNormal, p, ta)
 	// expired.test's MX host is in this zone, its TLSA records in a child
 	// zone whose signatures have expired: they are bogus.
 	fmt.Fprintf(&b, "expired MX 10 mx.expired\nmx.expired A %s\n_tcp.mx.expired NS ns.test.\n", ipNormal)
-	// unsigned.test is delegated without DS: provably insecure.
+	// bogus.test is a child zone whose signatures have all expired: its
+	// MX answer is bogus.
+	b.WriteString("bogus NS ns.test.\n")
+	// unsigned.test is delegated without DS.
 	b.WriteString("unsigned NS ns.test.\n")
+	// nosuch.test does not exist (NXDOMAIN, proven by NSEC).
 
-	expired = fmt.Sprintf("$ORIGIN _tcp.mx.expired.test.\n$TTL 300\n%s_%s TLSA %s\n", soa, p, goodData)
-	unsigned = fmt.Sprintf("$ORIGIN unsigned.test.\n$TTL 300\n%s@ MX 10 mx\nmx A %s\n_%s._tcp.mx TLSA %s\n", soa, ipNormal, p, wrongData)
-	return b.String(), expired, unsigned, nil
+	return []zone{
+		{"_tcp.mx.expired.test.", fmt.Sprintf("$ORIGIN _tcp.mx.expired.test.\n$TTL 300\n%s_%s TLSA %s\n", soa, p, ee), signedExpired},
+		{"bogus.test.", fmt.Sprintf("$ORIGIN bogus.test.\n$TTL 300\n%s@ MX 10 mx\nmx A %s\n", soa, ipNormal), signedExpired},
+		{"unsigned.test.", fmt.Sprintf("$ORIGIN unsigned.test.\n$TTL 300\n%s@ MX 10 mx\nmx A %s\n_%s._tcp.mx TLSA %s\n", soa, ipNormal, p, wrong), unsignedZone},
+		{"test.", b.String(), signedValid},
+	}, nil
 }
 
 func startDNS(pf *postfix) (*dnsChain, error) {
@@ -163,27 +201,40 @@ func (c *dnsChain) signed(zone, text string, from, until time.Time) (string, err
 }
 
 func (c *dnsChain) start(pf *postfix) error {
-	test, expired, unsigned, err := zones(pf)
+	zs, err := zones(pf)
 	if err != nil {
 		return err
 	}
 	now := time.Now()
-	// Signatures that expired a day ago: the validator calls them bogus
-	// (RFC 4035 §5.3.1).
-	expiredDS, err := c.signed("_tcp.mx.expired.test.", expired, now.Add(-30*24*time.Hour), now.Add(-24*time.Hour))
-	if err != nil {
-		return err
-	}
-	ds, err := os.ReadFile(expiredDS)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(c.dir, "unsigned.test.zone.signed"), []byte(unsigned), 0o644); err != nil {
-		return err
-	}
-	trustAnchor, err := c.signed("test.", test+string(ds), now.Add(-time.Hour), now.Add(24*time.Hour))
-	if err != nil {
-		return err
+	var ds, trustAnchor string // the children's DS records; test.'s
+	for _, z := range zs {
+		text := z.text
+		if z.name == "test." {
+			text += ds
+		}
+		from, until := now.Add(-time.Hour), now.Add(24*time.Hour)
+		switch z.signing {
+		case unsignedZone:
+			if err := os.WriteFile(filepath.Join(c.dir, z.name+"zone.signed"), []byte(text), 0o644); err != nil {
+				return err
+			}
+			continue
+		case signedExpired:
+			from, until = now.Add(-30*24*time.Hour), now.Add(-24*time.Hour)
+		}
+		dsFile, err := c.signed(z.name, text, from, until)
+		if err != nil {
+			return err
+		}
+		if z.name == "test." {
+			trustAnchor = dsFile
+			break
+		}
+		b, err := os.ReadFile(dsFile)
+		if err != nil {
+			return err
+		}
+		ds += string(b)
 	}
 
 	ports, err := freeUDPTCP(ipNSD, ipUnbound)
@@ -214,8 +265,8 @@ func (c *dnsChain) start(pf *postfix) error {
 remote-control:
 	control-enable: no
 `, c.dir, ipNSD, ports[0])
-	for _, z := range []string{"test.", "_tcp.mx.expired.test.", "unsigned.test."} {
-		nsdConf += fmt.Sprintf("zone:\n\tname: %q\n\tzonefile: %q\n", z, z+"zone.signed")
+	for _, z := range zs {
+		nsdConf += fmt.Sprintf("zone:\n\tname: %q\n\tzonefile: %q\n", z.name, z.name+"zone.signed")
 	}
 	// unbound: validating (its only trust anchor is test.'s DS), asking
 	// nothing but nsd, answering over UDP in at most 1232 octets (the
@@ -248,8 +299,8 @@ forward-zone:
 	name: "."
 	forward-addr: %[5]s
 `, c.dir, ipUnbound, ports[1], trustAnchor, nsdAddr)
-	for _, z := range []string{"test.", "_tcp.mx.expired.test.", "unsigned.test."} {
-		ubConf += fmt.Sprintf("stub-zone:\n\tname: %q\n\tstub-addr: %s\n", z, nsdAddr)
+	for _, z := range zs {
+		ubConf += fmt.Sprintf("stub-zone:\n\tname: %q\n\tstub-addr: %s\n", z.name, nsdAddr)
 	}
 	for name, text := range map[string]string{"nsd.conf": nsdConf, "unbound.conf": ubConf} {
 		if err := os.WriteFile(filepath.Join(c.dir, name), []byte(text), 0o644); err != nil {

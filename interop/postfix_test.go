@@ -71,6 +71,7 @@ type postfix struct {
 	ipv6   bool // a listener on [::1] too
 	caFile string
 	cert   *x509.Certificate // the server's, for TLSA records
+	ca     *x509.Certificate // its issuer's
 }
 
 // needPostfix returns the shared Postfix instance, starting it on first
@@ -194,7 +195,7 @@ func (p *postfix) write() error {
 	if err != nil {
 		return err
 	}
-	p.cert = cert.Leaf
+	p.cert, p.ca = cert.Leaf, ca.Cert
 	p.caFile = filepath.Join(p.dir, "ca.pem")
 	if err := os.WriteFile(p.caFile, ca.PEM, 0o644); err != nil {
 		return err
@@ -303,7 +304,8 @@ var mailDomains = []string{
 	"errors.test", "rate.test", "plain.test", "conns.test", "senders.test",
 	// the DNS tests'
 	"pref.test", "cname.test", "v6.test", "implicit.test", "many.test",
-	"dane.test", "danebad.test", "danecname.test", "expired.test", "unsigned.test",
+	"dane.test", "danebad.test", "danecname.test", "danetaok.test", "danetabad.test",
+	"expired.test", "bogus.test", "unsigned.test",
 }
 
 // mailboxes returns the virtual_mailbox_maps table.
