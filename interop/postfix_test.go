@@ -1,3 +1,5 @@
+//go:build linux
+
 package interop
 
 import (
@@ -9,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -148,22 +151,12 @@ func (p *postfix) write() error {
 	for _, l := range listeners {
 		ips = append(ips, l.ip)
 	}
+	if p.ipv6 {
+		ips = append(ips, "::1")
+	}
 	port, err := testnet.FreePort(ips...)
 	if err != nil {
 		return err
-	}
-	if p.ipv6 {
-		// The same port must be free on ::1 as well; take another when not.
-		for range 20 {
-			l, err := net.Listen("tcp6", net.JoinHostPort("::1", strconv.Itoa(port)))
-			if err == nil {
-				l.Close()
-				break
-			}
-			if port, err = testnet.FreePort(ips...); err != nil {
-				return err
-			}
-		}
 	}
 	p.port = port
 	// The directories must be reachable by the postfix user (smtpd reads
@@ -176,7 +169,11 @@ func (p *postfix) write() error {
 			return err
 		}
 	}
-	if err := os.Chown(p.mail, 65534, 65534); err != nil {
+	nobody, err := userIDs("nobody")
+	if err != nil {
+		return err
+	}
+	if err := os.Chown(p.mail, nobody[0], nobody[1]); err != nil {
 		return err
 	}
 	pf, err := userIDs("postfix")
@@ -237,15 +234,15 @@ local_header_rewrite_clients =
 virtual_mailbox_domains = regexp:%[1]s/etc/domains
 virtual_mailbox_maps = texthash:%[1]s/etc/mailboxes
 virtual_mailbox_base = %[1]s/mail
-virtual_uid_maps = static:65534
-virtual_gid_maps = static:65534
+virtual_uid_maps = static:%[4]d
+virtual_gid_maps = static:%[5]d
 smtpd_tls_security_level = may
 smtpd_tls_chain_files = %[1]s/etc/server.pem
 # A bare LF in DATA is refused, for every client.
 smtpd_forbid_bare_newline = reject
 smtpd_forbid_bare_newline_exclusions =
 anvil_rate_time_unit = %[3]ds
-`, p.dir, protocols, int(rateUnit/time.Second))
+`, p.dir, protocols, int(rateUnit/time.Second), nobody[0], nobody[1])
 	master := "# written by mxflush's interop tests\n"
 	addListener := func(host string, opts []string) {
 		master += fmt.Sprintf("%s inet n - n - - smtpd\n", net.JoinHostPort(host, strconv.Itoa(port)))
@@ -319,24 +316,18 @@ func mailboxes() string {
 	return b.String()
 }
 
-// userIDs returns the uid and gid of a user from /etc/passwd.
+// userIDs returns the uid and gid of a user.
 func userIDs(name string) ([2]int, error) {
-	b, err := os.ReadFile("/etc/passwd")
+	u, err := user.Lookup(name)
 	if err != nil {
-		return [2]int{}, err
+		return [2]int{}, fmt.Errorf("user %s (installing Debian's postfix package makes it): %w", name, err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Split(line, ":")
-		if len(f) > 3 && f[0] == name {
-			uid, err1 := strconv.Atoi(f[2])
-			gid, err2 := strconv.Atoi(f[3])
-			if err := errors.Join(err1, err2); err != nil {
-				return [2]int{}, fmt.Errorf("/etc/passwd: user %s: %w", name, err)
-			}
-			return [2]int{uid, gid}, nil
-		}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err := errors.Join(err1, err2); err != nil {
+		return [2]int{}, fmt.Errorf("user %s: %w", name, err)
 	}
-	return [2]int{}, fmt.Errorf("/etc/passwd: no user %s (installing Debian's postfix package makes it)", name)
+	return [2]int{uid, gid}, nil
 }
 
 // stop stops the instance with postfix stop, then makes sure that its
