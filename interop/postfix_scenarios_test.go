@@ -379,7 +379,7 @@ func TestPostfixConnectionLimit(t *testing.T) {
 	for i := range n {
 		m := message(fmt.Sprintf("conns %03d", i), "ok1@conns.test", fmt.Sprintf("Message %d of %d.\r\n", i+1, n))
 		msgs = append(msgs, m)
-		spoolFile(t, spool, fmt.Sprintf("1796400000.M%d.P1.interop", i), m, "ok1@conns.test")
+		spoolFile(t, spool, fmt.Sprintf("1796400000.M%d.P1.interop", i), sender, m, "ok1@conns.test")
 	}
 	r := flush(t, spool, dns, pf.port, "--conns-per-domain", "4")
 	wantExit(t, r, 0)
@@ -440,20 +440,105 @@ func TestPostfixBounceDelivered(t *testing.T) {
 	}
 }
 
-// spoolFile writes a message straight into the spool's new/, as a
-// producer would (the spool format: envelope lines, then the message).
-func spoolFile(t *testing.T, spool, name, msg string, rcpts ...string) {
+// spoolFile writes a message from from straight into the spool's new/, as
+// a producer would (the spool format: envelope lines, then the message).
+func spoolFile(t *testing.T, spool, name, from, msg string, rcpts ...string) {
 	t.Helper()
 	for _, d := range []string{"tmp", "new", "cur", "failed", "hold", "bad"} {
 		if err := os.MkdirAll(filepath.Join(spool, d), 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
-	env := "X-Envelope-From: <" + sender + ">\n"
+	env := "X-Envelope-From: <" + from + ">\n"
 	for _, rc := range rcpts {
 		env += "X-Envelope-To: <" + rc + ">\n"
 	}
 	if err := os.WriteFile(filepath.Join(spool, "new", name), []byte(env+msg), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Postfix with smtpd_recipient_limit = 3 counts accepted recipients only:
+// with unknown ones among them, the 452s and 550s interleave, and over
+// the transactions every known recipient gets one copy and every unknown
+// one its 550 5.1.1.
+func TestPostfixRecipientLimitUnknown(t *testing.T) {
+	pf := needPostfix(t)
+	t.Parallel()
+	dns := mxDNS(t, "mixed.test", "mixed.pf.test", ipLimit)
+	spool := newSpool(t)
+	known := []string{"ok1@mixed.test", "ok2@mixed.test", "ok3@mixed.test", "ok4@mixed.test", "ok5@mixed.test", "ok6@mixed.test", "ok7@mixed.test"}
+	unknown := []string{"no1@mixed.test", "no2@mixed.test", "no3@mixed.test", "no4@mixed.test"}
+	rcpts := []string{known[0], unknown[0], known[1], known[2], unknown[1], known[3], known[4], unknown[2], unknown[3], known[5], known[6]}
+	m := message("mixed", "list@mixed.test", "Seven known, four unknown, three at a time.\r\n")
+	enqueue(t, spool, m, rcpts...)
+	r := flush(t, spool, dns, pf.port)
+	wantExit(t, r, 69)
+	for _, rc := range known {
+		wantOutcome(t, r, rc, "sent", "2.0.0", "250 ")
+	}
+	for _, rc := range unknown {
+		wantOutcome(t, r, rc, "bounced", "5.1.1", "550 5.1.1 <"+rc+">")
+	}
+	pf.idle(t)
+	for _, rc := range known {
+		pf.wantMailbox(t, rc, m)
+	}
+}
+
+// In one pipelined session: a message whose sender Postfix refuses (553
+// at MAIL FROM), one whose every recipient is unknown (550s, then DATA
+// refused), and messages around them that are delivered; the session
+// goes on after each refusal.
+func TestPostfixRefusedTransactions(t *testing.T) {
+	pf := needPostfix(t)
+	t.Parallel()
+	dns := mxDNS(t, "edges.test", "edges.pf.test", ipNormal)
+	spool := newSpool(t)
+	before := message("before", "ok1@edges.test", "Delivered before the refusals.\r\n")
+	badSender := strings.ReplaceAll(message("bad sender", "ok2@edges.test", "Its sender is refused.\r\n"), sender, refusedSender)
+	nobody := message("nobody", "no1@edges.test", "No known recipient.\r\n")
+	after := message("after", "ok3@edges.test", "Delivered after the refusals.\r\n")
+	spoolFile(t, spool, "1796400000.M1.P1.interop", sender, before, "ok1@edges.test")
+	spoolFile(t, spool, "1796400000.M2.P1.interop", refusedSender, badSender, "ok2@edges.test")
+	spoolFile(t, spool, "1796400000.M3.P1.interop", sender, nobody, "no1@edges.test", "no2@edges.test")
+	spoolFile(t, spool, "1796400000.M4.P1.interop", sender, after, "ok3@edges.test")
+	r := flush(t, spool, dns, pf.port)
+	wantExit(t, r, 69)
+	wantOutcome(t, r, "ok1@edges.test", "sent", "2.0.0", "250 ")
+	wantOutcome(t, r, "ok2@edges.test", "bounced", "5.7.1", "553 5.7.1 <"+refusedSender+">: Sender address rejected")
+	wantOutcome(t, r, "no1@edges.test", "bounced", "5.1.1", "550 5.1.1 ")
+	wantOutcome(t, r, "no2@edges.test", "bounced", "5.1.1", "550 5.1.1 ")
+	wantOutcome(t, r, "ok3@edges.test", "sent", "2.0.0", "250 ")
+	// messages, delivered, deferred, failed, connections: one session.
+	if !regexp.MustCompile(`(?m)^ *edges\.test +4 +2 +0 +3 +1 `).MatchString(r.stdout) {
+		t.Errorf("summary, want edges.test with 4 messages, 2 delivered, 3 failed, 1 connection:\n%s", r.stdout)
+	}
+	pf.idle(t)
+	pf.wantMailbox(t, "ok1@edges.test", before)
+	pf.wantMailbox(t, "ok2@edges.test")
+	pf.wantMailbox(t, "ok3@edges.test", after)
+}
+
+// Messages at the edges of the format arrive as sent: a last line
+// without a line ending (mxflush ends it before the final dot), a last
+// line that starts with a dot and has no line ending, and a message of
+// header fields only, without an empty line or a body.
+func TestPostfixMessageEdges(t *testing.T) {
+	pf := needPostfix(t)
+	t.Parallel()
+	dns := mxDNS(t, "edges.test", "edges.pf.test", ipNormal)
+	spool := newSpool(t)
+	noEOL := message("no eol", "ok4@edges.test", "first line\r\nlast line without an ending")
+	dotNoEOL := message("dot no eol", "ok5@edges.test", "first line\r\n.last line starts with a dot")
+	headersOnly := strings.TrimSuffix(message("headers only", "ok6@edges.test", ""), "\r\n")
+	enqueue(t, spool, noEOL, "ok4@edges.test")
+	enqueue(t, spool, dotNoEOL, "ok5@edges.test")
+	enqueue(t, spool, headersOnly, "ok6@edges.test")
+	r := flush(t, spool, dns, pf.port)
+	wantExit(t, r, 0)
+	pf.idle(t)
+	pf.wantMailbox(t, "ok4@edges.test", noEOL+"\n")
+	pf.wantMailbox(t, "ok5@edges.test", dotNoEOL+"\n")
+	pf.wantMailbox(t, "ok6@edges.test", headersOnly)
 }

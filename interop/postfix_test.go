@@ -242,6 +242,8 @@ smtpd_tls_chain_files = %[1]s/etc/server.pem
 smtpd_forbid_bare_newline = reject
 smtpd_forbid_bare_newline_exclusions =
 anvil_rate_time_unit = %[3]ds
+# One sender refused at MAIL FROM.
+smtpd_sender_restrictions = check_sender_access texthash:%[1]s/etc/senders
 `, p.dir, protocols, int(rateUnit/time.Second), nobody[0], nobody[1])
 	master := "# written by mxflush's interop tests\n"
 	addListener := func(host string, opts []string) {
@@ -284,6 +286,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 		"master.cf": master,
 		"domains":   "/\\.test$/ OK\n",
 		"mailboxes": mailboxes(),
+		"senders":   refusedSender + " 553 5.7.1 sender refused by the interop test\n",
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(p.conf, name), []byte(content), 0o644); err != nil {
@@ -293,12 +296,16 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 	return nil
 }
 
+// refusedSender is refused at MAIL FROM with 553 5.7.1.
+const refusedSender = "refused@origin.test"
+
 // mailDomains are the domains whose ok1 ... ok9 have a mailbox; any other
 // recipient in a *.test domain is unknown. (virtual(8) refuses the $1 of a
 // regexp table, so each mailbox is listed.)
 var mailDomains = []string{
 	"normal.test", "bare.test", "limit.test", "size.test", "unknown.test",
 	"errors.test", "rate.test", "plain.test", "conns.test", "senders.test",
+	"mixed.test", "edges.test",
 	// the DNS tests'
 	"pref.test", "cname.test", "v6.test", "implicit.test", "many.test",
 	"dane.test", "danebad.test", "danecname.test", "danetaok.test", "danetabad.test",
