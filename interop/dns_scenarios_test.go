@@ -52,6 +52,13 @@ func TestDNS(t *testing.T) {
 		// RFC 7672 §2.1.1: TLSA records the resolver finds bogus (expired
 		// signatures, SERVFAIL) make the host unusable: deferred.
 		{"DANE bogus (expired signatures)", "expired.test", 75, "deferred", "4.7.5", "none", "", "4.7.5 all MX hosts failed (last: mx.expired.test: TLSA lookup failed"},
+		// RFC 7672 §2.1.1: the preferred MX host's TLSA records are bogus,
+		// so it is passed over for the next, whose records match.
+		{"DANE bogus, then a match", "danefallback.test", 0, "sent", "2.0.0", "mx.dane.test" + normal, "TLSv1.3:dane", "250 "},
+		// RFC 7672 §2.2.1: an MX answer that is not authenticated (an
+		// unsigned zone) makes its hosts' TLSA records count for nothing,
+		// even in a signed zone: opportunistic TLS.
+		{"insecure MX answer, TLSA that does not match", "insecuremx.unsigned.test", 0, "sent", "2.0.0", "mx.danebad.test" + normal, "TLSv1.3:unverified", "250 "},
 		// RFC 4035 §5.5: a bogus MX answer is a SERVFAIL, which defers.
 		{"bogus MX answer (expired signatures)", "bogus.test", 75, "deferred", "4.4.3", "none", "", "451 4.4.3 MX lookup failed"},
 		// An authenticated NXDOMAIN fails the recipient with 5.1.2.
@@ -64,6 +71,9 @@ func TestDNS(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			if why := knownGaps[tc.domain]; why != "" {
+				t.Skip(why)
+			}
 			if tc.domain == "v6.test" && !pf.ipv6 {
 				t.Skip("::1 does not work on this host: no IPv6 MX host")
 			}
@@ -92,9 +102,18 @@ func TestDNS(t *testing.T) {
 	}
 }
 
+// knownGaps are the rows mxflush fails for a reason the README already
+// names, by domain: each is skipped, saying why, until mxflush is fixed.
+var knownGaps = map[string]string{
+	"insecuremx.unsigned.test": "mxflush does not check that the MX answer was authenticated (README, TLS: \"Not checked\"): " +
+		"it looks up and uses the TLSA records of an MX host that an insecure MX answer named, and defers the mail with 4.7.5 " +
+		"where RFC 7672 §2.2.1 says that host gets no DANE (opportunistic TLS); the fix is in mx (the AD bit of the MX answer) and deliver",
+}
+
 // The chain itself gives the answers TestDNS relies on: test. is
 // validated, unsigned.test is not, the TLSA records under expired.test
-// are bogus (SERVFAIL), and many.test's MX answer does not fit in UDP.
+// and bogus.test's records are bogus (SERVFAIL), nosuch.test is an
+// authenticated NXDOMAIN, and many.test's MX answer does not fit in UDP.
 func TestDNSChain(t *testing.T) {
 	chain, pf := needDNS(t)
 	t.Parallel()
@@ -112,6 +131,12 @@ func TestDNSChain(t *testing.T) {
 	}
 	if m := ask(tlsa+"unsigned.test", dns.TypeTLSA, false); m.AuthenticatedData || len(m.Answer) == 0 {
 		t.Errorf("unsigned.test's TLSA records: want an answer without AD:\n%v", m)
+	}
+	if m := ask("insecuremx.unsigned.test", dns.TypeMX, false); m.AuthenticatedData || len(m.Answer) == 0 {
+		t.Errorf("insecuremx.unsigned.test's MX answer: want one without AD:\n%v", m)
+	}
+	if m := ask(tlsa+"danebad.test", dns.TypeTLSA, false); !m.AuthenticatedData || len(m.Answer) == 0 {
+		t.Errorf("danebad.test's TLSA records not authenticated:\n%v", m)
 	}
 	if m := ask(tlsa+"expired.test", dns.TypeTLSA, false); m.Rcode != dns.RcodeServerFailure {
 		t.Errorf("expired.test's TLSA records: want SERVFAIL (bogus):\n%v", m)

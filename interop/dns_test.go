@@ -68,7 +68,7 @@ const manyMX = 40
 type zone struct {
 	name string // with the trailing dot
 	text string // unsigned
-	// How it is signed: validly, with signatures that expired a day ago
+	// How it is signed: validly, with signatures that expired a week ago
 	// (the validator calls them bogus, RFC 4035 §5.3.1), or not at all
 	// (delegated without DS: provably insecure, RFC 4035 §5.2).
 	signing int
@@ -130,6 +130,9 @@ func zones(pf *postfix) ([]zone, error) {
 	// expired.test's MX host is in this zone, its TLSA records in a child
 	// zone whose signatures have expired: they are bogus.
 	fmt.Fprintf(&b, "expired MX 10 mx.expired\nmx.expired A %s\n_tcp.mx.expired NS ns.test.\n", ipNormal)
+	// Two MX hosts: the preferred one's TLSA records are bogus, the
+	// other's match.
+	b.WriteString("danefallback MX 10 mx.expired\ndanefallback MX 20 mx.dane\n")
 	// bogus.test is a child zone whose signatures have all expired: its
 	// MX answer is bogus.
 	b.WriteString("bogus NS ns.test.\n")
@@ -140,7 +143,7 @@ func zones(pf *postfix) ([]zone, error) {
 	return []zone{
 		{"_tcp.mx.expired.test.", fmt.Sprintf("$ORIGIN _tcp.mx.expired.test.\n$TTL 300\n%s_%s TLSA %s\n", soa, p, ee), signedExpired},
 		{"bogus.test.", fmt.Sprintf("$ORIGIN bogus.test.\n$TTL 300\n%s@ MX 10 mx\nmx A %s\n", soa, ipNormal), signedExpired},
-		{"unsigned.test.", fmt.Sprintf("$ORIGIN unsigned.test.\n$TTL 300\n%s@ MX 10 mx\nmx A %s\n_%s._tcp.mx TLSA %s\n", soa, ipNormal, p, wrong), unsignedZone},
+		{"unsigned.test.", fmt.Sprintf("$ORIGIN unsigned.test.\n$TTL 300\n%s@ MX 10 mx\nmx A %s\n_%s._tcp.mx TLSA %s\ninsecuremx MX 10 mx.danebad.test.\n", soa, ipNormal, p, wrong), unsignedZone},
 		{"test.", b.String(), signedValid},
 	}, nil
 }
@@ -222,7 +225,9 @@ func (c *dnsChain) start(pf *postfix) error {
 			}
 			continue
 		case signedExpired:
-			from, until = now.Add(-30*24*time.Hour), now.Add(-24*time.Hour)
+			// A week ago: unbound forgives up to a day's clock skew
+			// (val-sig-skew-max).
+			from, until = now.Add(-60*24*time.Hour), now.Add(-7*24*time.Hour)
 		}
 		dsFile, err := c.signed(z.name, text, from, until)
 		if err != nil {

@@ -309,7 +309,8 @@ var mailDomains = []string{
 	// the DNS tests'
 	"pref.test", "cname.test", "v6.test", "implicit.test", "many.test",
 	"dane.test", "danebad.test", "danecname.test", "danetaok.test", "danetabad.test",
-	"expired.test", "bogus.test", "unsigned.test",
+	"expired.test", "bogus.test", "unsigned.test", "danefallback.test",
+	"insecuremx.unsigned.test",
 }
 
 // mailboxes returns the virtual_mailbox_maps table.
