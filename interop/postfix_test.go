@@ -414,10 +414,13 @@ func (p *postfix) idle(t *testing.T) {
 	}
 }
 
-// raw returns the files in addr's maildir as Postfix wrote them.
+// raw returns the files in addr's maildir as Postfix wrote them. The
+// maildir is removed when the test ends, so that the test can run again
+// (go test -count) against the same instance.
 func (p *postfix) raw(t *testing.T, addr string) []string {
 	t.Helper()
 	local, domain, _ := strings.Cut(addr, "@")
+	t.Cleanup(func() { os.RemoveAll(filepath.Join(p.mail, domain, local)) })
 	var msgs []string
 	for _, sub := range []string{"new", "cur"} {
 		dir := filepath.Join(p.mail, domain, local, sub)
