@@ -542,3 +542,54 @@ func TestPostfixMessageEdges(t *testing.T) {
 	pf.wantMailbox(t, "ok5@edges.test", dotNoEOL+"\n")
 	pf.wantMailbox(t, "ok6@edges.test", headersOnly)
 }
+
+// A message over 64 KiB (mxflush reads it again for DATA instead of
+// keeping it in memory), with lines that start with dots, arrives octet
+// for octet; and a message to recipients in three domains, each at
+// another listener, goes to each once.
+func TestPostfixLargeAndThreeDomains(t *testing.T) {
+	pf := needPostfix(t)
+	t.Parallel()
+	d, err := testnet.StartDNS(
+		"big.edges.test. MX 10 big.pf.test.", "big.pf.test. A "+ipNormal,
+		"three1.test. MX 10 three1.pf.test.", "three1.pf.test. A "+ipNormal,
+		"three2.test. MX 10 three2.pf.test.", "three2.pf.test. A "+ipLimit,
+		"three3.test. MX 10 three3.pf.test.", "three3.pf.test. A "+ipPlain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	spool := newSpool(t)
+	var body strings.Builder
+	for i := 0; body.Len() < 300<<10; i++ {
+		switch i % 4 {
+		case 0:
+			fmt.Fprintf(&body, ".line %d starts with a dot\r\n", i)
+		case 1:
+			fmt.Fprintf(&body, "..line %d starts with two\r\n", i)
+		case 2:
+			fmt.Fprintf(&body, "%s\r\n", strings.Repeat(fmt.Sprintf("%d ", i), 60))
+		default:
+			body.WriteString(".\r\n")
+		}
+	}
+	big := message("big", "ok7@big.edges.test", body.String())
+	three := message("three", "ok1@three1.test, ok1@three2.test, ok1@three3.test", "One message, three domains.\r\n")
+	enqueue(t, spool, big, "ok7@big.edges.test")
+	enqueue(t, spool, three, "ok1@three1.test", "ok1@three2.test", "ok1@three3.test")
+	r := flush(t, spool, d.Addr(), pf.port)
+	wantExit(t, r, 0)
+	for _, rc := range []string{"ok7@big.edges.test", "ok1@three1.test", "ok1@three2.test", "ok1@three3.test"} {
+		wantOutcome(t, r, rc, "sent", "2.0.0", "250 ")
+	}
+	pf.idle(t)
+	pf.wantMailbox(t, "ok7@big.edges.test", big)
+	for _, rc := range []string{"ok1@three1.test", "ok1@three2.test", "ok1@three3.test"} {
+		pf.wantMailbox(t, rc, three)
+	}
+	for _, q := range []string{"new", "cur", "failed"} {
+		if ents, err := os.ReadDir(filepath.Join(spool, q)); err != nil || len(ents) > 0 {
+			t.Errorf("the spool's %s/ still holds %d file(s) (%v): a message sent to all its recipients is removed", q, len(ents), err)
+		}
+	}
+}

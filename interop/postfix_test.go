@@ -305,7 +305,7 @@ const refusedSender = "refused@origin.test"
 var mailDomains = []string{
 	"normal.test", "bare.test", "limit.test", "size.test", "unknown.test",
 	"errors.test", "rate.test", "plain.test", "conns.test", "senders.test",
-	"mixed.test", "edges.test",
+	"mixed.test", "edges.test", "big.edges.test", "three1.test", "three2.test", "three3.test",
 	// the DNS tests'
 	"pref.test", "cname.test", "v6.test", "implicit.test", "many.test",
 	"dane.test", "danebad.test", "danecname.test", "danetaok.test", "danetabad.test",
