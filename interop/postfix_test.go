@@ -225,6 +225,13 @@ myhostname = mx.postfix.test
 mydestination =
 mynetworks = 127.0.0.0/8 [::1]/128
 relay_domains =
+# Nothing leaves loopback: no DNS lookups (smtpd's reverse lookup of the
+# client included), and no mail sent anywhere (a bounce Postfix makes
+# for a *.test sender goes to a maildir or nowhere).
+smtpd_peername_lookup = no
+smtp_dns_support_level = disabled
+default_transport = error:the interop tests send no mail out
+relay_transport = error:the interop tests send no mail out
 biff = no
 smtpd_banner = $myhostname ESMTP
 # No header added or rewritten for these clients: the message must arrive
