@@ -225,6 +225,10 @@ myhostname = mx.postfix.test
 mydestination =
 mynetworks = 127.0.0.0/8 [::1]/128
 relay_domains =
+# Nothing of the machine's own mail configuration (/etc/aliases).
+alias_maps =
+alias_database =
+local_recipient_maps =
 # Nothing leaves loopback: no DNS lookups (smtpd's reverse lookup of the
 # client included), and no mail sent anywhere (a bounce Postfix makes
 # for a *.test sender goes to a maildir or nowhere).
