@@ -23,15 +23,15 @@ import (
 )
 
 // The receivers: one Postfix instance, one smtpd listener per address, all
-// on one port (mxflush dials every MX host on its --port). Each listener
-// differs from Postfix's defaults only by the -o lines in listeners.
+// on one port (mxflush dials every MX host on its --port). The listeners
+// differ from one another only by their -o lines in listeners.
 const (
 	ipNormal  = "127.0.31.10" // defaults: PIPELINING, 8BITMIME, SIZE, STARTTLS
 	ipLimit   = "127.0.31.11" // smtpd_recipient_limit = 3
 	ipSize    = "127.0.31.12" // message_size_limit = 4096
 	ipErrors  = "127.0.31.13" // default error limits, without the error sleep
 	ipRate    = "127.0.31.14" // two messages per client per anvil time unit
-	ipPlain   = "127.0.31.15" // PIPELINING and 8BITMIME not announced
+	ipPlain   = "127.0.31.15" // PIPELINING and 8BITMIME not announced, no error sleep
 	ipConns   = "127.0.31.16" // one session per client at a time
 	ipNothing = "127.0.31.99" // nothing listens here: an unreachable MX host
 )
