@@ -82,12 +82,23 @@ func TestPostfixDefaults(t *testing.T) {
 	r := flush(t, spool, dns, pf.port, "--tls", "verify", "--tls-ca", pf.caFile)
 	wantExit(t, r, 0)
 	relay := fmt.Sprintf("normal.pf.test[%s]:%d", ipNormal, pf.port)
-	for _, o := range outcomes(r)["ok1@normal.test"] {
-		if o.status != "sent" || o.relay != relay || o.tls != "TLSv1.3:verified" || !strings.HasPrefix(o.reply, "250 2.0.0 Ok: queued as ") {
-			t.Errorf("ok1: %+v, want sent by %s over TLSv1.3:verified", o, relay)
+	ids := map[string]bool{} // Postfix's queue IDs for ok1's two messages
+	for _, rc := range []string{"ok1@normal.test", "ok2@normal.test", "ok3@normal.test", "ok4@normal.test"} {
+		lines := outcomes(r)[rc]
+		if want := map[bool]int{true: 2, false: 1}[rc == "ok1@normal.test"]; len(lines) != want {
+			t.Errorf("%s: %d log lines, want %d", rc, len(lines), want)
+		}
+		for _, o := range lines {
+			if o.status != "sent" || o.relay != relay || o.tls != "TLSv1.3:verified" || !strings.HasPrefix(o.reply, "250 2.0.0 Ok: queued as ") {
+				t.Errorf("%s: %+v, want sent by %s over TLSv1.3:verified", rc, o, relay)
+			}
+			if f := queuedAs.FindStringSubmatch(o.reply); f != nil && rc == "ok1@normal.test" {
+				ids[f[1]] = true
+			} else if f != nil && rc == "ok2@normal.test" && !ids[f[1]] {
+				t.Errorf("ok2 got the message in transaction %s, ok1 in %v: want one transaction for both", f[1], ids)
+			}
 		}
 	}
-	wantOutcome(t, r, "ok2@normal.test", "sent", "2.0.0", "250 2.0.0 Ok: queued as ")
 	pf.idle(t)
 	pf.wantMailbox(t, "ok1@normal.test", dots, utf8)
 	pf.wantMailbox(t, "ok2@normal.test", dots)
