@@ -367,13 +367,13 @@ func (r *runner) outcomes(it *Item, res []deliver.Result, relay string, tls deli
 		} else if code := replyStatus(rs.Reply); code != "" {
 			dsn = code
 		}
-		out[rs.Rcpt] = r.conclude(it, rc, o, dsn, tls, st)
+		out[rs.Rcpt] = r.conclude(it, rc, o, dsn, &tls, st)
 	}
 	// deliver answers for every recipient; one it did not answer for is deferred.
 	for _, rc := range it.rcpts {
 		if _, ok := out[rc.mbox]; !ok {
 			o := outcome{status: Deferred, reply: "4.3.0 no result from the SMTP session", relay: relay}
-			out[rc.mbox] = r.conclude(it, rc, o, "4.3.0", deliver.TLSState{}, st)
+			out[rc.mbox] = r.conclude(it, rc, o, "4.3.0", nil, st)
 		}
 	}
 	return out
@@ -383,8 +383,9 @@ func (r *runner) outcomes(it *Item, res []deliver.Result, relay string, tls deli
 // where an outcome is counted and logged: a deferral on the message's
 // final try becomes a 4.4.7 failure (see expire), unless the run itself
 // was cancelled (then nothing was really tried); the recipient is counted
-// in its batch's row and one event is logged.
-func (r *runner) conclude(it *Item, rc rcpt, o outcome, dsn string, tls deliver.TLSState, st *tally) outcome {
+// in its batch's row and one event is logged. tls is the session's, nil
+// when the outcome came from none.
+func (r *runner) conclude(it *Item, rc rcpt, o outcome, dsn string, tls *deliver.TLSState, st *tally) outcome {
 	m := it.state.m
 	now := r.now()
 	if o.status == Deferred && it.state.expired && r.ctx.Err() == nil {
@@ -396,8 +397,12 @@ func (r *runner) conclude(it *Item, rc rcpt, o outcome, dsn string, tls deliver.
 	if relay == "" {
 		relay = "none"
 	}
-	r.event(Event{ID: m.ID, Rcpt: rc.spooled, Domain: rc.key, Relay: relay, Status: o.status,
-		DSN: dsn, Reply: o.reply, Delay: now.Sub(m.Arrival), TLS: tls.Token(), TLSNote: tlsNote(tls)})
+	e := Event{ID: m.ID, Rcpt: rc.spooled, Domain: rc.key, Relay: relay, Status: o.status,
+		DSN: dsn, Reply: o.reply, Delay: now.Sub(m.Arrival)}
+	if tls != nil {
+		e.TLS, e.TLSNote = tls.Token(), tlsNote(*tls)
+	}
+	r.event(e)
 	return o
 }
 
@@ -410,7 +415,7 @@ func (r *runner) failAll(items []*Item, err error, relay string, st *tally) {
 		}
 		out := make(map[string]outcome, len(it.rcpts))
 		for _, rc := range it.rcpts {
-			out[rc.mbox] = r.conclude(it, rc, outcome{status: status, reply: reply, relay: relay}, dsn, deliver.TLSState{}, st)
+			out[rc.mbox] = r.conclude(it, rc, outcome{status: status, reply: reply, relay: relay}, dsn, nil, st)
 		}
 		r.finish(it, out)
 	}
