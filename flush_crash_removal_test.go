@@ -250,3 +250,9 @@ func TestCrashWithRemovalsPending(t *testing.T) {
 		t.Errorf("journal after the second run: %d bytes, %v; want empty", len(j), err)
 	}
 }
+
+// rcptArg returns the address of a "RCPT TO:<addr>" command line.
+func rcptArg(line string) string {
+	line = strings.TrimSpace(line)
+	return strings.Trim(line[min(len(line), len("RCPT TO:")):], "<>")
+}
