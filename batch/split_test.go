@@ -29,6 +29,7 @@ func TestSplitLargeDomain(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each case waits on its receivers' slow end of data
 			w := newWorld(t, []string{"127.0.0.2", "127.0.0.3"},
 				"big.test. MX 10 mx.big.test.", "mx.big.test. A 127.0.0.2",
 				"small.test. MX 10 mx.small.test.", "mx.small.test. A 127.0.0.3")

@@ -124,8 +124,8 @@ func (w *world) putMany(n int, domains ...string) {
 	}
 }
 
-// putMsg writes one message from from (alice@example.test when "") to
-// rcpts into new/ and returns its ID.
+// putMsg writes one message from the address from to rcpts into new/ and
+// returns its ID.
 func (w *world) putMsg(id, from, subject string, rcpts ...string) string {
 	w.t.Helper()
 	var b strings.Builder
@@ -219,15 +219,6 @@ func (w *world) rcptCount() map[string]int {
 	return n
 }
 
-// received counts the messages every receiver accepted.
-func (w *world) received() int {
-	n := 0
-	for _, r := range w.recv {
-		n += len(r.Messages())
-	}
-	return n
-}
-
 // rows returns the summary's rows by domain, failing on a duplicate.
 func rows(t *testing.T, sum *Summary) map[string]DomainStats {
 	t.Helper()
@@ -251,15 +242,4 @@ func onceEach(t *testing.T, count map[string]int, n int, domains ...string) {
 			t.Errorf("%s accepted %d times, want once", rcpt, count[rcpt])
 		}
 	}
-}
-
-// countOf counts the recipients in a list of recipient lists.
-func countOf(lists ...[]string) map[string]int {
-	n := map[string]int{}
-	for _, l := range lists {
-		for _, r := range l {
-			n[r]++
-		}
-	}
-	return n
 }
