@@ -31,7 +31,7 @@ func TestFlushMaxAge(t *testing.T) {
 			if !strings.Contains(errs, "to=<busy@a.test>, relay=mx.a.test[127.0.0.2]") || !strings.Contains(errs, "dsn=4.4.7, status=bounced (4.4.7 delivery time expired") {
 				t.Errorf("log lacks the expiry:\n%s", errs)
 			}
-			if !strings.Contains(out, "1 delivery status notification(s)") {
+			if !strings.Contains(out, "a.test") || !strings.Contains(out, "1 delivery status notification(s)") {
 				t.Errorf("summary:\n%s", out)
 			}
 		})

@@ -77,6 +77,9 @@ func TestRunOutcomes(t *testing.T) {
 				if got != want {
 					t.Errorf("%s: %+v, want %s", rcpt, ev, want)
 				}
+				if reply := map[string]string{"gone@a.test": "550 5.1.1 No such user", "busy@a.test": "450 4.2.1 Mailbox busy"}[rcpt]; reply != "" && (len(ev) != 1 || ev[0].Reply != reply) {
+					t.Errorf("%s: %+v, want the reply %q", rcpt, ev, reply)
+				}
 			}
 			if tc.queue == "bad" && (len(sum.Problems) != 1 || sum.Problems[0].IOError || sum.Problems[0].MovedTo == "") {
 				t.Errorf("problems %+v, want the file moved aside", sum.Problems)
