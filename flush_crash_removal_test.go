@@ -250,3 +250,41 @@ func TestCrashWithRemovalsPending(t *testing.T) {
 		t.Errorf("journal after the second run: %d bytes, %v; want empty", len(j), err)
 	}
 }
+
+// rcptArg returns the address of a "RCPT TO:<addr>" command line.
+func rcptArg(line string) string {
+	line = strings.TrimSpace(line)
+	return strings.Trim(line[min(len(line), len("RCPT TO:")):], "<>")
+}
+
+// setImmutable sets or clears the immutable attribute (chattr +i) of each
+// file: root cannot unlink such a file either (EPERM), so the removal of a
+// delivered message stays undone, as when the run is killed with its
+// removal still queued. It reports whether chattr worked (not on every
+// file system).
+func setImmutable(t *testing.T, on bool, files ...string) bool {
+	t.Helper()
+	if len(files) == 0 {
+		return true
+	}
+	flag := "-i"
+	if on {
+		flag = "+i"
+	} else {
+		var left []string // the files the runs removed are gone
+		for _, f := range files {
+			if _, err := os.Lstat(f); err == nil {
+				left = append(left, f)
+			}
+		}
+		if files = left; len(files) == 0 {
+			return true
+		}
+	}
+	out, err := exec.Command("chattr", append([]string{flag}, files...)...).CombinedOutput()
+	if err != nil {
+		t.Logf("chattr %s: %v %s", flag, err, out)
+		return false
+	}
+	return true
+}

@@ -1,89 +1,51 @@
 package main
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"github.com/mxflush/mxflush/internal/testnet"
 )
 
-// More domains than --max-conns: never more concurrent sessions than the
-// limit, and exactly one session per domain when nothing fails.
-func TestFlushConnectionLimitAndOneSessionPerDomain(t *testing.T) {
-	ips := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7"}
-	var records []string
-	for i, ip := range ips {
-		records = append(records, fmt.Sprintf("d%d.test. MX 10 mx.d%d.test.", i, i), fmt.Sprintf("mx.d%d.test. A %s", i, ip))
-	}
-	w := newWorld(t, ips, nil, records...)
-	for i := range ips {
-		for j := 0; j < 5; j++ {
-			w.enqueue("alice@example.test", msg(fmt.Sprintf("m%d-%d", i, j)), fmt.Sprintf("u%d@d%d.test", j, i))
-		}
-	}
-	code, out, errs := w.flush("--max-conns", "2")
+// --max-conns and --conns-per-domain reach the run (batch's split and
+// connection-limit tests check what the run does with them): two slow
+// domains under --max-conns 1 are served one session at a time; 201
+// messages to one domain under --conns-per-domain 1 go over one session,
+// where the default 4 would open three. The text summary has its total row
+// and every delivery its log line.
+func TestFlushConnectionFlags(t *testing.T) {
+	slow := func(string) testnet.SMTPOptions { return testnet.SMTPOptions{DataDelay: 2 * time.Millisecond} }
+	w := newWorld(t, []string{"127.0.0.2", "127.0.0.3"}, slow,
+		"a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2", "b.test. MX 10 mx.b.test.", "mx.b.test. A 127.0.0.3")
+	spoolMany(t, w.spool, 10, []string{"a.test", "b.test"})
+	code, out, errs := w.flush("--max-conns", "1")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
-	if got := w.gauge.Max(); got > 2 || got < 1 {
-		t.Errorf("peak concurrent sessions = %d, want 1..2 (--max-conns 2)", got)
+	if got := w.gauge.Max(); got != 1 {
+		t.Errorf("peak concurrent sessions = %d, want 1 (--max-conns 1)", got)
 	}
-	for ip, r := range w.recv {
-		if r.Sessions() != 1 || len(r.Messages()) != 5 {
-			t.Errorf("%s: %d sessions and %d messages, want 1 session carrying 5", ip, r.Sessions(), len(r.Messages()))
-		}
-	}
-	if left := append(w.files("new"), w.files("cur")...); len(left) != 0 {
-		t.Errorf("spool still holds %v after delivering everything", left)
-	}
-	if !strings.Contains(out, "total") || !strings.Contains(errs, "status=sent") {
+	if !strings.Contains(out, "total") || strings.Count(errs, "status=sent") != 10 {
 		t.Errorf("summary or log lines missing:\n%s\n%s", out, errs)
 	}
-}
 
-// A message with recipients in three domains goes once to each domain, with
-// only that domain's recipients in RCPT TO, and the bytes each receiver got
-// are the spooled message without envelope lines, CRLF-normalised.
-func TestFlushThreeDomainMessageBytes(t *testing.T) {
-	ips := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"}
-	w := newWorld(t, ips, nil,
-		"a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2",
-		"b.test. MX 10 mx.b.test.", "mx.b.test. A 127.0.0.3",
-		"c.test. A 127.0.0.4") // no MX: implicit MX (RFC 5321 §5.1)
-	body := "From: alice@example.test\nTo: x@a.test\nSubject: three\n\nline one\r\nbare cr\rline\n.\n..dots\nlast line without newline"
-	w.enqueue("alice@example.test", body, "x@a.test", "y@b.test", "z@c.test", "w@a.test")
-	if code, out, errs := w.flush(); code != 0 {
-		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	spoolMany(t, w.spool, 201, []string{"a.test"})
+	before := w.recv["127.0.0.2"].Sessions()
+	if code, out, errs := w.flush("--conns-per-domain", "1"); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, tail(errs, 2000))
 	}
-	want := "From: alice@example.test\r\nTo: x@a.test\r\nSubject: three\r\n\r\nline one\r\nbare cr\r\nline\r\n.\r\n..dots\r\nlast line without newline\r\n"
-	rcpts := map[string][]string{"127.0.0.2": {"x@a.test", "w@a.test"}, "127.0.0.3": {"y@b.test"}, "127.0.0.4": {"z@c.test"}}
-	for ip, r := range w.recv {
-		got := r.Messages()
-		if len(got) != 1 {
-			t.Fatalf("%s got %d messages, want 1", ip, len(got))
-		}
-		if !slices.Equal(got[0].To, rcpts[ip]) {
-			t.Errorf("%s: RCPT TO %v, want %v", ip, got[0].To, rcpts[ip])
-		}
-		if got[0].From != "alice@example.test" || got[0].Helo != "relay.test" {
-			t.Errorf("%s: MAIL FROM %q, EHLO %q", ip, got[0].From, got[0].Helo)
-		}
-		if string(got[0].Data) != want {
-			t.Errorf("%s: data\n%q\nwant\n%q", ip, got[0].Data, want)
-		}
+	if got := w.recv["127.0.0.2"].Sessions() - before; got != 1 {
+		t.Errorf("%d sessions for 201 messages, want 1 (--conns-per-domain 1)", got)
 	}
 }
 
-// 4yz defers with the reply recorded; a later run sends only to the pending
-// recipient with the same sender and removes the entry (greylisting: retry
-// only the pending recipients).
+// The command line of a retry: a deferral exits 75; a run before the next
+// attempt exits 0 and says the message is not due; --all sends it now.
+// (batch's TestDeferThenRetryPendingOnly checks the state kept between.)
 func TestFlushDeferThenRetry(t *testing.T) {
 	var mu sync.Mutex
 	greylist := true
@@ -97,40 +59,21 @@ func TestFlushDeferThenRetry(t *testing.T) {
 			return nil
 		}}
 	}, "a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2")
-	body := "Subject: c13\r\n\r\n" + strings.Repeat("0123456789abcdef\r\n", 12000)
-	w.enqueue("alice@example.test", body, "a@a.test", "b@a.test")
-	code, out, errs := w.flush()
-	if code != 75 {
-		t.Fatalf("run 1: exit %d, want 75\n%s\n%s", code, out, errs)
+	w.enqueue("alice@example.test", msg("retry"), "a@a.test", "b@a.test")
+	if code, out, errs := w.flush(); code != 75 || !strings.Contains(errs, "status=deferred (451 4.7.1 Greylisted") {
+		t.Fatalf("run 1: exit %d, want 75 and b@ deferred in the log\n%s\n%s", code, out, errs)
 	}
-	cur := w.files("cur")
-	if len(cur) != 1 || len(w.files("new")) != 0 {
-		t.Fatalf("after run 1: cur=%v new=%v, want the message in cur/", cur, w.files("new"))
-	}
-	state, _ := os.ReadFile(filepath.Join(w.spool, "cur", cur[0]))
-	head := string(state[:strings.Index(string(state), "Subject:")])
-	if strings.Contains(head, "<a@a.test>") || !strings.Contains(head, "X-Envelope-To: <b@a.test>") ||
-		!strings.Contains(head, "451 4.7.1 Greylisted") || !strings.Contains(head, "X-Envelope-Attempts: 1") {
-		t.Errorf("state after run 1 should keep only b@ with its reply:\n%s", head)
-	}
-	code, out, _ = w.flush()
+	code, out, _ := w.flush()
 	if code != 0 || w.received() != 1 || !strings.Contains(out, "1 message(s) not due") {
 		t.Errorf("a run before the retry time: exit %d, %d messages received, want 0 (nothing due) and still 1\n%s", code, w.received(), out)
 	}
 	mu.Lock()
 	greylist = false
 	mu.Unlock()
-	if code, out, errs := w.flush("--all"); code != 0 {
-		t.Fatalf("run 2: exit %d\n%s\n%s", code, out, errs)
-	}
-	msgs := w.recv["127.0.0.2"].Messages()
-	if len(msgs) != 2 || !slices.Equal(msgs[1].To, []string{"b@a.test"}) || msgs[1].From != "alice@example.test" {
-		t.Fatalf("run 2 delivered %+v, want b@a.test alone from alice", msgs)
-	}
-	if string(msgs[0].Data) != string(msgs[1].Data) {
-		t.Error("the retried body differs from the first attempt's")
+	if code, out, errs := w.flush("--all"); code != 0 || w.received() != 2 {
+		t.Fatalf("--all: exit %d, %d messages received; want 0 and the retry sent\n%s\n%s", code, w.received(), out, errs)
 	}
 	if left := append(w.files("new"), w.files("cur")...); len(left) != 0 {
-		t.Errorf("entry not removed after run 2: %v", left)
+		t.Errorf("entry not removed after --all: %v", left)
 	}
 }

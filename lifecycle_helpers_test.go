@@ -1,12 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"io"
-	"mime"
-	"mime/multipart"
-	"net/textproto"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,79 +91,16 @@ func (w *world) rcptCount() map[string]int {
 	return n
 }
 
-// dsnReport is a DSN parsed back with net/textproto and mime/multipart.
-type dsnReport struct {
-	top     textproto.MIMEHeader
-	report  map[string]string // parameters of the top Content-Type
-	types   []string
-	text    string
-	perMsg  textproto.MIMEHeader
-	perRcpt []textproto.MIMEHeader
-	headers string
-}
-
-func parseDSN(t *testing.T, data []byte) dsnReport {
-	t.Helper()
-	var r dsnReport
-	tr := textproto.NewReader(bufio.NewReader(bytes.NewReader(data)))
-	var err error
-	if r.top, err = tr.ReadMIMEHeader(); err != nil {
-		t.Fatalf("DSN header: %v", err)
-	}
-	mt, params, err := mime.ParseMediaType(r.top.Get("Content-Type"))
-	if err != nil || mt != "multipart/report" {
-		t.Fatalf("DSN Content-Type %q (%v), want multipart/report (RFC 3462)", r.top.Get("Content-Type"), err)
-	}
-	r.report = params
-	mr := multipart.NewReader(tr.R, params["boundary"])
-	for {
-		p, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("DSN part: %v", err)
-		}
-		body, _ := io.ReadAll(p)
-		ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
-		r.types = append(r.types, ct)
-		switch ct {
-		case "text/plain":
-			r.text = string(body)
-		case "text/rfc822-headers":
-			r.headers = string(body)
-		case "message/delivery-status":
-			sr := textproto.NewReader(bufio.NewReader(bytes.NewReader(body)))
-			if r.perMsg, err = sr.ReadMIMEHeader(); err != nil {
-				t.Fatalf("per-message fields: %v", err)
-			}
-			for {
-				h, err := sr.ReadMIMEHeader()
-				if len(h) > 0 {
-					r.perRcpt = append(r.perRcpt, h)
-				}
-				if err != nil {
-					break
-				}
-			}
-		}
-	}
-	return r
-}
-
-// rcptBlock returns the per-recipient fields of rcpt, or fails.
-func (r dsnReport) rcptBlock(t *testing.T, rcpt string) textproto.MIMEHeader {
-	t.Helper()
-	for _, h := range r.perRcpt {
-		if h.Get("Final-Recipient") == "rfc822; "+rcpt {
-			return h
-		}
-	}
-	t.Fatalf("no recipient block for %s in %v", rcpt, r.perRcpt)
-	return nil
-}
-
 // ago formats now-d as an envelope time.
 func ago(d time.Duration) string {
 	return time.Now().Add(-d).UTC().Format(time.RFC3339)
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

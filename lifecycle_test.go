@@ -1,207 +1,44 @@
 package main
 
 import (
-	"net/mail"
-	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/mxflush/mxflush/spool"
 )
 
 const original = "From: Alice <alice@example.test>\r\nTo: team\r\nSubject: quarterly report\r\nMessage-ID: <q4@example.test>\r\n\r\nthe body is not returned\r\n"
 
-// A bounce, delivered to the sender's MX in the same run, checked field by
-// field against RFC 3464 and RFC 3462 after a MIME parser has read it.
-func TestBounceFormat(t *testing.T) {
+// The command line of a bounce (batch's bounce tests check the DSN field
+// by field): exit 69, the bounce pass and the DSN count in the summary,
+// and the DSN quotes the header as enqueue queued it, "To: team"
+// qualified with the origin (TestMain's origin.test).
+func TestFlushBounce(t *testing.T) {
 	w := lifeWorld(t)
-	id := w.enqueue("alice@example.test", original, "gone@a.test", "bob@a.test")
+	w.enqueue("alice@example.test", original, "gone@a.test", "bob@a.test")
 	code, out, errs := w.flush()
 	if code != 69 {
 		t.Fatalf("exit %d, want 69\n%s\n%s", code, out, errs)
 	}
-	d := w.dsns()
-	if len(d) != 1 || !slices.Equal(d[0].To, []string{"alice@example.test"}) {
-		t.Fatalf("the sender's MX got %d DSNs (%+v), want one from <> to alice@example.test", len(d), d)
-	}
-	r := parseDSN(t, d[0].Data)
-	for name, want := range map[string]string{
-		"From":           "Mail Delivery System <MAILER-DAEMON@relay.test>",
-		"To":             "<alice@example.test>",
-		"Subject":        "Undelivered Mail Returned to Sender",
-		"Auto-Submitted": "auto-replied",
-		"Mime-Version":   "1.0",
-	} {
-		if got := r.top.Get(name); got != want {
-			t.Errorf("%s: %q, want %q", name, got, want)
-		}
-	}
-	if _, err := mail.ParseDate(r.top.Get("Date")); err != nil || !strings.HasSuffix(r.top.Get("Message-Id"), "@relay.test>") {
-		t.Errorf("Date %q (%v), Message-ID %q", r.top.Get("Date"), err, r.top.Get("Message-Id"))
-	}
-	if r.report["report-type"] != "delivery-status" || strings.Join(r.types, ",") != "text/plain,message/delivery-status,text/rfc822-headers" {
-		t.Errorf("report-type %q, parts %v", r.report["report-type"], r.types)
-	}
-	if r.perMsg.Get("Reporting-Mta") != "dns; relay.test" || r.perMsg.Get("X-Mxflush-Queue-Id") != id {
-		t.Errorf("per-message fields %v", r.perMsg)
-	}
-	if at, err := mail.ParseDate(r.perMsg.Get("Arrival-Date")); err != nil || time.Since(at) > time.Minute {
-		t.Errorf("Arrival-Date %q: %v", r.perMsg.Get("Arrival-Date"), err)
-	}
-	if len(r.perRcpt) != 1 {
-		t.Fatalf("%d recipient blocks, want 1 (bob was delivered)", len(r.perRcpt))
-	}
-	for name, want := range map[string]string{
-		"Final-Recipient": "rfc822; gone@a.test",
-		"Action":          "failed",
-		"Status":          "5.1.1",
-		"Remote-Mta":      "dns; mx.a.test",
-		"Diagnostic-Code": "smtp; 550 5.1.1 No such user",
-	} {
-		if got := r.perRcpt[0].Get(name); got != want {
-			t.Errorf("%s: %q, want %q", name, got, want)
-		}
-	}
-	if _, err := mail.ParseDate(r.perRcpt[0].Get("Last-Attempt-Date")); err != nil {
-		t.Errorf("Last-Attempt-Date: %v", err)
-	}
-	// The header as queued: enqueue qualified the domain-less "To: team"
-	// with the origin (TestMain's origin.test).
-	if want := "From: Alice <alice@example.test>\r\nTo: team@origin.test\r\nSubject: quarterly report\r\nMessage-ID: <q4@example.test>\r\n"; r.headers != want {
-		t.Errorf("text/rfc822-headers:\n%q\nwant\n%q", r.headers, want)
-	}
-	if !strings.Contains(r.text, "<gone@a.test>") || !strings.Contains(r.text, "550 5.1.1 No such user") || strings.Contains(r.text, "bob@") {
-		t.Errorf("human-readable part:\n%s", r.text)
-	}
 	if !strings.Contains(out, "example.test (bounces)") || !strings.Contains(out, "1 delivery status notification(s)") {
 		t.Errorf("summary lacks the bounce pass:\n%s", out)
 	}
-	f := w.load("failed", id)
-	if len(f.Failed) != 1 || f.Failed[0].Notice != spool.NoticeBounced {
-		t.Errorf("failed/ record %+v, want gone@ marked bounced", f.Failed)
-	}
-	if left := append(w.files("new"), w.files("cur")...); len(left) != 0 {
-		t.Errorf("queue not empty after the bounce pass: %v", left)
-	}
-}
-
-// A 5xx is final: every recipient that fails in one run, across domains, goes
-// into one DSN; later runs send nothing more for the message; the recipient
-// still pending is retried alone, and its later success bounces nothing
-// again.
-func TestBounceOncePerMessage(t *testing.T) {
-	w := lifeWorld(t)
-	id := w.enqueue("alice@example.test", original, "gone1@a.test", "bob@a.test", "gone2@a.test", "relay@b.test", "busy@b.test")
-	code, out, errs := w.flush()
-	if code != 69 {
-		t.Fatalf("run 1: exit %d, want 69\n%s\n%s", code, out, errs)
-	}
 	d := w.dsns()
-	if len(d) != 1 {
-		t.Fatalf("run 1: %d DSNs, want exactly one for three failed recipients", len(d))
+	if len(d) != 1 || !strings.Contains(string(d[0].Data), "\r\nTo: team@origin.test\r\n") {
+		t.Fatalf("the sender's MX got %d DSNs, want one quoting the queued header", len(d))
 	}
-	r := parseDSN(t, d[0].Data)
-	if len(r.perRcpt) != 3 {
-		t.Errorf("%d recipient blocks, want gone1, gone2 and relay", len(r.perRcpt))
-	}
-	if h := r.rcptBlock(t, "relay@b.test"); h.Get("Status") != "5.7.1" || h.Get("Diagnostic-Code") != "smtp; 550 5.7.1 Relaying denied" ||
-		h.Get("Remote-Mta") != "dns; mx.b.test" {
-		t.Errorf("relay@b.test block %v", h)
-	}
-	r.rcptBlock(t, "gone1@a.test")
-	r.rcptBlock(t, "gone2@a.test")
-	m := w.load("cur", id)
-	if !slices.Equal(m.To, []string{"busy@b.test"}) || len(m.Failed) != 3 {
-		t.Fatalf("cur/ state: pending %v, failed %+v; want busy@ pending and three failures", m.To, m.Failed)
-	}
-	for _, f := range m.Failed {
-		if f.Notice != spool.NoticeBounced {
-			t.Errorf("failure %+v not marked bounced", f)
-		}
-	}
-
-	code, _, errs = w.flush("--all") // busy@ still greylisted
-	if code != 75 || len(w.dsns()) != 1 {
-		t.Fatalf("run 2: exit %d, %d DSNs; want 75 and still one\n%s", code, len(w.dsns()), errs)
-	}
-	if c := w.rcptCount(); c["gone1@a.test"]+c["gone2@a.test"]+c["relay@b.test"] != 0 || c["bob@a.test"] != 1 {
-		t.Errorf("copies after run 2: %v", c)
-	}
-	w.put("cur", id, strings.Replace(readFile(t, filepath.Join(w.spool, "cur", id)), "<busy@b.test>", "<ok@b.test>", 2))
-	code, _, errs = w.flush("--all")
-	if code != 0 || len(w.dsns()) != 1 || w.rcptCount()["ok@b.test"] != 1 {
-		t.Fatalf("run 3: exit %d, %d DSNs, copies %v\n%s", code, len(w.dsns()), w.rcptCount(), errs)
-	}
-	if f := w.load("failed", id); len(f.Failed) != 3 || len(f.To) != 0 {
-		t.Errorf("failed/ record after the last recipient was delivered: %+v", f.Envelope)
-	}
-	if code, _, _ := w.flush(); code != 0 || len(w.dsns()) != 1 {
-		t.Errorf("run 4: exit %d, %d DSNs: nothing may happen any more", code, len(w.dsns()))
+	if !strings.Contains(errs, "to=<gone@a.test>") || !strings.Contains(errs, "status=bounced (550 5.1.1 No such user)") {
+		t.Errorf("the log lacks the bounce:\n%s", errs)
 	}
 }
 
-func readFile(t *testing.T, p string) string {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
+// --no-bounce: the failure is recorded and reported (exit 69), no DSN is
+// queued or sent.
+func TestFlushNoBounceFlag(t *testing.T) {
+	w := lifeWorld(t)
+	w.enqueue("alice@example.test", original, "gone@a.test")
+	if code, out, errs := w.flush("--no-bounce"); code != 69 || len(w.dsns()) != 0 || strings.Contains(out, "delivery status notification") {
+		t.Errorf("exit %d, %d DSNs: want 69 and none\n%s\n%s", code, len(w.dsns()), out, errs)
 	}
-	return string(b)
-}
-
-// No DSN for a message from <> (no bounce loops), nor under --no-bounce;
-// the record says why; a DSN that itself fails is kept in failed/ and
-// bounces nothing.
-func TestNoBounce(t *testing.T) {
-	tests := []struct {
-		name   string
-		from   string
-		flags  []string
-		failed int // files in failed/ after the run
-	}{
-		{"null sender", "", nil, 1},
-		{"--no-bounce", "alice@example.test", []string{"--no-bounce"}, 1},
-		{"the DSN fails too", "nobody@example.test", nil, 2},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			w := lifeWorld(t)
-			id := w.enqueue(tc.from, original, "gone@a.test")
-			code, out, errs := w.flush(tc.flags...)
-			if code != 69 {
-				t.Fatalf("exit %d, want 69\n%s\n%s", code, out, errs)
-			}
-			if len(w.dsns()) != 0 || len(w.files("new")) != 0 || len(w.files("cur")) != 0 {
-				t.Errorf("%d DSNs received, new/ %v, cur/ %v: want nothing delivered or queued", len(w.dsns()), w.files("new"), w.files("cur"))
-			}
-			if got := w.files("failed"); len(got) != tc.failed {
-				t.Fatalf("failed/ = %v, want %d file(s)", got, tc.failed)
-			}
-			want := spool.NoticeNone
-			if tc.failed == 2 {
-				want = spool.NoticeBounced
-				for _, f := range w.files("failed") {
-					if f == id {
-						continue
-					}
-					b := w.load("failed", f)
-					if b.From != "" || len(b.Failed) != 1 || b.Failed[0].Rcpt != "nobody@example.test" || b.Failed[0].Notice != spool.NoticeNone {
-						t.Errorf("the failed DSN's record: %+v", b.Envelope)
-					}
-					if !strings.Contains(errs, f+": to=<nobody@example.test>") || !strings.Contains(errs, "status=bounced (550 5.1.1 No such user)") {
-						t.Errorf("the DSN's failure is not logged:\n%s", errs)
-					}
-				}
-			}
-			if f := w.load("failed", id).Failed; len(f) != 1 || f[0].Notice != want {
-				t.Errorf("original's record %+v, want notice %q", f, want)
-			}
-			if code, _, _ := w.flush("--all"); code != 0 || len(w.dsns()) != 0 {
-				t.Errorf("second run: exit %d, %d DSNs; want 0 and none", code, len(w.dsns()))
-			}
-		})
+	if got := w.files("failed"); len(got) != 1 {
+		t.Errorf("failed/ = %v, want the original alone", got)
 	}
 }

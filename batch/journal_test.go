@@ -71,3 +71,37 @@ func TestJournalReusedNameNotReplayed(t *testing.T) {
 		t.Errorf("journal not emptied by the second run:\n%s", j)
 	}
 }
+
+// A crash journal left by a killed run: its recipients are taken off the
+// message before anything is sent (a dry run plans without them and leaves
+// the journal as it is), a torn last line and a line for a message that
+// is gone are dropped, and the journal is emptied after the run.
+func TestJournalReplay(t *testing.T) {
+	w := lifeWorld(t)
+	w.put("new", "1.P1R1.host", envelope("<alice@example.test>", "x@a.test", "y@b.test", "z@a.test")+original)
+	const journal = "1.P1R1.host\tx@a.test\n1.P1R1.host\ty@b.test\n2.P1R1.gone\tq@a.test\n1.P1R1.host\tz@a.te" // the last line torn
+	w.put("", "journal", journal)
+	w.cfg.DryRun = true
+	sum := w.run()
+	if rs := rows(t, sum); len(rs) != 1 || rs["a.test"].Recipients != 1 || len(w.rcptCount()) != 0 {
+		t.Errorf("dry run: rows %+v, copies %v: want a.test with z@ alone, nothing sent", rs, w.rcptCount())
+	}
+	if j := w.journal(); j != journal {
+		t.Errorf("dry run changed the journal: %q", j)
+	}
+
+	w.cfg.DryRun = false
+	sum = w.run()
+	if sum.Totals.Delivered != 1 || sum.Totals.Deferred+sum.Totals.Failed != 0 || sum.Replayed != 2 {
+		t.Errorf("totals %+v, replayed %d: want z@ delivered and the 2 journalled recipients replayed", sum.Totals, sum.Replayed)
+	}
+	if c := w.rcptCount(); c["x@a.test"] != 0 || c["y@b.test"] != 0 || c["z@a.test"] != 1 {
+		t.Errorf("copies %v: want only z@a.test, the one the journal does not list", c)
+	}
+	if j := w.journal(); j != "" {
+		t.Errorf("journal not emptied: %q", j)
+	}
+	if left := w.queued(); len(left) != 0 {
+		t.Errorf("queued after the run: %v", left)
+	}
+}
