@@ -1,6 +1,10 @@
 package batch
 
-import "time"
+import (
+	"time"
+
+	"github.com/mxflush/mxflush/mta"
+)
 
 // DomainStats is one row of the run summary: recipient counts are per
 // recipient, Messages per message, Seconds wall-clock time of the worker.
@@ -144,4 +148,15 @@ func (t *tally) add(w *tally) {
 		r.Deferred += c.Deferred
 		r.Failed += c.Failed
 	}
+}
+
+// rowError is a site-wide failure as its rows show it: for a classified
+// failure, the step and the reply ("DNS: 556 5.1.10 domain has a null
+// MX ..."), without the permanence (the row's columns say it) or the
+// domain (the row names it); anything else as it is.
+func rowError(err error) string {
+	if e, ok := err.(*mta.Error); ok {
+		return e.Command + ": " + e.Reply()
+	}
+	return err.Error()
 }

@@ -44,7 +44,7 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 		if rest, err := d.leave(counted, shed); len(rest) > 0 && r.stopped() {
 			r.skip(rest)
 		} else if len(rest) > 0 && !r.cfg.DryRun {
-			st.Error = err.Error()
+			st.Error = rowError(err)
 			r.failAll(rest, err, "none", st)
 		}
 		d.merge(st, start, r.now())
@@ -57,7 +57,7 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 	hosts := d.hop.hosts
 	if err := d.hop.err; err != nil {
 		if items := d.drain(); len(items) > 0 {
-			st.Error = err.Error()
+			st.Error = rowError(err)
 			r.failAll(items, err, "none", st)
 		}
 		return
@@ -117,7 +117,7 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 				st.noteConfig(err)
 				counted = false
 				if rest := d.giveUp(it, err); len(rest) > 0 {
-					st.Error = err.Error()
+					st.Error = rowError(err)
 					r.failAll(rest, err, "none", st)
 				}
 				return
