@@ -156,7 +156,7 @@ func TestFlushManyDomainsUnderFileLimit(t *testing.T) {
 	w := newWorld(t, ips, nil, records...)
 	spoolMany(t, w.spool, 3000, domains)
 	code, out, peak := runLimited(t, 64, "flush", "--spool", w.spool, "--dns", w.dns.Addr(), "--port", strconv.Itoa(w.port),
-		"--helo", "relay.test", "--max-conns", "16")
+		"--helo", "relay.test", "--max-conns", "16", "--conns-per-site", "4")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, tail(out, 2000))
 	}

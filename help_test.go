@@ -27,7 +27,7 @@ func TestHelpShowsDefaults(t *testing.T) {
 			entries[cur] += " " + strings.TrimSpace(line)
 		}
 	}
-	for flag, def := range map[string]string{"max-conns": "8", "port": "25", "conns-per-site": "4", "max-message-size": "10MiB"} {
+	for flag, def := range map[string]string{"max-conns": "32", "port": "25", "conns-per-site": "16", "max-message-size": "10MiB"} {
 		if !strings.Contains(entries[flag], "(default: "+def+")") {
 			t.Errorf("flush --help: --%s shows no default %s:%s", flag, def, entries[flag])
 		}
