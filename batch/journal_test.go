@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/emersion/go-smtp"
@@ -103,5 +104,47 @@ func TestJournalReplay(t *testing.T) {
 	}
 	if left := w.queued(); len(left) != 0 {
 		t.Errorf("queued after the run: %v", left)
+	}
+}
+
+// A recipient taken by the first transaction of a 452 split (RFC 5321
+// §4.5.3.1.10) is journalled once, when that transaction is accepted, not
+// a second time when the message's item ends.
+func TestJournalOnceAcross452Split(t *testing.T) {
+	var mu sync.Mutex
+	inTxn := 0
+	w := newTestWorld(t, testnet.SMTPOptions{
+		Mail: func(string, *smtp.MailOptions) error {
+			mu.Lock()
+			inTxn = 0
+			mu.Unlock()
+			return nil
+		},
+		Rcpt: func(string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if inTxn++; inTxn > 2 {
+				return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "too many recipients"}
+			}
+			return nil
+		},
+	})
+	w.cfg.MaxConns, w.cfg.ConnsPerSite = 1, 1
+	w.put(t, "new", "m1", "X-Envelope-From: <alice@a.test>\nX-Envelope-To: <r1@a.test>\nX-Envelope-To: <r2@a.test>\nX-Envelope-To: <r3@a.test>\nX-Envelope-To: <r4@a.test>\nSubject: split\n\nhi\n")
+	w.put(t, "new", "m2", "X-Envelope-From: <alice@a.test>\nX-Envelope-To: <r5@a.test>\nSubject: after\n\nhi\n")
+	var lines int
+	w.cfg.OnResult = func(e Event) {
+		if e.ID != "m2" {
+			return
+		}
+		j, _ := os.ReadFile(filepath.Join(w.sp.Dir(), "journal"))
+		lines = strings.Count(string(j), "m1\t")
+	}
+	sum := runLive(t, w.sp, w.cfg)
+	if sum.Totals.Delivered != 5 || len(w.recv.Messages()) != 3 {
+		t.Fatalf("delivered %d in %d transactions, want 5 in 3 (m1 split in two)", sum.Totals.Delivered, len(w.recv.Messages()))
+	}
+	if lines != 4 {
+		t.Errorf("the journal has %d lines for m1's 4 recipients, want 4", lines)
 	}
 }

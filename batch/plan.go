@@ -45,6 +45,10 @@ type rcpt struct {
 	mbox    string // the checked mailbox sent in RCPT TO, source route removed
 	spooled string // as in the spool file: the key of its outcome and of its journal line
 	key     string // its batch's key (domain or next hop): the row that counts it
+	// journalled: its delivery is in the crash journal already, written
+	// when an earlier transaction of the message took it (a 452 split,
+	// see runner.message), so the item's end does not write it again.
+	journalled bool
 }
 
 // Rcpts returns the mailboxes the item's transaction names in RCPT TO.

@@ -314,7 +314,7 @@ func (r *runner) finish(it *Item, res map[string]outcome) {
 func (r *runner) settle(it *Item, res map[string]outcome) {
 	var sent []string
 	for _, rc := range it.rcpts {
-		if res[rc.mbox].status == Sent {
+		if res[rc.mbox].status == Sent && !rc.journalled {
 			sent = append(sent, rc.spooled)
 		}
 	}

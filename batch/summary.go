@@ -1,8 +1,10 @@
 package batch
 
 import (
+	"errors"
 	"time"
 
+	"github.com/mxflush/mxflush/deliver"
 	"github.com/mxflush/mxflush/mta"
 )
 
@@ -159,4 +161,53 @@ func rowError(err error) string {
 		return e.Command + ": " + e.Reply()
 	}
 	return err.Error()
+}
+
+// addTLS counts one session by its security, for DomainStats.TLS.
+func (st *DomainStats) addTLS(t deliver.TLSState) {
+	if st.TLS == nil {
+		st.TLS = map[string]int{}
+	}
+	st.TLS[tlsLabel(t)]++
+}
+
+// tlsLabel is "TLSv1.3:verified", "none", or "none (TLS failed, sent
+// without TLS)".
+func tlsLabel(t deliver.TLSState) string {
+	if t.Note != "" {
+		return t.Token() + " (" + t.Note + ")"
+	}
+	return t.Token()
+}
+
+// mergeTLS adds a worker's per-session counts and configuration error to
+// the domain's row.
+func (st *DomainStats) mergeTLS(w DomainStats) {
+	for k, n := range w.TLS {
+		if st.TLS == nil {
+			st.TLS = map[string]int{}
+		}
+		st.TLS[k] += n
+	}
+	if st.ConfigError == "" {
+		st.ConfigError = w.ConfigError
+	}
+}
+
+// tlsNote is the event's note on a session that went without TLS after
+// trying it: "TLS failed, sent without TLS: <reason>"; "" otherwise.
+func tlsNote(t deliver.TLSState) string {
+	if t.Note == "" {
+		return ""
+	}
+	return t.Note + ": " + t.Detail
+}
+
+// noteConfig records in st the first configuration error (a
+// *mta.Error with Config set): the run then exits 78.
+func (st *DomainStats) noteConfig(err error) {
+	var de *mta.Error
+	if st.ConfigError == "" && errors.As(err, &de) && de.Config {
+		st.ConfigError = de.Msg
+	}
 }

@@ -320,9 +320,10 @@ func (r *runner) message(it *Item) deliver.Message {
 		Open: func() (io.ReadCloser, error) { return r.spool.Open(m) },
 		Accepted: func(mboxes []string) {
 			var spooled []string
-			for _, rc := range it.rcpts {
-				if slices.Contains(mboxes, rc.mbox) {
+			for i, rc := range it.rcpts {
+				if !rc.journalled && slices.Contains(mboxes, rc.mbox) {
 					spooled = append(spooled, rc.spooled)
+					it.rcpts[i].journalled = true
 				}
 			}
 			if err := r.journal.Append(m.ID, m.UID, spooled...); err != nil {
