@@ -1,22 +1,25 @@
-// Package batch plans and runs one flush: every due recipient grouped by
-// domain before any connection opens, one worker per domain under an errgroup
-// whose limit is the connection limit, and each recipient's outcome turned
-// into a spool state change and a summary row.
+// Package batch plans and runs one flush. The flow goes one way:
+//
+//	spool scan -> plan (a batch per domain or next hop, before any
+//	connection) -> resolve every key (resolve.go) -> sites (site.go:
+//	the batches whose hosts and dial options are equal, one item per
+//	message) -> workers (worker.go: one SMTP session each, shaped per
+//	site by shape.go) -> reply -> outcome (conclude: the one place an
+//	outcome is counted and logged) -> journal -> state file (state.go)
 //
 // Invariants:
-//   - a domain's whole batch goes to one worker, which reuses one SMTP session
-//     for all of it and reconnects only when that session is lost; a batch
-//     of more than 100 messages may be shared by up to ConnsPerSite
-//     workers (one per 100 messages), each with its own session, all under
-//     the same MaxConns limit;
+//   - a site's items go over the site's sessions only; each worker reuses
+//     one SMTP session for item after item and reconnects only when it is
+//     lost; a site has at most ConnsPerSite workers (less after a
+//     throttling reply), all under the MaxConns limit of the errgroup;
 //   - a worker has at most one message file open (deliver opens, streams and
-//     closes each message before the next), so open files are bounded by the
-//     connection limit, not by the queue's length;
-//   - a message's spool file changes once, after the last of its domain
-//     batches is done; a recipient with no outcome is deferred, never lost;
+//     closes each message before the next), so open files are bounded by
+//     the connection limit, not by the queue's length;
+//   - a message's spool file changes once, after the last of its items is
+//     done; a recipient with no outcome is deferred, never lost;
 //   - a recipient is written to the crash journal as soon as the server
-//     accepts it, before the worker sends the next message, so a killed run
-//     sends it again only if its reply was still in flight;
+//     accepts it, once, before the worker sends the next message, so a
+//     killed run sends it again only if its reply was still in flight;
 //   - a permanent failure is recorded only after its DSN was enqueued (one
 //     per message per run, never for a sender <>), and never bounced again;
 //     a DSN enqueued in a run is delivered in a second pass of that run.
