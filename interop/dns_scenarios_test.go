@@ -71,9 +71,6 @@ func TestDNS(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			if why := knownGaps[tc.domain]; why != "" {
-				t.Skip(why)
-			}
 			if tc.domain == "v6.test" && !pf.ipv6 {
 				t.Skip("no IPv6 MX host: ::1 does not work on this host, or Postfix would not listen on it")
 			}
@@ -100,14 +97,6 @@ func TestDNS(t *testing.T) {
 			}
 		})
 	}
-}
-
-// knownGaps are the rows mxflush fails for a reason the README already
-// names, by domain: each is skipped, saying why, until mxflush is fixed.
-var knownGaps = map[string]string{
-	"insecuremx.unsigned.test": "mxflush does not check that the MX answer was authenticated (README, TLS: \"Not checked\"): " +
-		"it looks up and uses the TLSA records of an MX host that an insecure MX answer named, and defers the mail with 4.7.5 " +
-		"where RFC 7672 §2.2.1 says that host gets no DANE (opportunistic TLS); the fix is in mx (the AD bit of the MX answer) and deliver",
 }
 
 // The chain itself gives the answers TestDNS relies on: test. is
