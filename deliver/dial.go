@@ -138,6 +138,9 @@ func Dial(ctx context.Context, hosts []mta.Host, o Options) (*Session, error) {
 			o.Logger.Debug("smtp TLSA lookup failed", "host", h.Name, "err", err)
 			continue
 		}
+		if h.Insecure && o.TLS.Mode == TLSDANE {
+			o.Logger.Debug("smtp no DANE: the DNS answer naming the host was not authenticated (RFC 7672 §2.2.1)", "host", h.Name)
+		}
 		if o.Auth != nil {
 			pl.auth = o.Auth(certName(h.Name), port)
 		}

@@ -223,9 +223,10 @@ func (r *Resolver) addresses(ctx context.Context, name string, hosts []mta.Host)
 // An NXDOMAIN on A skips the AAAA query: the name does not exist. ad says
 // that every answer that came back (a failed query gives nothing) had the
 // AD bit.
-func (r *Resolver) hostAddrs(ctx context.Context, host string) (addrs []netip.Addr, ad bool, err error) {
+func (r *Resolver) hostAddrs(ctx context.Context, host string) ([]netip.Addr, bool, error) {
+	var addrs []netip.Addr
 	var firstErr error
-	ad = true
+	ad := true
 	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
 		rrs, rrsAD, err := r.resolve(ctx, host, qtype)
 		if err != nil {

@@ -54,10 +54,10 @@ func (e *rcodeError) Error() string {
 // §3.2.3: all of an answer's records, the CNAMEs of the chain included,
 // were authenticated). It is only as good as the server and the path to
 // it: see TLSA.
-func (r *Resolver) resolve(ctx context.Context, name string, qtype uint16) (rrs []dns.RR, ad bool, err error) {
+func (r *Resolver) resolve(ctx context.Context, name string, qtype uint16) ([]dns.RR, bool, error) {
 	target := dns.Fqdn(name)
 	hops := 0
-	ad = true
+	ad := true
 	for {
 		in, err := r.exchange(ctx, target, qtype)
 		if err != nil {
