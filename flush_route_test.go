@@ -269,6 +269,8 @@ func TestFlushSTARTTLSFails(t *testing.T) {
 // DANE end to end: the TLSA record of the MX, with the AD bit set by the
 // (loopback) resolver, makes TLS required and pins the certificate; a
 // record that does not match defers; without the AD bit it is ignored.
+// So is an authenticated record of an MX host that an MX answer without
+// the AD bit named (RFC 7672 §2.2.1): not even looked up.
 func TestFlushDANE(t *testing.T) {
 	ca, cert, _ := testCA(t, "mx.a.test")
 	other, err := ca.Issue("mx.a.test")
@@ -278,13 +280,15 @@ func TestFlushDANE(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		pin    tls.Certificate
-		ad     bool
+		ad     bool // on the TLSA answer
+		mxAD   bool // on the MX answer
 		code   int
 		logTLS string
 	}{
-		{"matching record, authenticated", cert, true, 0, "tls=TLSv1.3:dane"},
-		{"record for another key, authenticated", other, true, 75, ""},
-		{"record for another key, not authenticated", other, false, 0, "tls=TLSv1.3:unverified"},
+		{"matching record, authenticated", cert, true, true, 0, "tls=TLSv1.3:dane"},
+		{"record for another key, authenticated", other, true, true, 75, ""},
+		{"record for another key, not authenticated", other, false, true, 0, "tls=TLSv1.3:unverified"},
+		{"record for another key, MX answer not authenticated", other, true, false, 0, "tls=TLSv1.3:unverified"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(t, []string{"127.0.0.2"}, func(string) testnet.SMTPOptions { return testnet.SMTPOptions{TLS: testnet.ServerTLS(cert)} },
@@ -298,13 +302,16 @@ func TestFlushDANE(t *testing.T) {
 				t.Fatal(err)
 			}
 			w.dns.SetAD(owner, tt.ad)
+			w.dns.SetAD("a.test", tt.mxAD)
 			w.enqueue("alice@example.test", msg("dane"), "bob@a.test")
 			code, out, errs := w.flush("--tls", "dane")
 			if code != tt.code {
 				t.Fatalf("exit %d, want %d\n%s\n%s", code, tt.code, out, errs)
 			}
-			if w.dns.Queries(owner, dns.TypeTLSA) == 0 {
+			if n := w.dns.Queries(owner, dns.TypeTLSA); tt.mxAD && n == 0 {
 				t.Error("no TLSA query")
+			} else if !tt.mxAD && n != 0 {
+				t.Errorf("%d TLSA queries for the host of an MX answer without AD, want none", n)
 			}
 			if tt.logTLS != "" && !strings.Contains(errs, tt.logTLS) {
 				t.Errorf("log lacks %q:\n%s", tt.logTLS, errs)

@@ -316,8 +316,11 @@ func (r *runner) groupSites(batches []*Batch) []*siteRun {
 }
 
 // siteKey identifies the site of a batch resolved to h: its hosts, each as
-// name, preference and port, sorted (equal preferences come shuffled from
-// mx), and the options its sessions are dialled with. "" means the batch
+// name, preference, port and whether an insecure DNS answer named it (a
+// domain whose MX answer was authenticated must not share the sessions of
+// one whose answer was not: DANE applies to the first only, RFC 7672
+// §2.2.1), sorted (equal preferences come shuffled from mx), and the
+// options its sessions are dialled with. "" means the batch
 // is a site of its own: a relay, a failed lookup, or sessions with
 // credentials.
 func (r *runner) siteKey(key string, h *hop) string {
@@ -333,7 +336,7 @@ func (r *runner) siteKey(key string, h *hop) string {
 	}
 	hosts := make([]string, len(h.hosts))
 	for i, host := range h.hosts {
-		hosts[i] = fmt.Sprintf("%d %s:%d", host.Pref, host.Name, host.Port)
+		hosts[i] = fmt.Sprintf("%d %s:%d %v", host.Pref, host.Name, host.Port, host.Insecure)
 	}
 	slices.Sort(hosts)
 	return fmt.Sprintf("%s|tls=%d,%v|bind=%v", strings.Join(hosts, ","), o.TLS.Mode, o.TLS.Implicit, o.Bind)

@@ -100,3 +100,69 @@ func TestDANE(t *testing.T) {
 		})
 	}
 }
+
+// RFC 7672 §2.2.1: a host that an insecure DNS answer named (an MX answer
+// without the AD bit) gets no DANE: its TLSA records, authenticated and
+// not matching here, are not even looked up, and the policy is dane's
+// fallback, may (TLS with any certificate, cleartext when not offered;
+// implicit TLS stays TLS). Beside it a host from an authenticated answer
+// still gets DANE.
+func TestDANEInsecureHost(t *testing.T) {
+	p := newPKI(t)
+	tests := []struct {
+		name     string
+		cert     *tls.Certificate // nil: no STARTTLS
+		implicit bool
+		want     string // Token
+	}{
+		{name: "STARTTLS, any certificate", cert: &p.wrongName, want: "TLSv1.3:unverified"},
+		{name: "no STARTTLS: cleartext", want: "none"},
+		{name: "implicit TLS, any certificate", cert: &p.wrongName, implicit: true, want: "TLSv1.3:unverified"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			port := freePort(t, "127.0.0.2")
+			so := testnet.SMTPOptions{ImplicitTLS: tt.implicit}
+			if tt.cert != nil {
+				so.TLS = testnet.ServerTLS(*tt.cert)
+			}
+			startReceiver(t, "127.0.0.2", port, so)
+			o := tlsOpts(port, p, TLSDANE)
+			o.TLS.Implicit = tt.implicit
+			var asked []string
+			o.TLS.LookupTLSA = func(_ context.Context, h string, port int) ([]TLSA, bool, error) {
+				asked = append(asked, addrOf(h, port))
+				return []TLSA{eeRecord(p.untrusted)}, true, nil
+			}
+			h := host("mx.b.test", "127.0.0.2")
+			h.Insecure = true
+			s, err := Dial(context.Background(), []mta.Host{h}, o)
+			if err != nil {
+				t.Fatalf("Dial: %v", err)
+			}
+			defer s.Close()
+			if len(asked) != 0 {
+				t.Errorf("TLSA lookups %q for a host from an insecure answer, want none", asked)
+			}
+			if got := s.TLS().Token(); got != tt.want {
+				t.Errorf("TLS %s, want %s", got, tt.want)
+			}
+			wantOutcomes(t, sendOne(t, s), map[string]string{"bob@b.test": "sent"})
+		})
+	}
+
+	// The same records for a host from an authenticated answer: DANE, and
+	// they do not match.
+	port := freePort(t, "127.0.0.2")
+	startReceiver(t, "127.0.0.2", port, testnet.SMTPOptions{TLS: testnet.ServerTLS(p.wrongName)})
+	o := tlsOpts(port, p, TLSDANE)
+	o.TLS.LookupTLSA = func(context.Context, string, int) ([]TLSA, bool, error) {
+		return []TLSA{eeRecord(p.untrusted)}, true, nil
+	}
+	if s, err := Dial(context.Background(), []mta.Host{host("mx.b.test", "127.0.0.2")}, o); err == nil {
+		s.Close()
+		t.Fatalf("Dial succeeded with TLS %s for a secure host whose TLSA records do not match", s.TLS().Token())
+	} else {
+		wantTemp(t, err, "4.7.5")
+	}
+}

@@ -89,7 +89,9 @@ func (o Options) withDefaults() Options {
 // TLSDANE nothing is ever sent in cleartext: such failures are temporary
 // errors (4.7.4 no STARTTLS, 4.7.5 handshake or certificate), never
 // permanent. Under TLSDANE each host's TLSA records are looked up first;
-// a failed lookup skips the host (RFC 7672 §2.2).
+// a failed lookup skips the host (RFC 7672 §2.2). A host that an insecure
+// DNS answer named (mta.Host.Insecure) gets no TLSA lookup and TLSMay
+// (RFC 7672 §2.2.1).
 //
 // The error is always *mta.Error. An AUTH failure (mta.Error.Config) ends Dial at
 // once: other hosts would get the same wrong credentials. Otherwise it is
@@ -129,12 +131,15 @@ func Dial(ctx context.Context, hosts []mta.Host, o Options) (*Session, error) {
 			last = &mta.Error{Status: "4.4.4", Command: mta.CmdConnect, Msg: h.Name + ": no " + o.familyName() + " address"}
 			continue
 		}
-		pl, err := o.TLS.planFor(ctx, certName(h.Name), port)
+		pl, err := o.TLS.planFor(ctx, certName(h.Name), port, h.Insecure)
 		if err != nil {
 			temporary = true
 			last = &mta.Error{Status: "4.7.5", Command: mta.CmdTLS, Msg: h.Name + ": TLSA lookup failed (RFC 7672 §2.2): " + err.Error(), Err: err}
 			o.Logger.Debug("smtp TLSA lookup failed", "host", h.Name, "err", err)
 			continue
+		}
+		if h.Insecure && o.TLS.Mode == TLSDANE {
+			o.Logger.Debug("smtp no DANE: the DNS answer naming the host was not authenticated (RFC 7672 §2.2.1)", "host", h.Name)
 		}
 		if o.Auth != nil {
 			pl.auth = o.Auth(certName(h.Name), port)

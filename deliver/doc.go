@@ -13,7 +13,8 @@
 //
 //   - dial.go: hosts and addresses are tried in order with a per-address
 //     connect timeout; under TLSDANE each host's TLSA records are looked up
-//     first. An attempt that fails says what to try next on the same
+//     first, except for a host an insecure DNS answer named
+//     (mta.Host.Insecure), which gets TLSMay. An attempt that fails says what to try next on the same
 //     address (open.go's retry): under TLSMay a TLS failure is retried at
 //     once on a new connection without STARTTLS (RFC 7435), and a server
 //     that closed after refusing EHLO is retried with HELO (RFC 5321

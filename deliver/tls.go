@@ -31,7 +31,9 @@ const (
 	// them (RFC 7672): a usable record makes TLS required and the
 	// certificate must match one; records that are all unusable make TLS
 	// required with any certificate (as Postfix's "dane" level does); no
-	// authenticated records at all means TLSMay.
+	// authenticated records at all means TLSMay, and so does a host that an
+	// insecure DNS answer named (mta.Host.Insecure, RFC 7672 §2.2.1), whose
+	// TLSA records are not looked up.
 	TLSDANE
 )
 
@@ -138,13 +140,28 @@ type plan struct {
 
 // planFor settles TLSDANE into a concrete plan for host:port by looking up
 // its TLSA records (RFC 7672 §2.2): none, or not authenticated, is TLSMay.
-func (p TLSPolicy) planFor(ctx context.Context, host string, port int) (plan, error) {
+// A host named by an insecure DNS answer (mta.Host.Insecure) is TLSMay
+// without a TLSA lookup: when the MX answer is not authenticated, DANE
+// need not apply (RFC 7672 §2.2.1), since whoever could forge the answer
+// chose the host; mxflush then does as Postfix's dane level does, rather
+// than defer mail over records that protect nothing.
+func (p TLSPolicy) planFor(ctx context.Context, host string, port int, insecure bool) (plan, error) {
 	pl := plan{mode: p.Mode, implicit: p.Implicit}
 	if pl.implicit && pl.mode == TLSMay {
 		pl.mode = TLSEncrypt
 	}
 	if p.Mode != TLSDANE {
 		return pl, nil
+	}
+	withoutDANE := func() plan {
+		pl.mode = TLSMay
+		if pl.implicit {
+			pl.mode = TLSEncrypt
+		}
+		return pl
+	}
+	if insecure {
+		return withoutDANE(), nil
 	}
 	if p.LookupTLSA == nil {
 		return pl, fmt.Errorf("TLS policy dane needs a TLSA lookup")
@@ -154,11 +171,7 @@ func (p TLSPolicy) planFor(ctx context.Context, host string, port int) (plan, er
 		return pl, err
 	}
 	if !secure || len(rrs) == 0 {
-		pl.mode = TLSMay
-		if pl.implicit {
-			pl.mode = TLSEncrypt
-		}
-		return pl, nil
+		return withoutDANE(), nil
 	}
 	for _, r := range rrs {
 		if r.usable() {

@@ -59,6 +59,17 @@ func TestDNS(t *testing.T) {
 		// unsigned zone) makes its hosts' TLSA records count for nothing,
 		// even in a signed zone: opportunistic TLS.
 		{"insecure MX answer, TLSA that does not match", "insecuremx.unsigned.test", 0, "sent", "2.0.0", "mx.danebad.test" + normal, "TLSv1.3:unverified", "250 "},
+		// ... and so does an insecure CNAME leading to an authenticated MX
+		// answer.
+		{"insecure CNAME to a signed MX answer", "insecurecname.unsigned.test", 0, "sent", "2.0.0", "mx.danebad.test" + normal, "TLSv1.3:unverified", "250 "},
+		// An authenticated CNAME to a signed MX answer: DANE applies.
+		{"DANE through an authenticated CNAME", "cnamedane.test", 0, "sent", "2.0.0", "mx.dane.test" + normal, "TLSv1.3:dane", "250 "},
+		// RFC 7672 §2.2.2: an implicit MX is its own TLSA base domain when
+		// the MX denial and its addresses are authenticated ...
+		{"DANE for an implicit MX", "implicitdane.test", 0, "sent", "2.0.0", "implicitdane.test" + normal, "TLSv1.3:dane", "250 "},
+		// ... and gets no DANE when they are not (an alias into an
+		// unsigned zone), whatever TLSA records it has.
+		{"insecure implicit MX, TLSA that does not match", "implicitinsecure.test", 0, "sent", "2.0.0", "implicitinsecure.test" + normal, "TLSv1.3:unverified", "250 "},
 		// RFC 4035 §5.5: a bogus MX answer is a SERVFAIL, which defers.
 		{"bogus MX answer (expired signatures)", "bogus.test", 75, "deferred", "4.4.3", "none", "", "451 4.4.3 MX lookup failed"},
 		// An authenticated NXDOMAIN fails the recipient with 5.1.2.
@@ -71,9 +82,6 @@ func TestDNS(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			if why := knownGaps[tc.domain]; why != "" {
-				t.Skip(why)
-			}
 			if tc.domain == "v6.test" && !pf.ipv6 {
 				t.Skip("no IPv6 MX host: ::1 does not work on this host, or Postfix would not listen on it")
 			}
@@ -102,14 +110,6 @@ func TestDNS(t *testing.T) {
 	}
 }
 
-// knownGaps are the rows mxflush fails for a reason the README already
-// names, by domain: each is skipped, saying why, until mxflush is fixed.
-var knownGaps = map[string]string{
-	"insecuremx.unsigned.test": "mxflush does not check that the MX answer was authenticated (README, TLS: \"Not checked\"): " +
-		"it looks up and uses the TLSA records of an MX host that an insecure MX answer named, and defers the mail with 4.7.5 " +
-		"where RFC 7672 §2.2.1 says that host gets no DANE (opportunistic TLS); the fix is in mx (the AD bit of the MX answer) and deliver",
-}
-
 // The chain itself gives the answers TestDNS relies on: test. is
 // validated, unsigned.test is not, the TLSA records under expired.test
 // and bogus.test's records are bogus (SERVFAIL), nosuch.test is an
@@ -132,8 +132,18 @@ func TestDNSChain(t *testing.T) {
 	if m := ask(tlsa+"unsigned.test", dns.TypeTLSA, false); m.AuthenticatedData || len(m.Answer) == 0 {
 		t.Errorf("unsigned.test's TLSA records: want an answer without AD:\n%v", m)
 	}
-	if m := ask("insecuremx.unsigned.test", dns.TypeMX, false); m.AuthenticatedData || len(m.Answer) == 0 {
-		t.Errorf("insecuremx.unsigned.test's MX answer: want one without AD:\n%v", m)
+	for _, name := range []string{"insecuremx.unsigned.test", "insecurecname.unsigned.test", "implicitinsecure.test"} {
+		if m := ask(name, dns.TypeMX, false); m.AuthenticatedData || m.Rcode != dns.RcodeSuccess {
+			t.Errorf("%s's MX answer: want one without AD:\n%v", name, m)
+		}
+	}
+	if m := ask(fmt.Sprintf("_%d._tcp.implicitinsecure.test", pf.port), dns.TypeTLSA, false); !m.AuthenticatedData || len(m.Answer) == 0 {
+		t.Errorf("implicitinsecure.test's TLSA records not authenticated:\n%v", m)
+	}
+	for _, name := range []string{"cnamedane.test", "implicitdane.test"} {
+		if m := ask(name, dns.TypeMX, false); !m.AuthenticatedData || m.Rcode != dns.RcodeSuccess {
+			t.Errorf("%s's MX answer: want one with AD:\n%v", name, m)
+		}
 	}
 	if m := ask(tlsa+"danebad.test", dns.TypeTLSA, false); !m.AuthenticatedData || len(m.Answer) == 0 {
 		t.Errorf("danebad.test's TLSA records not authenticated:\n%v", m)

@@ -133,6 +133,14 @@ func zones(pf *postfix) ([]zone, error) {
 	// Two MX hosts: the preferred one's TLSA records are bogus, the
 	// other's match.
 	b.WriteString("danefallback MX 10 mx.expired\ndanefallback MX 20 mx.dane\n")
+	// RFC 7672 §2.2.1, §2.2.2: a domain that is an authenticated alias of
+	// dane.test keeps DANE; an implicit MX in this zone gets DANE from its
+	// own TLSA records; one whose name is an alias into unsigned.test (the
+	// MX denial and the addresses are insecure) gets none, though its TLSA
+	// records here are authenticated (and do not match).
+	b.WriteString("cnamedane CNAME dane\n")
+	fmt.Fprintf(&b, "implicitdane A %s\n_%s._tcp.implicitdane TLSA %s\n", ipNormal, p, ee)
+	fmt.Fprintf(&b, "implicitinsecure CNAME host.unsigned.test.\n_%s._tcp.implicitinsecure TLSA %s\n", p, wrong)
 	// bogus.test is a child zone whose signatures have all expired: its
 	// MX answer is bogus.
 	b.WriteString("bogus NS ns.test.\n")
@@ -143,7 +151,8 @@ func zones(pf *postfix) ([]zone, error) {
 	return []zone{
 		{"_tcp.mx.expired.test.", fmt.Sprintf("$ORIGIN _tcp.mx.expired.test.\n$TTL 300\n%s_%s TLSA %s\n", soa, p, ee), signedExpired},
 		{"bogus.test.", fmt.Sprintf("$ORIGIN bogus.test.\n$TTL 300\n%s@ MX 10 mx\nmx A %s\n", soa, ipNormal), signedExpired},
-		{"unsigned.test.", fmt.Sprintf("$ORIGIN unsigned.test.\n$TTL 300\n%s@ MX 10 mx\nmx A %s\n_%s._tcp.mx TLSA %s\ninsecuremx MX 10 mx.danebad.test.\n", soa, ipNormal, p, wrong), unsignedZone},
+		{"unsigned.test.", fmt.Sprintf("$ORIGIN unsigned.test.\n$TTL 300\n%s@ MX 10 mx\nmx A %s\n_%s._tcp.mx TLSA %s\n"+
+			"insecuremx MX 10 mx.danebad.test.\ninsecurecname CNAME danebad.test.\nhost A %s\n", soa, ipNormal, p, wrong, ipNormal), unsignedZone},
 		{"test.", b.String(), signedValid},
 	}, nil
 }

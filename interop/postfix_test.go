@@ -341,7 +341,8 @@ var mailDomains = []string{
 	"pref.test", "cname.test", "v6.test", "implicit.test", "many.test",
 	"dane.test", "danebad.test", "danecname.test", "danetaok.test", "danetabad.test",
 	"expired.test", "bogus.test", "unsigned.test", "danefallback.test",
-	"insecuremx.unsigned.test",
+	"insecuremx.unsigned.test", "insecurecname.unsigned.test", "cnamedane.test",
+	"implicitdane.test", "implicitinsecure.test",
 }
 
 // mailboxes returns the virtual_mailbox_maps table.

@@ -19,6 +19,13 @@ type Host struct {
 	Pref  uint16       // MX preference (RFC 5321 §5.1); 0 for implicit MX, relays and literals
 	Addrs []netip.Addr // tried in order: A records first, then AAAA
 	Port  int          // TCP port; 0 means the caller's default (always 0 for MX hosts)
+	// Insecure says that the DNS answer naming the host was not
+	// authenticated (no AD bit, RFC 4035 §3.2.3): the MX answer or a CNAME
+	// leading to it; for an implicit MX, the denial of MX records or the
+	// domain's own address answers. Whoever can forge such an answer can
+	// name any host, so DANE does not apply to it (RFC 7672 §2.2.1,
+	// §2.2.2). false where nothing says so: relays and address literals.
+	Insecure bool
 }
 
 // Reply is one SMTP reply (RFC 5321 §4.2): the code of its last line,

@@ -21,6 +21,15 @@ import (
 // then ask for the chain's end itself.
 func startNoChaseDNS(t *testing.T, records ...string) string {
 	t.Helper()
+	return startNoChaseDNSAD(t, nil, records...)
+}
+
+// startNoChaseDNSAD is startNoChaseDNS whose answers carry the AD bit for
+// the questions in ad ("name. TYPE", lower case) when the query asks for
+// it with AD (RFC 6840 §5.7): a chain split over several answers can then
+// be authenticated in part.
+func startNoChaseDNSAD(t *testing.T, ad map[string]bool, records ...string) string {
+	t.Helper()
 	zone := map[string][]dns.RR{}
 	for _, s := range records {
 		rr, err := dns.NewRR(s)
@@ -39,6 +48,7 @@ func startNoChaseDNS(t *testing.T, records ...string) string {
 			m := new(dns.Msg)
 			m.SetReply(r)
 			q := r.Question[0]
+			m.AuthenticatedData = r.AuthenticatedData && ad[strings.ToLower(q.Name)+" "+dns.TypeToString[q.Qtype]]
 			rrs, ok := zone[strings.ToLower(q.Name)]
 			if !ok {
 				m.Rcode = dns.RcodeNameError

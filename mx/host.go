@@ -29,7 +29,7 @@ func (r *Resolver) Host(ctx context.Context, name string) (mta.Host, error) {
 	if r.Server == "" {
 		return mta.Host{}, temporary(a, "4.3.5", "no DNS server configured", nil)
 	}
-	addrs, err := r.hostAddrs(ctx, a)
+	addrs, _, err := r.hostAddrs(ctx, a)
 	if len(addrs) > 0 {
 		return mta.Host{Name: a, Addrs: addrs}, nil
 	}

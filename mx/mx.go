@@ -92,7 +92,14 @@ func withCause(name, msg string, err error) string {
 //     removed, capped at MaxHosts; then A and AAAA for each host, CNAMEs
 //     followed (an MX target that is an alias breaks RFC 2181 §10.3 but is
 //     common); hosts without addresses are dropped, and none left is
-//     temporary 4.4.4.
+//     temporary 4.4.4;
+//   - every host is marked Insecure unless the server authenticated the
+//     answers that named it (the AD bit, RFC 4035 §3.2.3): the MX answer
+//     with any CNAME leading to it (RFC 7672 §2.2.1); for an implicit MX,
+//     the MX answer that denied MX records and the domain's own address
+//     answers (RFC 7672 §2.2.2). An MX host's own address answers do not
+//     count: its TLSA records sit below its name, in the same zone or a
+//     child, so they are authenticated only when that zone is signed.
 //
 // Any other DNS failure (SERVFAIL, REFUSED, timeout, network error, ctx
 // done) is temporary 4.4.3. The error is always an *mta.Error.
@@ -113,14 +120,14 @@ func (r *Resolver) Lookup(ctx context.Context, domain string) (Route, error) {
 		return Route{}, temporary(name, "4.3.5", "no DNS server configured", nil)
 	}
 
-	mxs, err := r.resolve(ctx, name, dns.TypeMX)
+	mxs, ad, err := r.resolve(ctx, name, dns.TypeMX)
 	switch {
 	case isNXDomain(err):
 		return Route{}, permanent(name, 550, "5.1.2", "domain does not exist (NXDOMAIN)", err)
 	case err != nil:
 		return Route{}, temporary(name, "4.4.3", "MX lookup failed", err)
 	case len(mxs) == 0:
-		return r.implicit(ctx, name)
+		return r.implicit(ctx, name, ad)
 	}
 
 	hosts := r.sortMX(mxs)
@@ -128,6 +135,9 @@ func (r *Resolver) Lookup(ctx context.Context, domain string) (Route, error) {
 		// Only "." targets: a null MX (RFC 7505 §3). No address lookup of
 		// the domain or of "." (RFC 7505 §4.1, §4.2).
 		return Route{}, permanent(name, 556, "5.1.10", "domain has a null MX (RFC 7505): it accepts no mail", nil)
+	}
+	for i := range hosts {
+		hosts[i].Insecure = !ad
 	}
 	return r.addresses(ctx, name, hosts)
 }
@@ -165,11 +175,13 @@ func (r *Resolver) sortMX(rrs []dns.RR) []mta.Host {
 }
 
 // implicit builds the route of a domain without MX records: the domain's own
-// addresses at preference 0 (RFC 5321 §5.1).
-func (r *Resolver) implicit(ctx context.Context, name string) (Route, error) {
-	addrs, err := r.hostAddrs(ctx, name)
+// addresses at preference 0 (RFC 5321 §5.1). mxAD is the AD bit of the MX
+// answer that had no records: the host is Insecure unless both that
+// denial and the address answers were authenticated.
+func (r *Resolver) implicit(ctx context.Context, name string, mxAD bool) (Route, error) {
+	addrs, ad, err := r.hostAddrs(ctx, name)
 	if len(addrs) > 0 {
-		return Route{Domain: name, Implicit: true, Hosts: []mta.Host{{Name: name, Addrs: addrs}}}, nil
+		return Route{Domain: name, Implicit: true, Hosts: []mta.Host{{Name: name, Addrs: addrs, Insecure: !mxAD || !ad}}}, nil
 	}
 	if err != nil && !isNXDomain(err) {
 		return Route{}, temporary(name, "4.4.3", "no MX records and the A/AAAA lookup failed", err)
@@ -183,7 +195,7 @@ func (r *Resolver) addresses(ctx context.Context, name string, hosts []mta.Host)
 	errs := make([]error, len(hosts))
 	var wg sync.WaitGroup
 	for i := range hosts {
-		wg.Go(func() { hosts[i].Addrs, errs[i] = r.hostAddrs(ctx, hosts[i].Name) })
+		wg.Go(func() { hosts[i].Addrs, _, errs[i] = r.hostAddrs(ctx, hosts[i].Name) })
 	}
 	wg.Wait()
 	var kept []mta.Host
@@ -208,12 +220,15 @@ func (r *Resolver) addresses(ctx context.Context, name string, hosts []mta.Host)
 
 // hostAddrs returns the A then AAAA addresses of host (CNAMEs followed). The
 // error is the first failure; addresses found despite it are returned too.
-// An NXDOMAIN on A skips the AAAA query: the name does not exist.
-func (r *Resolver) hostAddrs(ctx context.Context, host string) ([]netip.Addr, error) {
+// An NXDOMAIN on A skips the AAAA query: the name does not exist. ad says
+// that every answer that came back (a failed query gives nothing) had the
+// AD bit.
+func (r *Resolver) hostAddrs(ctx context.Context, host string) ([]netip.Addr, bool, error) {
 	var addrs []netip.Addr
 	var firstErr error
+	ad := true
 	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
-		rrs, err := r.resolve(ctx, host, qtype)
+		rrs, rrsAD, err := r.resolve(ctx, host, qtype)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = err
@@ -223,6 +238,7 @@ func (r *Resolver) hostAddrs(ctx context.Context, host string) ([]netip.Addr, er
 			}
 			continue
 		}
+		ad = ad && rrsAD
 		for _, rr := range rrs {
 			var ip netip.Addr
 			switch v := rr.(type) {
@@ -237,5 +253,5 @@ func (r *Resolver) hostAddrs(ctx context.Context, host string) ([]netip.Addr, er
 			addrs = append(addrs, ip)
 		}
 	}
-	return addrs, firstErr
+	return addrs, ad, firstErr
 }

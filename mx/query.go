@@ -47,19 +47,26 @@ func (e *rcodeError) Error() string {
 // resolve returns the records of type qtype for name, following CNAME chains
 // (RFC 1034 §3.6.2): in the answer first, then by asking for the chain's end
 // if the answer stops there, at most maxCNAME hops. No records (NODATA) is
-// (nil, nil); NXDOMAIN is *nxDomainError; other RCODEs are *rcodeError;
+// (nil, ad, nil); NXDOMAIN is *nxDomainError; other RCODEs are *rcodeError;
 // transport failures and timeouts are wrapped errors.
-func (r *Resolver) resolve(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
+//
+// ad says that the server set the AD bit on every answer read (RFC 4035
+// §3.2.3: all of an answer's records, the CNAMEs of the chain included,
+// were authenticated). It is only as good as the server and the path to
+// it: see TLSA.
+func (r *Resolver) resolve(ctx context.Context, name string, qtype uint16) ([]dns.RR, bool, error) {
 	target := dns.Fqdn(name)
 	hops := 0
+	ad := true
 	for {
 		in, err := r.exchange(ctx, target, qtype)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if in.Rcode != dns.RcodeSuccess && in.Rcode != dns.RcodeNameError {
-			return nil, &rcodeError{name: target, qtype: qtype, rcode: in.Rcode}
+			return nil, false, &rcodeError{name: target, qtype: qtype, rcode: in.Rcode}
 		}
+		ad = ad && in.AuthenticatedData
 		owner := target
 		for {
 			var found []dns.RR
@@ -76,34 +83,37 @@ func (r *Resolver) resolve(ctx context.Context, name string, qtype uint16) ([]dn
 				}
 			}
 			if len(found) > 0 {
-				return found, nil
+				return found, ad, nil
 			}
 			if next == "" {
 				break
 			}
 			if hops++; hops > maxCNAME {
-				return nil, fmt.Errorf("%s: CNAME chain longer than %d hops", strings.TrimSuffix(name, "."), maxCNAME)
+				return nil, false, fmt.Errorf("%s: CNAME chain longer than %d hops", strings.TrimSuffix(name, "."), maxCNAME)
 			}
 			owner = next
 		}
 		switch {
 		case in.Rcode == dns.RcodeNameError:
 			// RFC 6604 §3: the RCODE is about the last name of the chain.
-			return nil, &nxDomainError{name: owner}
+			return nil, false, &nxDomainError{name: owner}
 		case strings.EqualFold(owner, target):
-			return nil, nil // NODATA
+			return nil, ad, nil // NODATA
 		}
 		target = owner // the chain ends without the wanted type: ask its end
 	}
 }
 
-// exchange sends one query with RD set and EDNS0 (UDP size 4096) over UDP,
-// and repeats it over TCP to the same server when the UDP answer is
-// truncated (RFC 1035 §4.2.1, RFC 7766 §5): miekg/dns does not fall back
-// by itself.
+// exchange sends one query with RD and AD set and EDNS0 (UDP size 4096)
+// over UDP, and repeats it over TCP to the same server when the UDP answer
+// is truncated (RFC 1035 §4.2.1, RFC 7766 §5): miekg/dns does not fall
+// back by itself. AD in the query asks a validating resolver to say in its
+// answer whether it authenticated it (RFC 6840 §5.7), without the
+// signatures that DO would bring.
 func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
 	q := new(dns.Msg)
 	q.SetQuestion(name, qtype) // sets RD
+	q.AuthenticatedData = true
 	q.SetEdns0(ednsSize, false)
 	return r.exchangeMsg(ctx, q)
 }

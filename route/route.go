@@ -56,7 +56,8 @@ type Config struct {
 	// and Roots (--tls-ca). New fills LookupTLSA from Resolver.
 	TLS deliver.TLSPolicy
 	// TrustAD says the user named the DNS server (--dns): only then may
-	// the dane policy rely on its AD bit. A resolver taken from
+	// the dane policy rely on its AD bit, on the TLSA answers and on the
+	// MX answers that name the hosts (mta.Host.Insecure). A resolver taken from
 	// /etc/resolv.conf may be across a network where anyone can set the
 	// bit, since nothing authenticates the answer on its way to us.
 	TrustAD           bool

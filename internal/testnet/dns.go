@@ -181,6 +181,9 @@ func (d *DNS) Delay(name string, dur time.Duration) {
 // SetAD sets or clears the AD bit (RFC 4035 §3.2.3, "authenticated
 // data") on every answer for name, as a validating resolver would after a
 // successful DNSSEC check. Nothing is signed: it is a switch for DANE tests.
+// As a validating resolver, the server sets the bit only in answers to
+// queries that set AD or DO (RFC 6840 §5.7, §5.8), so a client that
+// forgets to ask never sees it.
 func (d *DNS) SetAD(name string, ad bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -277,7 +280,7 @@ func (d *DNS) serve(w dns.ResponseWriter, r *dns.Msg) {
 	delay := d.delay[key]
 	rcode, forced := d.rcode[key]
 	truncated := d.trunc[key] && !isTCP
-	ad := d.ad[key]
+	ad := d.ad[key] && (r.AuthenticatedData || (r.IsEdns0() != nil && r.IsEdns0().Do()))
 	var answer []dns.RR
 	if !forced && !truncated {
 		answer, rcode = d.resolveLocked(key, q.Qtype)

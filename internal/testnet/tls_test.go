@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -101,17 +102,37 @@ func TestReceiverImplicitTLS(t *testing.T) {
 	}
 }
 
+// SetAD marks a name's answers as authenticated, but only for a query
+// that asks with AD or DO, as a validating resolver answers (RFC 6840
+// §5.7, §5.8).
 func TestDNSSetAD(t *testing.T) {
 	d := startTestDNS(t, "_25._tcp.mx.a.test. TLSA 3 1 1 00", "mx.a.test. A 127.0.0.2")
 	d.SetAD("_25._tcp.mx.a.test", true)
-	if in := ask(t, d, "udp", "_25._tcp.mx.a.test", dns.TypeTLSA, true); !in.AuthenticatedData || len(in.Answer) != 1 {
-		t.Errorf("AD %v, %d answers; want AD and the record", in.AuthenticatedData, len(in.Answer))
+	askAD := func(network, name string, qtype uint16, ad, do bool) *dns.Msg {
+		t.Helper()
+		q := new(dns.Msg)
+		q.SetQuestion(dns.Fqdn(name), qtype)
+		q.AuthenticatedData = ad
+		q.SetEdns0(4096, do)
+		in, _, err := (&dns.Client{Net: network, Timeout: 2 * time.Second}).Exchange(q, d.Addr())
+		if err != nil {
+			t.Fatalf("%s %s over %s: %v", name, dns.TypeToString[qtype], network, err)
+		}
+		return in
 	}
-	if in := ask(t, d, "tcp", "mx.a.test", dns.TypeA, true); in.AuthenticatedData {
+	for _, q := range []struct{ ad, do bool }{{true, false}, {false, true}, {true, true}} {
+		if in := askAD("udp", "_25._tcp.mx.a.test", dns.TypeTLSA, q.ad, q.do); !in.AuthenticatedData || len(in.Answer) != 1 {
+			t.Errorf("query AD %v DO %v: answer AD %v, %d answers; want AD and the record", q.ad, q.do, in.AuthenticatedData, len(in.Answer))
+		}
+	}
+	if in := askAD("udp", "_25._tcp.mx.a.test", dns.TypeTLSA, false, false); in.AuthenticatedData || len(in.Answer) != 1 {
+		t.Errorf("query without AD or DO: answer AD %v, %d answers; want the record without AD", in.AuthenticatedData, len(in.Answer))
+	}
+	if in := askAD("tcp", "mx.a.test", dns.TypeA, true, true); in.AuthenticatedData {
 		t.Error("AD set on a name without SetAD")
 	}
 	d.SetAD("_25._tcp.mx.a.test", false)
-	if in := ask(t, d, "udp", "_25._tcp.mx.a.test", dns.TypeTLSA, true); in.AuthenticatedData {
+	if in := askAD("udp", "_25._tcp.mx.a.test", dns.TypeTLSA, true, true); in.AuthenticatedData {
 		t.Error("AD still set after SetAD(false)")
 	}
 }
