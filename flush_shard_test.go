@@ -1,0 +1,290 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mxflush/mxflush/internal/testnet"
+	"github.com/mxflush/mxflush/spool"
+)
+
+// --shard and --mail-outcomes-ok come from the command line only: a stray
+// MXFLUSH_SHARD or config key must never make a manual flush send 1/N of
+// the queue, nor hide its exit code. A malformed --shard is a usage error.
+func TestFlushShardCommandLineOnly(t *testing.T) {
+	w := newWorld(t, nil, nil, "a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2")
+	openSpool(t, w.spool)
+	for i := range 8 {
+		w.enqueue("alice@example.test", msg(fmt.Sprint("env ", i)), fmt.Sprintf("u%d@a.test", i))
+	}
+	for _, bad := range []string{"4/4", "1", "-1/2", "0/0", "x/2"} {
+		if code, _, errs := w.flush("--shard", bad); code != 64 || !strings.Contains(errs, "--shard") {
+			t.Errorf("--shard %s: exit %d, want 64 naming --shard\n%s", bad, code, errs)
+		}
+	}
+	for key, val := range map[string]string{"shard": `"0/2"`, "mail_outcomes_ok": "true"} {
+		cfg := filepath.Join(t.TempDir(), "config.json")
+		os.WriteFile(cfg, []byte(`{"`+key+`": `+val+`}`), 0o600)
+		code, _, errs := w.flush("--config", cfg)
+		if code != 78 || !strings.Contains(errs, "command line only") {
+			t.Errorf("config key %s: exit %d, want 78 saying command line only\n%s", key, code, errs)
+		}
+	}
+	t.Setenv("MXFLUSH_SHARD", "0/8")
+	code, out, errs := w.flush()
+	if code != 0 || w.received() != 8 {
+		t.Errorf("MXFLUSH_SHARD=0/8: exit %d, %d of 8 received; want the whole spool sent\n%s%s", code, w.received(), out, errs)
+	}
+}
+
+// A sharded flush sends the messages of its shard only, says so in its
+// JSON, and an unsharded flush exits 75 while a shard runs. With
+// --mail-outcomes-ok a run whose mail was deferred exits 0 while the
+// summary keeps 75.
+func TestFlushShardSelectsAndReports(t *testing.T) {
+	defer451 := func(string) testnet.SMTPOptions {
+		return testnet.SMTPOptions{Rcpt: func(to string) error {
+			if strings.HasPrefix(to, "later") {
+				return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "try later"}
+			}
+			return nil
+		}}
+	}
+	w := newWorld(t, nil, defer451, "a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2")
+	sp := openSpool(t, w.spool)
+	ids := map[string]string{}
+	for i := range 40 {
+		ids[w.enqueue("alice@example.test", msg(fmt.Sprint("s ", i)), fmt.Sprintf("u%d@a.test", i))] = fmt.Sprintf("u%d@a.test", i)
+	}
+	code, out, errs := w.flush("--shard", "01/3", "--json")
+	if code != 0 {
+		t.Fatalf("--shard 1/3: exit %d\n%s%s", code, out, errs)
+	}
+	var sum struct {
+		Shard    string `json:"shard"`
+		ExitCode int    `json:"exit_code"`
+	}
+	if err := json.Unmarshal([]byte(out), &sum); err != nil || sum.Shard != "1/3" {
+		t.Errorf("JSON shard %q (%v), want 1/3:\n%s", sum.Shard, err, out)
+	}
+	got := w.rcptCount()
+	for id, rcpt := range ids {
+		if want := spool.ShardOf(id, 3) == 1; (got[rcpt] == 1) != want {
+			t.Errorf("%s (shard %d) sent %d time(s) by shard 1/3", rcpt, spool.ShardOf(id, 3), got[rcpt])
+		}
+	}
+	if n := len(w.files("new")); n != 40-len(got) {
+		t.Errorf("new/ holds %d, want the %d of the other shards", n, 40-len(got))
+	}
+
+	unlock, err := sp.WithShard(spool.Shard{Index: 2, Count: 3}).Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := w.received()
+	code, _, errs = w.flush()
+	if code != 75 || !strings.Contains(errs, "--shard 2/3 running") || w.received() != before {
+		t.Errorf("unsharded flush beside shard 2/3: exit %d, %d sent; want 75 naming the shard, nothing sent\n%s", code, w.received()-before, errs)
+	}
+	code, _, errs = w.flush("--shard", "0/2")
+	if code != 75 || !strings.Contains(errs, "flushed in 3 shards") {
+		t.Errorf("--shard 0/2 beside shard 2/3: exit %d, want 75 saying the counts differ\n%s", code, errs)
+	}
+	unlock()
+
+	later := w.enqueue("alice@example.test", msg("later"), "later@a.test")
+	sh := strconv.Itoa(spool.ShardOf(later, 5)) + "/5"
+	code, out, errs = w.flush("--shard", sh, "--mail-outcomes-ok", "--json")
+	if err := json.Unmarshal([]byte(out), &sum); code != 0 || err != nil || sum.ExitCode != 75 || !strings.Contains(out, `"process_exit_code":0`) {
+		t.Errorf("--mail-outcomes-ok with a deferral: exit %d, JSON exit_code %d; want process exit 0, exit_code 75\n%s%s", code, sum.ExitCode, out, errs)
+	}
+	code, out, _ = w.flush("--shard", sh, "--mail-outcomes-ok", "--all")
+	if code != 0 || !strings.Contains(out, "exit 75: ") || !strings.Contains(out, "process exit 0 (--mail-outcomes-ok") {
+		t.Errorf("--mail-outcomes-ok text summary: exit %d\n%s", code, out)
+	}
+	code, _, _ = w.flush("--shard", sh, "--all")
+	if code != 75 {
+		t.Errorf("without --mail-outcomes-ok: exit %d, want 75", code)
+	}
+}
+
+// shardWorld is the spool of the shard tests: n messages to 20 domains,
+// one in five to three domains; it returns each recipient's message name.
+func shardWorld(t *testing.T, n int, opts func(string) testnet.SMTPOptions) (*world, map[string]string) {
+	var ips, records []string
+	for d := range 20 {
+		ip := fmt.Sprintf("127.0.0.%d", d+2)
+		ips = append(ips, ip)
+		records = append(records, fmt.Sprintf("d%d.test. MX 10 mx.d%d.test.", d, d), fmt.Sprintf("mx.d%d.test. A %s", d, ip))
+	}
+	w := newWorld(t, ips, opts, records...)
+	openSpool(t, w.spool)
+	owner := map[string]string{}
+	for i := range n {
+		doms := []int{i % 20}
+		if i%5 == 0 {
+			doms = append(doms, (i+7)%20, (i+13)%20)
+		}
+		name := fmt.Sprintf("1732880000.M%d.P1.test", i)
+		var env strings.Builder
+		env.WriteString("X-Envelope-From: <alice@example.test>\n")
+		for _, d := range doms {
+			rcpt := fmt.Sprintf("m%04d@d%d.test", i, d)
+			owner[rcpt] = name
+			fmt.Fprintf(&env, "X-Envelope-To: <%s>\n", rcpt)
+		}
+		w.put("new", name, env.String()+fmt.Sprintf("Subject: m%d\r\n\r\nbody %d\r\n", i, i))
+	}
+	return w, owner
+}
+
+// startFlush starts the built binary with args; wait returns its exit code
+// and output, or -1 when SIGKILL ended it.
+func startFlush(t *testing.T, args ...string) (cmd *exec.Cmd, wait func() (int, string)) {
+	t.Helper()
+	cmd = exec.Command(binary(t), args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, func() (int, string) {
+		err := cmd.Wait()
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return -1, out.String()
+		}
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Errorf("%v: %v", args, err)
+		}
+		return cmd.ProcessState.ExitCode(), out.String()
+	}
+}
+
+func (w *world) flushArgs(extra ...string) []string {
+	return append([]string{"flush", "--spool", w.spool, "--dns", w.dns.Addr(), "--port", strconv.Itoa(w.port),
+		"--helo", "relay.test", "--connect-timeout", "5s", "--command-timeout", "10s", "--dns-timeout", "5s"}, extra...)
+}
+
+// Four shards started at once over one spool (2,000 messages, 20 domains,
+// one message in five to three domains) send every recipient exactly
+// once, each exits 0, and the spool ends empty; an unsharded flush
+// started beside them exits 75 or finds nothing of theirs to send.
+func TestFlushShardsTogether(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long: 2,000 messages through four runs of the built binary")
+	}
+	const n = 4
+	w, owner := shardWorld(t, 2000, nil)
+	var wg sync.WaitGroup
+	for i := range n {
+		_, wait := startFlush(t, w.flushArgs("--shard", fmt.Sprintf("%d/%d", i, n))...)
+		wg.Go(func() {
+			if code, out := wait(); code != 0 {
+				t.Errorf("shard %d/%d: exit %d\n%s", i, n, code, tail(out, 2000))
+			}
+		})
+	}
+	// Beside them: it exits 75 while any shard runs.
+	if code, out := func() (int, string) { _, wait := startFlush(t, w.flushArgs()...); return wait() }(); code != 75 && code != 0 {
+		t.Errorf("unsharded flush beside the shards: exit %d\n%s", code, tail(out, 2000))
+	}
+	wg.Wait()
+	got := w.rcptCount()
+	for rcpt := range owner {
+		if got[rcpt] != 1 {
+			t.Errorf("%s received %d times, want once", rcpt, got[rcpt])
+		}
+	}
+	if len(got) != len(owner) {
+		t.Errorf("%d recipients received, want %d", len(got), len(owner))
+	}
+	for _, q := range []string{"new", "cur", "failed", "bad"} {
+		for _, f := range w.files(q) {
+			if !strings.HasPrefix(f, ".") {
+				t.Errorf("%s/%s left", q, f)
+			}
+		}
+	}
+}
+
+// A shard killed with SIGKILL mid-run and run again loses nothing; the
+// only duplicates are its own transactions in flight at the kill (at most
+// one per session), and the other shards, running beside it, are not
+// disturbed.
+func TestFlushShardKilledAndRerun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long: four runs of the built binary, one killed")
+	}
+	const n, victim, conns = 4, 2, 4
+	slow := func(string) testnet.SMTPOptions { return testnet.SMTPOptions{DataDelay: 5 * time.Millisecond} }
+	w, owner := shardWorld(t, 2000, slow)
+	var wg sync.WaitGroup
+	var killed bool
+	for i := range n {
+		cmd, wait := startFlush(t, w.flushArgs("--shard", fmt.Sprintf("%d/%d", i, n), "--max-conns", strconv.Itoa(conns))...)
+		if i == victim {
+			time.AfterFunc(300*time.Millisecond, func() { cmd.Process.Signal(syscall.SIGKILL) })
+		}
+		wg.Go(func() {
+			code, out := wait()
+			switch {
+			case i == victim && code == -1:
+				killed = true
+			case code != 0:
+				t.Errorf("shard %d/%d: exit %d\n%s", i, n, code, tail(out, 2000))
+			}
+		})
+	}
+	wg.Wait()
+	if !killed {
+		t.Fatalf("shard %d ended before its SIGKILL: the test did not exercise a crash", victim)
+	}
+	if j, err := os.Stat(filepath.Join(w.spool, fmt.Sprintf("journal.%d-of-%d", victim, n))); err != nil || j.Size() == 0 {
+		t.Errorf("the killed shard left no journal lines (%v): it was killed before it delivered anything", err)
+	}
+	before := len(w.rcptCount())
+	if code, out := func() (int, string) {
+		_, wait := startFlush(t, w.flushArgs("--shard", fmt.Sprintf("%d/%d", victim, n), "--max-conns", strconv.Itoa(conns))...)
+		return wait()
+	}(); code != 0 {
+		t.Fatalf("rerun of shard %d: exit %d\n%s", victim, code, tail(out, 3000))
+	}
+	got := w.rcptCount()
+	dups := 0
+	for rcpt, name := range owner {
+		switch c := got[rcpt]; {
+		case c == 0:
+			t.Errorf("%s lost", rcpt)
+		case c > 1 && spool.ShardOf(name, n) != victim:
+			t.Errorf("%s of shard %d received %d times", rcpt, spool.ShardOf(name, n), c)
+		case c > 1:
+			dups += c - 1
+		}
+	}
+	// Each domain is a site of its own: one recipient per transaction.
+	if dups > conns {
+		t.Errorf("%d duplicates, more than the transactions one kill can leave in flight (%d sessions)", dups, conns)
+	}
+	t.Logf("shard %d killed with %d of %d recipients received; rerun: %d duplicates", victim, before, len(owner), dups)
+	for _, q := range []string{"new", "cur", "failed", "bad"} {
+		for _, f := range w.files(q) {
+			if !strings.HasPrefix(f, ".") {
+				t.Errorf("%s/%s left", q, f)
+			}
+		}
+	}
+}
