@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -286,5 +287,70 @@ func TestFlushShardKilledAndRerun(t *testing.T) {
 				t.Errorf("%s/%s left", q, f)
 			}
 		}
+	}
+}
+
+// The sharded systemd units in deploy/systemd/ verify as an instance, and
+// the instance's ExecStart, as systemd expands it (%i and ${SHARDS}), is
+// a --shard that flush takes.
+func TestShardSystemdUnits(t *testing.T) {
+	unit, err := os.ReadFile(filepath.Join("deploy", "systemd", "mxflush-shard@.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(unit), "--shard %i/${SHARDS}") || !strings.Contains(string(unit), "Environment=SHARDS=") {
+		t.Fatalf("mxflush-shard@.service does not build --shard from %%i and SHARDS:\n%s", unit)
+	}
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Skip("systemd-analyze is not installed (Debian package systemd)")
+	}
+	sysUnits := "/usr/lib/systemd/system"
+	if _, err := os.Stat(filepath.Join(sysUnits, "sysinit.target")); err != nil {
+		t.Skipf("no system units to verify against in %s", sysUnits)
+	}
+	root := t.TempDir()
+	for _, d := range []string{"usr/local/bin", "usr/lib/systemd", "etc/systemd/system", "var/spool/mxflush/new"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("cp", "-a", sysUnits, filepath.Join(root, "usr/lib/systemd/")).CombinedOutput(); err != nil {
+		t.Fatalf("copying %s: %v %s", sysUnits, err, out)
+	}
+	if out, err := exec.Command("cp", binary(t), filepath.Join(root, "usr/local/bin/mxflush")).CombinedOutput(); err != nil {
+		t.Fatalf("copying the binary: %v %s", err, out)
+	}
+	for _, name := range []string{"mxflush-shard@.service", "mxflush-shard@.timer"} {
+		if out, err := exec.Command("cp", filepath.Join("deploy", "systemd", name), filepath.Join(root, "etc/systemd/system", name)).CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+	}
+	verify := []string{"verify", "--root=" + root, "/etc/systemd/system/mxflush-shard@2.service", "/etc/systemd/system/mxflush-shard@2.timer"}
+	out, err := exec.Command("systemd-analyze", verify...).CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("systemd-analyze %s: %v\n%s", strings.Join(verify, " "), err, out)
+	}
+	// The ExecStart of instance 2, expanded as systemd does, is a
+	// valid flush command line.
+	exec1 := regexp.MustCompile(`(?m)^ExecStart=(.*)$`).FindSubmatch(unit)
+	shards := regexp.MustCompile(`(?m)^Environment=SHARDS=(\d+)$`).FindSubmatch(unit)
+	line := strings.NewReplacer("%i", "2", "${SHARDS}", string(shards[1])).Replace(string(exec1[1]))
+	w := newWorld(t, nil, nil, "a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2")
+	openSpool(t, w.spool)
+	mine := 0
+	for i := range 12 {
+		if id := w.enqueue("alice@example.test", msg(fmt.Sprint("unit ", i)), fmt.Sprintf("u%d@a.test", i)); spool.ShardOf(id, 4) == 2 {
+			mine++
+		}
+	}
+	args := strings.Fields(line)[1:] // after the binary
+	for i, f := range args {
+		if f == "/var/spool/mxflush" {
+			args[i] = w.spool
+		}
+	}
+	args = append(args, "--dns", w.dns.Addr(), "--port", strconv.Itoa(w.port), "--helo", "relay.test")
+	if code, out, errs := w.run("", args...); code != 0 || w.received() != mine || !strings.Contains(line, "--shard 2/4") {
+		t.Errorf("%s: exit %d, %d received, want 0 and shard 2's %d\n%s%s", line, code, w.received(), mine, out, errs)
 	}
 }
