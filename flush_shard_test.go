@@ -354,3 +354,61 @@ func TestShardSystemdUnits(t *testing.T) {
 		t.Errorf("%s: exit %d, %d received, want 0 and shard 2's %d\n%s%s", line, code, w.received(), mine, out, errs)
 	}
 }
+
+// A shard's bounce is its own: the DSN gets a name that hashes to the
+// shard, so the same run's bounce pass delivers it and, when that is
+// deferred, its later runs retry it; another shard, which may be running
+// at the same time, never sees it.
+func TestFlushShardBounces(t *testing.T) {
+	refuse := func(string) testnet.SMTPOptions {
+		return testnet.SMTPOptions{Rcpt: func(to string) error {
+			switch {
+			case strings.HasPrefix(to, "gone"):
+				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+			case to == "alice@example.test":
+				return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "mailbox busy"}
+			}
+			return nil
+		}}
+	}
+	w := newWorld(t, nil, refuse, "a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2", "example.test. MX 10 mx.a.test.")
+	openSpool(t, w.spool)
+	const n = 3
+	var ids []string
+	for i := range 9 {
+		ids = append(ids, w.enqueue("alice@example.test", msg(fmt.Sprint("b ", i)), fmt.Sprintf("gone%d@a.test", i)))
+	}
+	for i := range n {
+		mine := countShard(ids, n, i) - countShard(ids, n, i-1)
+		code, out, errs := w.flush("--shard", fmt.Sprintf("%d/%d", i, n))
+		if mine > 0 && code != 69 || mine == 0 && code != 0 {
+			t.Errorf("shard %d/%d with %d to bounce: exit %d\n%s%s", i, n, mine, code, out, errs)
+		}
+		// The DSNs, deferred, wait in cur/ under names of the shards
+		// that made them.
+		if got, want := len(w.files("cur")), countShard(ids, n, i); got != want {
+			t.Errorf("after shards 0-%d: %d deferred DSNs in cur/, want %d", i, got, want)
+		}
+		for _, f := range w.files("cur") {
+			if spool.ShardOf(f, n) > i {
+				t.Errorf("cur/%s, a DSN made by shards 0-%d, is shard %d's", f, i, spool.ShardOf(f, n))
+			}
+		}
+		for _, f := range w.files("new") {
+			if spool.ShardOf(f, n) <= i {
+				t.Errorf("new/%s of shard %d left after its run", f, spool.ShardOf(f, n))
+			}
+		}
+	}
+}
+
+// countShard counts the ids of shards 0 to i of n (none for i < 0).
+func countShard(ids []string, n, i int) int {
+	c := 0
+	for _, id := range ids {
+		if spool.ShardOf(id, n) <= i {
+			c++
+		}
+	}
+	return c
+}
