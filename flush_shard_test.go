@@ -113,7 +113,7 @@ func TestFlushShardSelectsAndReports(t *testing.T) {
 		t.Errorf("--mail-outcomes-ok with a deferral: exit %d, JSON exit_code %d; want process exit 0, exit_code 75\n%s%s", code, sum.ExitCode, out, errs)
 	}
 	code, out, _ = w.flush("--shard", sh, "--mail-outcomes-ok", "--all")
-	if code != 0 || !strings.Contains(out, "exit 75: ") || !strings.Contains(out, "process exit 0 (--mail-outcomes-ok") {
+	if code != 0 || !strings.Contains(out, "exit 75: ") || !strings.Contains(out, "process exit 0 (--mail-outcomes-ok") || !strings.Contains(out, "shard "+sh+": only the messages") {
 		t.Errorf("--mail-outcomes-ok text summary: exit %d\n%s", code, out)
 	}
 	code, _, _ = w.flush("--shard", sh, "--all")

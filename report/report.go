@@ -186,6 +186,9 @@ func Text(w io.Writer, s *batch.Summary, out Outcome) error {
 		}
 		fmt.Fprintf(w, "spool problem: %s: %s (%s)\n", Escape(p.ID), Escape(p.Reason), where)
 	}
+	if out.Shard != "" {
+		fmt.Fprintf(w, "shard %s: only the messages whose file names hash to it\n", out.Shard)
+	}
 	code := out.Code
 	if out.Error != "" {
 		_, err := fmt.Fprintf(w, "exit %d: %s\n", code, Escape(out.Error))
@@ -231,7 +234,9 @@ func Meaning(code int) string {
 }
 
 // JSON writes the summary as one JSON object and a newline, with out's
-// exit code under "exit_code" and its error, if any, under "error". A run
+// exit code under "exit_code" and its error, if any, under "error"; a
+// sharded run's shard under "shard", and the process's exit code under
+// "process_exit_code" when it is not exit_code (see Outcome.Exit). A run
 // that ended before it had a summary (s nil: the lock was held, a flag was
 // wrong, the spool is missing) still gets one object, with only those two,
 // so that a CI step that keeps the JSON never keeps an empty file.
