@@ -237,11 +237,28 @@ func TestFlushShardKilledAndRerun(t *testing.T) {
 	var killed bool
 	for i := range n {
 		cmd, wait := startFlush(t, w.flushArgs("--shard", fmt.Sprintf("%d/%d", i, n), "--max-conns", strconv.Itoa(conns))...)
+		exited := make(chan struct{})
 		if i == victim {
-			time.AfterFunc(300*time.Millisecond, func() { cmd.Process.Signal(syscall.SIGKILL) })
+			// Killed as soon as its journal shows a delivery: mid-run,
+			// however slowly this machine starts it.
+			journal := filepath.Join(w.spool, fmt.Sprintf("journal.%d-of-%d", victim, n))
+			go func() {
+				for {
+					select {
+					case <-exited:
+						return
+					case <-time.After(time.Millisecond):
+					}
+					if fi, err := os.Stat(journal); err == nil && fi.Size() > 0 {
+						cmd.Process.Signal(syscall.SIGKILL)
+						return
+					}
+				}
+			}()
 		}
 		wg.Go(func() {
 			code, out := wait()
+			close(exited)
 			switch {
 			case i == victim && code == -1:
 				killed = true
