@@ -199,11 +199,27 @@ func TestFlushShardsTogether(t *testing.T) {
 			}
 		})
 	}
-	// Beside them: it exits 75 while any shard runs.
+	// Beside them, once each holds its lock (its journal is opened right
+	// after): it exits 75 while any shard runs, or finds an empty spool.
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for started := 0; started < n; {
+		select {
+		case <-done:
+			started = n
+		case <-time.After(time.Millisecond):
+			started = 0
+			for i := range n {
+				if _, err := os.Stat(filepath.Join(w.spool, fmt.Sprintf("journal.%d-of-%d", i, n))); err == nil {
+					started++
+				}
+			}
+		}
+	}
 	if code, out := func() (int, string) { _, wait := startFlush(t, w.flushArgs()...); return wait() }(); code != 75 && code != 0 {
 		t.Errorf("unsharded flush beside the shards: exit %d\n%s", code, tail(out, 2000))
 	}
-	wg.Wait()
+	<-done
 	got := w.rcptCount()
 	for rcpt := range owner {
 		if got[rcpt] != 1 {
