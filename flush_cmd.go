@@ -160,6 +160,13 @@ func (c *FlushCmd) flush(g *Globals, obs *observer) (*batch.Summary, error) {
 		if shard, err = spool.ParseShard(c.Shard); err != nil {
 			return nil, exitf(report.ExUsage, "--%v", err)
 		}
+		// A message of another shard is never seen by this run: naming
+		// one is a mistake better said than a run that sends nothing.
+		for _, id := range c.IDs {
+			if !shard.Owns(id) {
+				return nil, exitf(report.ExUsage, "message %s belongs to shard %d/%d, not to --shard %s", id, spool.ShardOf(id, shard.Count), shard.Count, shard)
+			}
+		}
 	}
 	family, err := deliver.ParseFamily(c.InetProtocols)
 	if err != nil {

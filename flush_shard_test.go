@@ -91,6 +91,16 @@ func TestFlushShardSelectsAndReports(t *testing.T) {
 		t.Errorf("new/ holds %d, want the %d of the other shards", n, 40-len(got))
 	}
 
+	for id := range ids {
+		if sh := spool.ShardOf(id, 3); sh != 1 {
+			code, _, errs := w.flush("--shard", "1/3", id)
+			if want := fmt.Sprintf("belongs to shard %d/3, not to --shard 1/3", sh); code != 64 || !strings.Contains(errs, want) {
+				t.Errorf("flush --shard 1/3 %s: exit %d, want 64 saying %q\n%s", id, code, want, errs)
+			}
+			break
+		}
+	}
+
 	unlock, err := sp.WithShard(spool.Shard{Index: 2, Count: 3}).Lock()
 	if err != nil {
 		t.Fatal(err)
