@@ -112,7 +112,7 @@ func (fc *fileConfig) check(model *kong.Application) error {
 	}
 	for _, k := range bad {
 		if cmdline[k] {
-			return exitf(report.ExConfig, "config file %s: key %q: --%s is taken from the command line only, never from the config file (a selection of the queue commands, or a flag that would make a flush send nothing)", fc.path, k, strings.ReplaceAll(k, "_", "-"))
+			return exitf(report.ExConfig, "config file %s: key %q: --%s is taken from the command line only, never from the config file (a selection of the queue commands, --shard, or a flag that would make a flush send nothing or change its exit code)", fc.path, k, strings.ReplaceAll(k, "_", "-"))
 		}
 		if strings.Contains(strings.ToLower(k), "password") {
 			return exitf(report.ExConfig, "config file %s: key %q: a password is never read from the config file; use --auth-file or %s", fc.path, k, route.EnvAuthPassword)

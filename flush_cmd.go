@@ -26,6 +26,11 @@ type FlushCmd struct {
 
 	IDs     []string `arg:"" optional:"" name:"id" help:"Deliver only these messages (IDs as mxflush queue prints them), now, whatever their next attempt."`
 	Domains []string `name:"domain" help:"Deliver only the recipients in this domain (repeatable), now, whatever their next attempt; their messages' other recipients are left as they are." placeholder:"D" env:"-"`
+
+	// Command line only, as the selections: a stray variable or config key
+	// must never make a manual flush send 1/N of the queue.
+	Shard          string `help:"Flush only shard I of N (I from 0 to N-1, as Kubernetes' JOB_COMPLETION_INDEX): the messages whose file names hash to I; the N shards of one spool run at once, each with its own lock and crash journal (command line only; see README, Scaling past one host)." placeholder:"I/N" env:"-"`
+	MailOutcomesOK bool   `name:"mail-outcomes-ok" help:"Exit 0 when the run itself worked although mail was deferred (75) or bounced (69), which are normal outcomes: for a Kubernetes Job, whose podFailurePolicy cannot count an exit code as success. The summary (exit_code in --json) keeps the run's own code (command line only)." env:"-"`
 }
 
 // FlushFlags are flush's settings, which mxflush config shows too.
@@ -86,12 +91,23 @@ func (c *FlushCmd) Run(g *Globals) error {
 // stdout. A summary that cannot be written (stdout closed: a pipe whose
 // reader is gone) changes nothing: the run's own code stands.
 func (c *FlushCmd) print(g *Globals, sum *batch.Summary, err error) error {
-	out := report.Outcome{Code: exitCodeOf(err)}
+	out := report.Outcome{Code: exitCodeOf(err), Shard: c.Shard}
+	if out.Shard != "" {
+		if sh, perr := spool.ParseShard(c.Shard); perr == nil {
+			out.Shard = sh.String() // as the run took it: "1/4", not "01/4"
+		}
+	}
 	if c.Quiet && out.Code == report.ExOK {
 		return err
 	}
 	if err != nil && (sum == nil || out.Code != report.ExitCode(sum)) {
 		out.Error = err.Error()
+	}
+	if c.MailOutcomesOK && sum != nil && out.Error == "" && (out.Code == report.ExTempFail || out.Code == report.ExUnavailable) {
+		// The run worked: mail deferred or bounced is what a run is for.
+		// A lock held, a local fault or a bad configuration keeps its code.
+		zero := report.ExOK
+		out.Exit, err = &zero, nil
 	}
 	switch {
 	case c.JSON:
@@ -139,6 +155,19 @@ func (c *FlushCmd) flush(g *Globals, obs *observer) (*batch.Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	var shard spool.Shard
+	if c.Shard != "" {
+		if shard, err = spool.ParseShard(c.Shard); err != nil {
+			return nil, exitf(report.ExUsage, "--%v", err)
+		}
+		// A message of another shard is never seen by this run: naming
+		// one is a mistake better said than a run that sends nothing.
+		for _, id := range c.IDs {
+			if !shard.Owns(id) {
+				return nil, exitf(report.ExUsage, "message %s belongs to shard %d/%d, not to --shard %s", id, spool.ShardOf(id, shard.Count), shard.Count, shard)
+			}
+		}
+	}
 	family, err := deliver.ParseFamily(c.InetProtocols)
 	if err != nil {
 		return nil, exitf(report.ExUsage, "--inet-protocols: %v", err)
@@ -160,10 +189,12 @@ func (c *FlushCmd) flush(g *Globals, obs *observer) (*batch.Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	sp = sp.WithShard(shard) // the zero Shard: the whole spool
 	unlock, err := sp.Lock()
 	if err != nil {
 		var le *spool.LockedError
-		if errors.As(err, &le) {
+		var ce *spool.ShardCountError
+		if errors.As(err, &le) || errors.As(err, &ce) {
 			return nil, exitf(report.ExTempFail, "%v", err)
 		}
 		return nil, exitf(report.ExIOErr, "%v", err)

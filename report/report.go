@@ -69,6 +69,12 @@ func ExitCode(s *batch.Summary) int {
 type Outcome struct {
 	Code  int
 	Error string
+	// Shard is the run's flush --shard, "I/N"; "" for a whole run.
+	Shard string
+	// Exit, when not nil, is the code the process exits with instead of
+	// Code (flush --mail-outcomes-ok: 0 for mail deferred or bounced);
+	// Code stays the run's own.
+	Exit *int
 }
 
 // Of is the outcome of a run that ended with summary s and no other error.
@@ -180,6 +186,9 @@ func Text(w io.Writer, s *batch.Summary, out Outcome) error {
 		}
 		fmt.Fprintf(w, "spool problem: %s: %s (%s)\n", Escape(p.ID), Escape(p.Reason), where)
 	}
+	if out.Shard != "" {
+		fmt.Fprintf(w, "shard %s: only the messages whose file names hash to it\n", out.Shard)
+	}
 	code := out.Code
 	if out.Error != "" {
 		_, err := fmt.Fprintf(w, "exit %d: %s\n", code, Escape(out.Error))
@@ -195,8 +204,14 @@ func Text(w io.Writer, s *batch.Summary, out Outcome) error {
 		_, err := fmt.Fprintf(w, "exit %d: %s\n", code, meaning)
 		return err
 	}
-	_, err := fmt.Fprintf(w, "exit %d: %s\n", code, Meaning(code))
-	return err
+	if _, err := fmt.Fprintf(w, "exit %d: %s\n", code, Meaning(code)); err != nil {
+		return err
+	}
+	if out.Exit != nil && *out.Exit != code {
+		_, err := fmt.Fprintf(w, "process exit %d (--mail-outcomes-ok: deferred and bounced mail are normal outcomes of a run that worked)\n", *out.Exit)
+		return err
+	}
+	return nil
 }
 
 // Meaning says in plain words what an exit code of flush means.
@@ -219,7 +234,9 @@ func Meaning(code int) string {
 }
 
 // JSON writes the summary as one JSON object and a newline, with out's
-// exit code under "exit_code" and its error, if any, under "error". A run
+// exit code under "exit_code" and its error, if any, under "error"; a
+// sharded run's shard under "shard", and the process's exit code under
+// "process_exit_code" when it is not exit_code (see Outcome.Exit). A run
 // that ended before it had a summary (s nil: the lock was held, a flag was
 // wrong, the spool is missing) still gets one object, with only those two,
 // so that a CI step that keeps the JSON never keeps an empty file.
@@ -228,13 +245,16 @@ func JSON(w io.Writer, s *batch.Summary, out Outcome) error {
 		return json.NewEncoder(w).Encode(struct {
 			ExitCode int    `json:"exit_code"`
 			Error    string `json:"error"`
-		}{out.Code, out.Error})
+			Shard    string `json:"shard,omitempty"`
+		}{out.Code, out.Error, out.Shard})
 	}
 	v := struct {
 		*batch.Summary
 		ExitCode int    `json:"exit_code"`
 		Error    string `json:"error,omitempty"`
-	}{s, out.Code, out.Error}
+		Shard    string `json:"shard,omitempty"`
+		Exit     *int   `json:"process_exit_code,omitempty"`
+	}{s, out.Code, out.Error, out.Shard, out.Exit}
 	if v.Domains == nil {
 		v.Domains = []batch.DomainStats{}
 	}

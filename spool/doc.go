@@ -6,7 +6,9 @@
 //
 //	DIR/          0711: others may pass through to maildrop/, never list
 //	DIR/lock      0600: flock(2) target of Lock; holds the holder's pid
+//	DIR/lock.I-of-N, DIR/lock.shards  0600: the locks of sharded runs (see Lock, WithShard)
 //	DIR/journal   0600: the crash journal of delivered recipients (see Journal); empty after a clean run
+//	DIR/journal.I-of-N  0600: the crash journal of shard I of N
 //	DIR/tmp/      0700: files being written; renamed away when complete
 //	DIR/new/      0700: ready, never attempted
 //	DIR/cur/      0700: attempted at least once, waiting for a retry (carries state)

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -77,9 +78,11 @@ type Journal struct {
 
 // OpenJournal opens SPOOL/journal for appending, creating it (mode 0600)
 // when missing and fsyncing the spool directory so the new name is durable.
-// Errors are local I/O problems.
+// A sharded Spool (see WithShard) has its own, SPOOL/journal.I-of-N, so
+// that the shards running at once never write one file. Errors are local
+// I/O problems.
 func (s *Spool) OpenJournal() (*Journal, error) {
-	f, err := os.OpenFile(filepath.Join(s.dir, journalName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(filepath.Join(s.dir, s.journalName()), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("spool: journal: %w", err)
 	}
@@ -103,12 +106,7 @@ func (j *Journal) Append(id, uid string, rcpts ...string) error {
 	j.mu.Lock()
 	b := j.buf[:0]
 	for _, r := range rcpts {
-		b = append(b, journalField(id)...)
-		b = append(b, '\t')
-		b = append(b, journalField(uid)...)
-		b = append(b, '\t')
-		b = append(b, journalField(r)...)
-		b = append(b, '\n')
+		b = appendJournalLine(b, id, uid, r)
 	}
 	j.buf = b
 	_, err := j.f.Write(b)
@@ -267,13 +265,78 @@ func (d Delivered) For(m *Message) []string {
 	return out
 }
 
-// ReadJournal reads SPOOL/journal without changing anything. skipped counts
-// the lines that could not be read: a last line without its LF (a write cut
-// short by a power loss), or damage. A missing journal is empty.
+// journalName is the file name of s's own crash journal: "journal", or
+// "journal.I-of-N" for a shard.
+func (s *Spool) journalName() string {
+	if !s.shard.Sharded() {
+		return journalName
+	}
+	return journalName + "." + s.shard.suffix()
+}
+
+// journalFile is one crash journal in the spool root: SPOOL/journal
+// (shard zero) or SPOOL/journal.I-of-N.
+type journalFile struct {
+	name string
+	sh   Shard
+}
+
+// journalFiles lists the crash journals in the spool root.
+func (s *Spool) journalFiles() ([]journalFile, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("spool: journal: %w", err)
+	}
+	var out []journalFile
+	for _, e := range entries {
+		if e.Name() == journalName {
+			out = append(out, journalFile{name: journalName})
+			continue
+		}
+		if rest, ok := strings.CutPrefix(e.Name(), journalName+"."); ok {
+			if sh, ok := parseSuffix(rest); ok {
+				out = append(out, journalFile{name: e.Name(), sh: sh})
+			}
+		}
+	}
+	return out, nil
+}
+
+// ReadJournal reads every crash journal of the spool (SPOOL/journal and
+// the shards' SPOOL/journal.I-of-N) without changing anything. skipped
+// counts the lines that could not be read: a last line without its LF (a
+// write cut short by a power loss), or damage. A missing journal is empty.
 func (s *Spool) ReadJournal() (d Delivered, skipped int, err error) {
+	files, err := s.journalFiles()
+	if err != nil {
+		return Delivered{}, 0, err
+	}
+	d = Delivered{lines: map[JournalKey][]string{}}
+	for _, jf := range files {
+		one, n, err := s.readJournal(jf.name)
+		if err != nil {
+			return Delivered{}, 0, err
+		}
+		skipped += n
+		if jf.name == journalName {
+			d.mtime = one.mtime // lines without a UID are only ever in it
+		}
+		for _, k := range one.Keys() {
+			for _, r := range one.lines[k] {
+				if !slices.Contains(d.lines[k], r) {
+					d.lines[k] = append(d.lines[k], r)
+				}
+			}
+		}
+	}
+	return d, skipped, nil
+}
+
+// readJournal reads the crash journal SPOOL/name as ReadJournal does.
+func (s *Spool) readJournal(name string) (d Delivered, skipped int, err error) {
 	d = Delivered{lines: map[JournalKey][]string{}}
 	// Not through a symbolic link, and not blocked by a FIFO: see spoolOpenFlags.
-	f, err := os.OpenFile(filepath.Join(s.dir, journalName), os.O_RDONLY|spoolOpenFlags, 0)
+	f, err := os.OpenFile(filepath.Join(s.dir, name), os.O_RDONLY|spoolOpenFlags, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return d, 0, nil
 	} else if err != nil {
@@ -387,21 +450,75 @@ type Replay struct {
 // recipient that is no longer pending is skipped, so a crash during replay
 // only means replaying again.
 //
+// An unsharded Spool replays every journal in the spool root (its own,
+// SPOOL/journal, and those shards left, SPOOL/journal.I-of-N), and empties
+// its own and removes the others. A sharded Spool (see WithShard)
+// replays its own journal, and the lines of its shard's messages in the
+// journals of runs with another shard count or none (a crash before the
+// shard count changed); it leaves alone the journals of the other shards
+// of its count, which may be running. Such a foreign journal is rewritten
+// without the lines it applied (and removed once none is left) under the
+// shards' lock file (see Lock), since the other shards do the same.
+//
 // A message whose file cannot be updated (ENOSPC, EACCES) is reported in
-// Problems and the journal is kept whole, so the next run tries again; the
+// Problems and its journal is kept whole, so the next run tries again; the
 // caller must not deliver that message in this run (its journalled
 // recipients would get a second copy). err is only for a journal that
 // cannot be read or emptied. The caller holds the spool lock.
 func (s *Spool) ReplayJournal() (Replay, error) {
-	d, skipped, err := s.ReadJournal()
+	files, err := s.journalFiles()
 	if err != nil {
 		return Replay{}, err
 	}
-	rep := Replay{Skipped: skipped}
+	var rep Replay
+	var foreign []journalFile
+	for _, jf := range files {
+		switch {
+		case !s.shard.Sharded() || jf.name == s.journalName():
+			if err := s.replayFile(jf.name, &rep); err != nil {
+				return rep, err
+			}
+		case jf.sh.Count != s.shard.Count:
+			foreign = append(foreign, jf)
+		}
+	}
+	if len(foreign) == 0 {
+		return rep, nil
+	}
+	meta, err := lockFile(filepath.Join(s.dir, "lock.shards"), syscall.LOCK_EX)
+	if err != nil {
+		return rep, fmt.Errorf("spool: journal: %w", err)
+	}
+	defer unlocker(meta.Name(), meta)()
+	for _, jf := range foreign {
+		if err := s.replayFile(jf.name, &rep); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// replayFile replays the lines of the journal SPOOL/name about messages
+// s owns and adds what it did to rep. When every one was applied, the
+// journal is emptied if it is s's own, else rewritten with the lines of
+// other shards' messages only, or removed when there are none.
+func (s *Spool) replayFile(name string, rep *Replay) error {
+	d, skipped, err := s.readJournal(name)
+	if err != nil {
+		return err
+	}
+	rep.Skipped += skipped
+	var rest []JournalKey // lines about other shards' messages
+	failed := false
 	for _, k := range d.Keys() {
+		if !s.shard.Owns(k.ID) {
+			rest = append(rest, k)
+			continue
+		}
 		n, why, err := s.replayOne(d, k)
 		switch {
 		case err != nil:
+			failed = true
 			rep.Problems = append(rep.Problems, Problem{ID: k.ID, Err: err,
 				Reason: mta.OneLine("cannot remove the recipients the crash journal lists as delivered: " + err.Error())})
 		case why != "":
@@ -412,21 +529,59 @@ func (s *Spool) ReplayJournal() (Replay, error) {
 			rep.Messages++
 		}
 	}
-	if len(rep.Problems) > 0 || (d.Len() == 0 && skipped == 0) {
-		return rep, nil
+	if failed || (d.Len() == len(rest) && skipped == 0) {
+		return nil // kept whole, or nothing of s's in it
 	}
-	f, err := os.OpenFile(filepath.Join(s.dir, journalName), os.O_WRONLY, 0)
+	p := filepath.Join(s.dir, name)
+	if len(rest) > 0 {
+		// The lines of the other shards' messages stay for their runs;
+		// the file keeps its modification time, which tells its lines
+		// without a UID from files written after it (see Matches).
+		var b []byte
+		for _, k := range rest {
+			for _, r := range d.Rcpts(k) {
+				b = appendJournalLine(b, k.ID, k.UID, r)
+			}
+		}
+		if err := writeFileAtomic(filepath.Join(s.dir, dirTmp), p, b); err != nil {
+			return fmt.Errorf("spool: journal: %w", err)
+		}
+		if !d.mtime.IsZero() {
+			os.Chtimes(p, d.mtime, d.mtime)
+		}
+		return syncDir(s.dir)
+	}
+	if name != s.journalName() {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("spool: journal: %w", err)
+		}
+		return syncDir(s.dir)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
 	if err != nil {
-		return rep, fmt.Errorf("spool: journal: %w", err)
+		return fmt.Errorf("spool: journal: %w", err)
 	}
 	defer f.Close()
 	if err := f.Truncate(0); err != nil {
-		return rep, fmt.Errorf("spool: journal: truncate: %w", err)
+		return fmt.Errorf("spool: journal: truncate: %w", err)
 	}
 	if err := f.Sync(); err != nil {
-		return rep, fmt.Errorf("spool: journal: fsync: %w", err)
+		return fmt.Errorf("spool: journal: fsync: %w", err)
 	}
-	return rep, nil
+	return nil
+}
+
+// appendJournalLine appends one journal line to b: ID TAB UID TAB RCPT LF,
+// or ID TAB RCPT LF for a line read without a UID.
+func appendJournalLine(b []byte, id, uid, rcpt string) []byte {
+	b = append(b, journalField(id)...)
+	b = append(b, '\t')
+	if uid != "" {
+		b = append(b, journalField(uid)...)
+		b = append(b, '\t')
+	}
+	b = append(b, journalField(rcpt)...)
+	return append(b, '\n')
 }
 
 // replayOne removes k's recipients from the pending list of k's message

@@ -64,6 +64,11 @@ type PickupOptions struct {
 // removed makes the next Pickup take it again: mail is duplicated rather
 // than lost. err is only for a maildrop/ that cannot be listed or ctx
 // ending; picked counts the messages moved into new/.
+//
+// A sharded Spool (see WithShard) takes only the files whose maildrop
+// names its shard owns, gives each a name in new/ that it owns too (so
+// the same run delivers it), and leaves the stale dot files to shard 0.
+// No maildrop file is opened by two shards.
 func (s *Spool) Pickup(ctx context.Context, o PickupOptions) (picked int, problems []Problem, err error) {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -87,10 +92,13 @@ func (s *Spool) Pickup(ctx context.Context, o PickupOptions) (picked int, proble
 		}
 		name := e.Name()
 		if strings.HasPrefix(name, ".") {
-			if removeStale(dir, e, o.Now()) {
+			if s.shard.Index == 0 && removeStale(dir, e, o.Now()) {
 				changed = true
 			}
 			continue
+		}
+		if !s.shard.Owns(name) {
+			continue // another shard's run takes it
 		}
 		ok, prob := s.pickOne(name, e.Type(), group, o)
 		if ok {

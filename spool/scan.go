@@ -40,11 +40,17 @@ const (
 // files and tmp/ are ignored; files in tmp/ older than 36h are removed.
 // err is only for a fatal error: new/ or cur/ cannot be listed, or
 // ctx ended.
+//
+// A sharded Spool (see WithShard) reads, moves and renames only the
+// files whose names its shard owns, and leaves tmp/ to shard 0: no file
+// is touched by two shards.
 func (s *Spool) Scan(ctx context.Context) (msgs []*Message, problems []Problem, err error) {
-	s.cleanTmp(time.Now())
+	if s.shard.Index == 0 {
+		s.cleanTmp(time.Now())
+	}
 	names := make(map[string][]fs.DirEntry, 2)
 	for _, q := range [...]string{QueueNew, QueueCur} {
-		if names[q], err = listQueue(filepath.Join(s.dir, q)); err != nil {
+		if names[q], err = s.listQueue(q); err != nil {
 			return nil, nil, err
 		}
 		var unsafe int
@@ -58,7 +64,7 @@ func (s *Spool) Scan(ctx context.Context) (msgs []*Message, problems []Problem, 
 	// A name in a later queue is a later state of the same message: a crash
 	// hit between the rename into that queue and the unlink of the old copy.
 	newer := make(map[string]string)
-	if failed, err := listQueue(filepath.Join(s.dir, QueueFailed)); err == nil {
+	if failed, err := s.listQueue(QueueFailed); err == nil {
 		for _, e := range failed {
 			newer[e.Name()] = QueueFailed
 		}
@@ -106,14 +112,15 @@ func (s *Spool) Scan(ctx context.Context) (msgs []*Message, problems []Problem, 
 }
 
 // List reads the envelopes of one queue ("new", "cur", "failed" or "hold")
-// like Scan but moves nothing: unparsable files are reported and left in place.
+// like Scan but moves nothing: unparsable files are reported and left in
+// place. A sharded Spool lists its shard's files only.
 func (s *Spool) List(queue string) ([]*Message, []Problem, error) {
 	switch queue {
 	case QueueNew, QueueCur, QueueFailed, QueueHold:
 	default:
 		return nil, nil, fmt.Errorf("spool: list: queue %q is not new, cur, failed or hold", queue)
 	}
-	entries, err := listQueue(filepath.Join(s.dir, queue))
+	entries, err := s.listQueue(queue)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -157,15 +164,16 @@ type job struct {
 	entry fs.DirEntry
 }
 
-// listQueue lists a queue directory without dot files.
-func listQueue(dir string) ([]fs.DirEntry, error) {
-	all, err := os.ReadDir(dir)
+// listQueue lists queue q without dot files, and without the files of
+// other shards.
+func (s *Spool) listQueue(q string) ([]fs.DirEntry, error) {
+	all, err := os.ReadDir(filepath.Join(s.dir, q))
 	if err != nil {
 		return nil, fmt.Errorf("spool: cannot list the queue: %w", err)
 	}
 	out := all[:0]
 	for _, e := range all {
-		if !strings.HasPrefix(e.Name(), ".") {
+		if !strings.HasPrefix(e.Name(), ".") && s.shard.Owns(e.Name()) {
 			out = append(out, e)
 		}
 	}

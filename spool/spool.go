@@ -36,6 +36,9 @@ type Spool struct {
 	dir  string
 	host string // sanitised host name for unique file names
 	pid  int
+	// shard is the part of the spool this Spool sees (see WithShard);
+	// zero: all of it.
+	shard Shard
 }
 
 // Message is one spooled message as read by Scan or List: its envelope and
@@ -206,7 +209,15 @@ func sanitizeHost(h string) string {
 
 // newID returns a maildir unique name: "UNIXNANO.PpidRrandom.host", e.g.
 // "1732881600123456789.P4242R9f86d081884c7d65.mx1". It has no "/" or ":".
-func (s *Spool) newID() string { return uniqueName(s.pid, s.host) }
+// A sharded Spool draws names until one hashes to its shard (N draws on
+// average for N shards), so that what it creates stays its own.
+func (s *Spool) newID() string {
+	for {
+		if id := uniqueName(s.pid, s.host); s.shard.Owns(id) {
+			return id
+		}
+	}
+}
 
 func uniqueName(pid int, host string) string {
 	var b [8]byte
