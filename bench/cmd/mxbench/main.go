@@ -37,6 +37,14 @@ type config struct {
 	wanKs    []int         // domain counts of the WAN runs
 	pipeN    int           // messages per pipelining run
 
+	postfixN  int   // messages per loopback run of the postfix section (WAN: wanN)
+	postfixKs []int // domain counts of the postfix section
+	sites     int   // sites of the sites sections
+	sitesN    int   // messages per run of the sites section
+	sitesK    int   // domains of the sites section
+	sitesWanN int   // messages per run of the sites-wan section
+	sitesWanK int   // domains of the sites-wan section
+
 	only                               string // run only contenders whose name contains this
 	tmpfs                              string // a tmpfs directory for the spool-on-tmpfs rows; "" for none
 	memSpool                           string // the spool of those rows, inside tmpfs; "" for no such rows
@@ -66,12 +74,19 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.size, "size", 2048, "body octets per message (smtp-source -l)")
 	fs.IntVar(&c.conc, "c", 8, "sessions at once: mxflush --max-conns and --conns-per-domain, smtp-source -s")
 	fs.IntVar(&c.runs, "runs", 3, "runs per contender and row; the tables show medians")
-	sections := fs.String("sections", "loopback,wan,pipelining", "which tables to measure")
+	sections := fs.String("sections", "loopback,wan,pipelining,postfix,sites,sites-wan", "which tables to measure")
 	fs.DurationVar(&c.wanDelay, "wan-delay", 10*time.Millisecond, "one-way delay of the latency proxy")
 	fs.IntVar(&c.wanN, "wan-n", 2000, "messages per WAN run")
 	wanKs := fs.String("wan-k", "1,20", "domain counts of the WAN table")
 	fs.IntVar(&c.pipeN, "pipe-n", 300, "messages per pipelining run (one session)")
-	quick := fs.Bool("quick", false, "a subset that runs in a few minutes: -n 1000,10000 -k 1,20 -wan-n 400 -pipe-n 100")
+	fs.IntVar(&c.postfixN, "postfix-n", 10000, "messages per loopback run of the postfix section (its WAN runs: -wan-n)")
+	postfixKs := fs.String("postfix-k", "1,20", "domain counts of the postfix section")
+	fs.IntVar(&c.sites, "sites", 5, "sites (receivers) of the sites sections")
+	fs.IntVar(&c.sitesN, "sites-n", 10000, "messages per run of the sites section")
+	fs.IntVar(&c.sitesK, "sites-k", 500, "domains of the sites section")
+	fs.IntVar(&c.sitesWanN, "sites-wan-n", 1000, "messages per run of the sites-wan section")
+	fs.IntVar(&c.sitesWanK, "sites-wan-k", 500, "domains of the sites-wan section")
+	quick := fs.Bool("quick", false, "a subset that runs in a few minutes: -n 1000,10000 -k 1,20 -wan-n 400 -pipe-n 100 -postfix-n 1000 -sites-n 1000 -sites-k 100 -sites-wan-n 200 -sites-wan-k 100")
 	fs.StringVar(&c.dir, "dir", "", "work directory (default: a new temporary directory, removed at the end)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the work directory")
 	fs.StringVar(&c.only, "only", "", "measure only the contenders whose name contains this text (for profiling; ratios need the limit row)")
@@ -84,6 +99,7 @@ func parseFlags(args []string) (config, error) {
 	}
 	if *quick {
 		*ns, *ks, c.wanN, c.pipeN = "1000,10000", "1,20", 400, 100
+		c.postfixN, c.sitesN, c.sitesK, c.sitesWanN, c.sitesWanK = 1000, 1000, 100, 200, 100
 	}
 	var err error
 	if c.ns, err = ints(*ns); err != nil {
@@ -95,17 +111,30 @@ func parseFlags(args []string) (config, error) {
 	if c.wanKs, err = ints(*wanKs); err != nil {
 		return c, fmt.Errorf("-wan-k: %w", err)
 	}
+	if c.postfixKs, err = ints(*postfixKs); err != nil {
+		return c, fmt.Errorf("-postfix-k: %w", err)
+	}
 	c.sections = map[string]bool{}
 	for _, s := range strings.Split(*sections, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case "loopback", "wan", "pipelining":
+		case "loopback", "wan", "pipelining", "postfix", "sites", "sites-wan":
 			c.sections[s] = true
 		default:
-			return c, fmt.Errorf("-sections: unknown %q (loopback, wan, pipelining)", s)
+			return c, fmt.Errorf("-sections: unknown %q (loopback, wan, pipelining, postfix, sites, sites-wan)", s)
 		}
 	}
-	if c.size < 1 || c.conc < 1 || c.runs < 1 || c.wanN < 1 || c.pipeN < 1 {
-		return c, fmt.Errorf("-size, -c, -runs, -wan-n and -pipe-n must be at least 1")
+	if c.size < 1 || c.conc < 1 || c.runs < 1 || c.wanN < 1 || c.pipeN < 1 || c.postfixN < 1 || c.sitesN < 1 || c.sitesWanN < 1 {
+		return c, fmt.Errorf("-size, -c, -runs, -wan-n, -pipe-n, -postfix-n, -sites-n and -sites-wan-n must be at least 1")
+	}
+	// The sites sections' domains are d000.test ... on 127.0.N.1 ...: at
+	// most 254 receivers a network.
+	if c.sites < 1 || c.sites > 254 || c.sitesK < c.sites || c.sitesWanK < c.sites {
+		return c, fmt.Errorf("-sites must be 1 to 254, and -sites-k and -sites-wan-k at least -sites")
+	}
+	for _, k := range c.postfixKs {
+		if k > 254 {
+			return c, fmt.Errorf("-postfix-k: %d domains, at most 254 (one smtp-sink each)", k)
+		}
 	}
 	return c, nil
 }
@@ -176,6 +205,21 @@ func run(ctx context.Context, cfg config) error {
 	}
 	if cfg.sections["pipelining"] {
 		if err := w.pipelining(ctx); err != nil {
+			return err
+		}
+	}
+	if cfg.sections["postfix"] {
+		if err := w.postfixSection(ctx); err != nil {
+			return err
+		}
+	}
+	if cfg.sections["sites"] {
+		if err := w.sitesSection(ctx); err != nil {
+			return err
+		}
+	}
+	if cfg.sections["sites-wan"] {
+		if err := w.sitesWANSection(ctx); err != nil {
 			return err
 		}
 	}

@@ -59,7 +59,10 @@ func (w *world) wan(ctx context.Context) error {
 
 // message returns the i-th message to domain dom as sent on the wire
 // (the spool's message without the envelope lines).
-func (w *world) message(i int, dom string, text []byte) []byte {
+func (w *world) message(i int, dom string, text []byte) []byte { return messageText(i, dom, text) }
+
+// messageText is the i-th message to domain dom, header and body text.
+func messageText(i int, dom string, text []byte) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "From: <bench@source.test>\r\nTo: <u%d@%s>\r\nDate: Sun, 29 Nov 2026 12:00:00 +0000\r\nMessage-Id: <%d@source.test>\r\n\r\n", i, dom, i)
 	b.Write(text)

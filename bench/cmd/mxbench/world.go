@@ -119,25 +119,32 @@ func (w *world) flushIn(ctx context.Context, dir string, dns *testnet.DNS, n, k,
 		return result{}, err
 	}
 	return w.counted(n, func() (result, error) {
-		var out bytes.Buffer
-		errPath := filepath.Join(w.cfg.dir, "mxflush.stderr")
-		u, err := runMeasured(ctx, &out, errPath, w.cfg.mxflush, "flush", "--spool", dir,
-			"--dns", dns.Addr(), "--port", strconv.Itoa(w.port), "--helo", "bench.test",
-			"--max-conns", strconv.Itoa(w.cfg.conc), "--conns-per-domain", strconv.Itoa(cpd), "--json")
-		if err != nil {
-			return result{}, err
-		}
-		var sum struct {
-			Totals struct {
-				Delivered   int `json:"delivered"`
-				Connections int `json:"connections"`
-			} `json:"totals"`
-		}
-		if u.ExitCode != 0 || json.Unmarshal(out.Bytes(), &sum) != nil || sum.Totals.Delivered != n {
-			return result{}, fmt.Errorf("mxflush flush: exit %d, %d delivered of %d\n%s", u.ExitCode, sum.Totals.Delivered, n, tailFile(errPath, 2000))
-		}
-		return result{usage: u, Conns: sum.Totals.Connections}, nil
+		return w.runFlush(ctx, dir, dns, w.port, n, w.cfg.conc, cpd)
 	})
+}
+
+// runFlush runs `mxflush flush --json` on the spool at dir with the given
+// DNS server, port, --max-conns and --conns-per-domain, and checks that it
+// delivered n messages; Conns is what its summary counted.
+func (w *world) runFlush(ctx context.Context, dir string, dns *testnet.DNS, port, n, maxConns, cpd int) (result, error) {
+	var out bytes.Buffer
+	errPath := filepath.Join(w.cfg.dir, "mxflush.stderr")
+	u, err := runMeasured(ctx, &out, errPath, w.cfg.mxflush, "flush", "--spool", dir,
+		"--dns", dns.Addr(), "--port", strconv.Itoa(port), "--helo", "bench.test",
+		"--max-conns", strconv.Itoa(maxConns), "--conns-per-domain", strconv.Itoa(cpd), "--json")
+	if err != nil {
+		return result{}, err
+	}
+	var sum struct {
+		Totals struct {
+			Delivered   int `json:"delivered"`
+			Connections int `json:"connections"`
+		} `json:"totals"`
+	}
+	if u.ExitCode != 0 || json.Unmarshal(out.Bytes(), &sum) != nil || sum.Totals.Delivered != n {
+		return result{}, fmt.Errorf("mxflush flush: exit %d, %d delivered of %d\n%s", u.ExitCode, sum.Totals.Delivered, n, tailFile(errPath, 2000))
+	}
+	return result{usage: u, Conns: sum.Totals.Connections}, nil
 }
 
 // dryRun runs `mxflush flush --dry-run` on a fresh spool of n messages over
