@@ -25,16 +25,19 @@ const growMin = 20
 
 // grow is called by a worker of d after a transaction that delivered: the
 // site may gain a worker (one more session) while it has fewer than its
-// cap, enough items left for it, and no grown worker still on probation:
-// one grown session must deliver before the next is tried (see
-// probeDone), so a receiver that limits connections refuses one of ours,
-// not a burst. spawn starts the worker (with probe set) if a connection
-// slot is free, and reports whether it did; when none is free the site
-// stays as it is, and its next delivery tries again: a slot freed by a
-// site that is done goes to a site that keeps delivering.
+// cap, enough items left for it, and fewer grown workers on probation (see
+// probeDone) than sessions that have proved themselves: like TCP's slow
+// start, the site can double its sessions once per round of first
+// deliveries, so a distant site reaches its cap in a few round trips,
+// while a receiver that limits connections refuses at most as many of
+// ours as it already accepted, not a burst. spawn starts the worker (with
+// probe set) if a connection slot is free, and reports whether it did;
+// when none is free the site stays as it is, and its next delivery tries
+// again: a slot freed by a site that is done goes to a site that keeps
+// delivering.
 func (d *siteRun) grow(spawn func() bool) {
 	d.mu.Lock()
-	if d.live == 0 || d.probing > 0 || d.workers >= d.cap || d.remainingLocked()/(d.live+1) < growMin {
+	if d.live == 0 || d.probing >= d.live-d.probing || d.workers >= d.cap || d.remainingLocked()/(d.live+1) < growMin {
 		d.mu.Unlock()
 		return
 	}

@@ -48,6 +48,9 @@ type config struct {
 	only                               string // run only contenders whose name contains this
 	tmpfs                              string // a tmpfs directory for the spool-on-tmpfs rows; "" for none
 	memSpool                           string // the spool of those rows, inside tmpfs; "" for no such rows
+	shardsN                            int    // messages per run of the shards section
+	shards                             int    // shards of its sharded row
+	before                             string // an mxflush binary from before sites, for the sites sections' per-domain rows; "" for none
 	dir, mxflush, sinkPath, sourcePath string
 	keep                               bool
 }
@@ -74,7 +77,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.size, "size", 2048, "body octets per message (smtp-source -l)")
 	fs.IntVar(&c.conc, "c", 8, "sessions at once: mxflush --max-conns and --conns-per-domain, smtp-source -s")
 	fs.IntVar(&c.runs, "runs", 3, "runs per contender and row; the tables show medians")
-	sections := fs.String("sections", "loopback,wan,pipelining,postfix,sites,sites-wan", "which tables to measure")
+	sections := fs.String("sections", "loopback,wan,pipelining,postfix,sites,sites-wan,shards", "which tables to measure")
 	fs.DurationVar(&c.wanDelay, "wan-delay", 10*time.Millisecond, "one-way delay of the latency proxy")
 	fs.IntVar(&c.wanN, "wan-n", 2000, "messages per WAN run")
 	wanKs := fs.String("wan-k", "1,20", "domain counts of the WAN table")
@@ -86,12 +89,15 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.sitesK, "sites-k", 500, "domains of the sites section")
 	fs.IntVar(&c.sitesWanN, "sites-wan-n", 1000, "messages per run of the sites-wan section")
 	fs.IntVar(&c.sitesWanK, "sites-wan-k", 500, "domains of the sites-wan section")
-	quick := fs.Bool("quick", false, "a subset that runs in a few minutes: -n 1000,10000 -k 1,20 -wan-n 400 -pipe-n 100 -postfix-n 1000 -sites-n 1000 -sites-k 100 -sites-wan-n 200 -sites-wan-k 100")
+	quick := fs.Bool("quick", false, "a subset that runs in a few minutes: -n 1000,10000 -k 1,20 -wan-n 400 -pipe-n 100 -postfix-n 1000 -sites-n 1000 -sites-k 100 -sites-wan-n 200 -sites-wan-k 100 -shards-n 2000")
 	fs.StringVar(&c.dir, "dir", "", "work directory (default: a new temporary directory, removed at the end)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the work directory")
 	fs.StringVar(&c.only, "only", "", "measure only the contenders whose name contains this text (for profiling; ratios need the limit row)")
 	fs.StringVar(&c.tmpfs, "tmpfs", "/dev/shm", "a directory on tmpfs for extra loopback rows with the spool in memory (empty, or not a tmpfs: no such rows)")
 	fs.StringVar(&c.mxflush, "mxflush", "", "mxflush binary (default: go build from the module root)")
+	fs.StringVar(&c.before, "before", "", "an mxflush binary built from before destination sites (sessions per domain), for a comparison row in the sites sections")
+	fs.IntVar(&c.shardsN, "shards-n", 10000, "messages per run of the shards section (20 domains over the WAN)")
+	fs.IntVar(&c.shards, "shards", 4, "shards of the shards section's sharded row")
 	fs.StringVar(&c.sinkPath, "smtp-sink", "smtp-sink", "smtp-sink binary")
 	fs.StringVar(&c.sourcePath, "smtp-source", "smtp-source", "smtp-source binary")
 	if err := fs.Parse(args); err != nil {
@@ -99,7 +105,7 @@ func parseFlags(args []string) (config, error) {
 	}
 	if *quick {
 		*ns, *ks, c.wanN, c.pipeN = "1000,10000", "1,20", 400, 100
-		c.postfixN, c.sitesN, c.sitesK, c.sitesWanN, c.sitesWanK = 1000, 1000, 100, 200, 100
+		c.postfixN, c.sitesN, c.sitesK, c.sitesWanN, c.sitesWanK, c.shardsN = 1000, 1000, 100, 200, 100, 2000
 	}
 	var err error
 	if c.ns, err = ints(*ns); err != nil {
@@ -117,10 +123,10 @@ func parseFlags(args []string) (config, error) {
 	c.sections = map[string]bool{}
 	for _, s := range strings.Split(*sections, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case "loopback", "wan", "pipelining", "postfix", "sites", "sites-wan":
+		case "loopback", "wan", "pipelining", "postfix", "sites", "sites-wan", "shards":
 			c.sections[s] = true
 		default:
-			return c, fmt.Errorf("-sections: unknown %q (loopback, wan, pipelining, postfix, sites, sites-wan)", s)
+			return c, fmt.Errorf("-sections: unknown %q (loopback, wan, pipelining, postfix, sites, sites-wan, shards)", s)
 		}
 	}
 	if c.size < 1 || c.conc < 1 || c.runs < 1 || c.wanN < 1 || c.pipeN < 1 || c.postfixN < 1 || c.sitesN < 1 || c.sitesWanN < 1 {
@@ -220,6 +226,11 @@ func run(ctx context.Context, cfg config) error {
 	}
 	if cfg.sections["sites-wan"] {
 		if err := w.sitesWANSection(ctx); err != nil {
+			return err
+		}
+	}
+	if cfg.sections["shards"] {
+		if err := w.shardsSection(ctx); err != nil {
 			return err
 		}
 	}

@@ -15,8 +15,8 @@ import (
 // mxflush's own defaults (mxflush flush --help): the "defaults" rows pass
 // them explicitly, so that each row is what its name says.
 const (
-	defaultMaxConns       = 8
-	defaultConnsPerDomain = 4
+	defaultMaxConns     = 32
+	defaultConnsPerSite = 16
 )
 
 // Postfix's defaults that bound its sessions: default_process_limit (the
@@ -43,7 +43,7 @@ type relayer struct {
 	name     string
 	postfix  bool
 	procs    int // Postfix: smtp maxproc; mxflush: --max-conns
-	conc     int // Postfix: default_destination_concurrency_limit; mxflush: --conns-per-domain
+	conc     int // Postfix: default_destination_concurrency_limit; mxflush: --conns-per-site
 	memory   bool
 	instance *postfixInstance
 }
@@ -52,14 +52,14 @@ type relayer struct {
 // defaults, and each at the other's session limits.
 func relayers(memory bool) []*relayer {
 	return []*relayer{
-		{name: fmt.Sprintf("mxflush at its defaults (--max-conns %d --conns-per-domain %d)", defaultMaxConns, defaultConnsPerDomain),
-			procs: defaultMaxConns, conc: defaultConnsPerDomain, memory: memory},
-		{name: fmt.Sprintf("mxflush at Postfix's session limits (--max-conns %d --conns-per-domain %d)", postfixProcLimit, postfixDestConc),
+		{name: fmt.Sprintf("mxflush at its defaults (--max-conns %d --conns-per-site %d)", defaultMaxConns, defaultConnsPerSite),
+			procs: defaultMaxConns, conc: defaultConnsPerSite, memory: memory},
+		{name: fmt.Sprintf("mxflush at Postfix's session limits (--max-conns %d --conns-per-site %d)", postfixProcLimit, postfixDestConc),
 			procs: postfixProcLimit, conc: postfixDestConc, memory: memory},
 		{name: fmt.Sprintf("Postfix at its defaults (smtp maxproc %d, destination concurrency %d)", postfixProcLimit, postfixDestConc),
 			postfix: true, procs: postfixProcLimit, conc: postfixDestConc, memory: memory},
-		{name: fmt.Sprintf("Postfix at mxflush's session limits (smtp maxproc %d, destination concurrency %d)", defaultMaxConns, defaultConnsPerDomain),
-			postfix: true, procs: defaultMaxConns, conc: defaultConnsPerDomain, memory: memory},
+		{name: fmt.Sprintf("Postfix at mxflush's session limits (smtp maxproc %d, destination concurrency %d)", defaultMaxConns, defaultConnsPerSite),
+			postfix: true, procs: defaultMaxConns, conc: defaultConnsPerSite, memory: memory},
 	}
 }
 
@@ -215,6 +215,11 @@ func (w *world) postfixPart(ctx context.Context, tools postfixTools, wan bool, n
 // mxflush flush on it against the farm; connections are counted at the
 // farm.
 func (w *world) farmFlush(ctx context.Context, f *farm, dir string, dns *testnet.DNS, n, k, maxConns, cpd int) (result, error) {
+	return w.farmFlushWith(ctx, w.cfg.mxflush, f, dir, dns, n, k, maxConns, cpd)
+}
+
+// farmFlushWith is farmFlush with another mxflush binary (-before).
+func (w *world) farmFlushWith(ctx context.Context, bin string, f *farm, dir string, dns *testnet.DNS, n, k, maxConns, cpd int) (result, error) {
 	if err := writeSpool(dir, n, k, w.cfg.size); err != nil {
 		return result{}, err
 	}
@@ -222,7 +227,7 @@ func (w *world) farmFlush(ctx context.Context, f *farm, dir string, dns *testnet
 	if err != nil {
 		return result{}, err
 	}
-	r, err := w.runFlush(ctx, dir, dns, f.port, n, maxConns, cpd)
+	r, err := w.runFlushWith(ctx, bin, dir, dns, f.port, n, maxConns, cpd)
 	if err != nil {
 		return r, err
 	}

@@ -124,12 +124,19 @@ func (w *world) flushIn(ctx context.Context, dir string, dns *testnet.DNS, n, k,
 }
 
 // runFlush runs `mxflush flush --json` on the spool at dir with the given
-// DNS server, port, --max-conns and --conns-per-domain, and checks that it
-// delivered n messages; Conns is what its summary counted.
+// DNS server, port, --max-conns and sessions per site, and checks that it
+// delivered n messages; Conns is what its summary counted. The sessions
+// per site are given by their old name, --conns-per-domain, which every
+// mxflush reads (the -before binary has no other).
 func (w *world) runFlush(ctx context.Context, dir string, dns *testnet.DNS, port, n, maxConns, cpd int) (result, error) {
+	return w.runFlushWith(ctx, w.cfg.mxflush, dir, dns, port, n, maxConns, cpd)
+}
+
+// runFlushWith is runFlush with the mxflush binary bin.
+func (w *world) runFlushWith(ctx context.Context, bin, dir string, dns *testnet.DNS, port, n, maxConns, cpd int) (result, error) {
 	var out bytes.Buffer
 	errPath := filepath.Join(w.cfg.dir, "mxflush.stderr")
-	u, err := runMeasured(ctx, &out, errPath, w.cfg.mxflush, "flush", "--spool", dir,
+	u, err := runMeasured(ctx, &out, errPath, bin, "flush", "--spool", dir,
 		"--dns", dns.Addr(), "--port", strconv.Itoa(port), "--helo", "bench.test",
 		"--max-conns", strconv.Itoa(maxConns), "--conns-per-domain", strconv.Itoa(cpd), "--json")
 	if err != nil {
