@@ -35,7 +35,7 @@ type FlushCmd struct {
 
 // FlushFlags are flush's settings, which mxflush config shows too.
 type FlushFlags struct {
-	MaxConns int    `help:"Concurrent SMTP sessions at most, over every site; each site starts with up to two and gains more while it delivers, up to --conns-per-site." default:"32" placeholder:"N"`
+	MaxConns int    `help:"Concurrent SMTP sessions at most, over every site; each site starts with up to four and gains more while it delivers, up to --conns-per-site." default:"32" placeholder:"N"`
 	Port     int    `help:"TCP port of every MX host." default:"25" placeholder:"P"`
 	DNS      string `name:"dns" help:"DNS server for every query, HOST:PORT; HOST is an IP address or a name in /etc/hosts, never looked up in DNS (default: the first nameserver in /etc/resolv.conf)." placeholder:"HOST:PORT"`
 	Helo     string `help:"Name to send in EHLO/HELO (default: this host's name)." placeholder:"NAME"`
@@ -61,7 +61,7 @@ type FlushFlags struct {
 	Bind          string `help:"Source address of every SMTP connection, as Postfix's smtp_bind_address: on a host with several addresses, the one receivers know (its PTR and SPF); only MX addresses of its family are used. A routes rule's bind=ADDR wins for its domains." placeholder:"ADDR"`
 	InetProtocols string `help:"Address families to connect over, as Postfix's inet_protocols: all, ipv4 or ipv6." default:"all" enum:"all,ipv4,ipv6"`
 
-	ConnsPerSite          int `help:"Sessions one destination site (the domains whose MX hosts are the same) may use at once. A site starts with two and gains one at a time while its sessions deliver and at least 20 messages are left per session; a 421 or a 4.7.x rate-limit reply takes one away. Old name: --conns-per-domain." aliases:"conns-per-domain" env:"MXFLUSH_CONNS_PER_SITE,MXFLUSH_CONNS_PER_DOMAIN" default:"16" placeholder:"N"`
+	ConnsPerSite          int `help:"Sessions one destination site (the domains whose MX hosts are the same) may use at once. A site starts with up to four (one per 20 messages) and gains more while its sessions deliver and at least 20 messages are left per session; a 421 or a 4.7.x rate-limit reply takes one away. Old name: --conns-per-domain." aliases:"conns-per-domain" env:"MXFLUSH_CONNS_PER_SITE,MXFLUSH_CONNS_PER_DOMAIN" default:"16" placeholder:"N"`
 	MaxMessagesPerSession int `help:"End a session with QUIT after N messages and open a new one for the rest (for receivers that limit messages per connection); 0: no limit." default:"0" placeholder:"N"`
 
 	RouteFlags `embed:""`

@@ -8,12 +8,14 @@ import (
 	"github.com/mxflush/mxflush/mta"
 )
 
-// initialSessions is how many sessions a site starts with, at most: a
-// site gains more only while its sessions deliver (see grow), so a
-// receiver that limits or throttles connections sees a few, and one that
-// accepts everything gets up to the site's cap within its first
-// deliveries.
-const initialSessions = 2
+// initialSessions is how many sessions a site starts with, at most (as
+// Postfix's initial_destination_concurrency, 5): a site gains more only
+// while its sessions deliver (see grow), so a receiver that limits or
+// throttles connections sees a few, and one that accepts everything gets
+// up to the site's cap within a few rounds of deliveries. Over a 20 ms
+// round trip with STARTTLS, starting with two left 500 domains on 5 sites
+// at 2.7 times the rate of sessions per domain; four gave 3.2.
+const initialSessions = 4
 
 // growMin is how many items must be left per worker, the new one
 // included, for a site to gain a session: a new session costs a TCP

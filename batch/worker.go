@@ -116,7 +116,15 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 			if err != nil {
 				st.noteConfig(err)
 				counted = false
-				if rest := d.giveUp(it, err); len(rest) > 0 {
+				rest := d.giveUp(it, err)
+				if rest == nil {
+					// Another session of the site works: the receiver
+					// would not take one more from us (a 421 greeting
+					// over its limit on connections per client), so the
+					// site keeps to what it has (see throttled).
+					d.throttled()
+				}
+				if len(rest) > 0 {
 					st.Error = rowError(err)
 					r.failAll(rest, err, "none", st)
 				}

@@ -28,6 +28,11 @@ type SMTPOptions struct {
 	Data            func(from string, to []string, data []byte) error
 	DataDelay       time.Duration // sleep before answering end of data (slow receiver); Close cuts it short
 	Active          *Gauge        // shared across receivers: counts concurrent sessions, keeps the max
+	// MaxSessions, with Active, refuses a session that starts (EHLO) while
+	// that many are open with 421 4.7.0, as a receiver with a limit on
+	// connections per client does (Postfix's
+	// smtpd_client_connection_count_limit refuses at the greeting).
+	MaxSessions int
 
 	// TLS offers STARTTLS (RFC 3207) with this configuration; nil: no
 	// STARTTLS. With ImplicitTLS, every connection is TLS from its first
@@ -367,6 +372,9 @@ func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	}
 	if cs, ok := c.TLSConnectionState(); ok {
 		h.TLS, h.Version = true, cs.Version
+	}
+	if b.r.o.MaxSessions > 0 && b.r.o.Active != nil && b.r.o.Active.Now() >= b.r.o.MaxSessions {
+		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "too many connections from your address"}
 	}
 	b.r.mu.Lock()
 	b.r.hellos = append(b.r.hellos, h)
