@@ -220,15 +220,23 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 				}
 			}
 		}
-		if err == nil && throttled && !delivered && ahead == nil && d.setback(false) {
+		if err == nil && throttled && !delivered && d.setback(false) {
 			// Refused for its rate, with nothing delivered, barrenLimit
-			// times in a row (the decision waits for a transaction
-			// without a look-ahead in flight, whose session is idle):
-			// the rest of the site's mail waits for the next run.
+			// times in a row: the rest of the site's mail waits for the
+			// next run.
 			if it != nil {
 				r.record(it, res, st.Relay, tls, st)
 			}
-			if rest := d.drain(); len(rest) > 0 {
+			rest := d.drain()
+			if ahead != nil {
+				// Its commands went out behind this message's final
+				// dot (a refusal there, 451 4.7.1, is common): closing
+				// the session drops it in DATA, so nothing of it is
+				// received (see deliver.Session.Close), and it waits
+				// with the rest.
+				rest = append(rest, ahead)
+			}
+			if len(rest) > 0 {
 				e := fmt.Errorf("%d throttling replies in a row without a delivery, the rest of the site's mail waits for the next run: %w", barrenLimit, firstErr(res))
 				st.Error = e.Error()
 				r.failAll(rest, e, st.Relay, st)
