@@ -116,12 +116,15 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 			if err != nil {
 				st.noteConfig(err)
 				counted = false
-				if rest := d.giveUp(it, err); len(rest) > 0 {
+				if rest, err := d.giveUp(it, err); len(rest) > 0 {
 					st.Error = err.Error()
 					r.failAll(rest, err, "none", st)
 				}
 				return
 			}
+			d.mu.Lock()
+			d.opened = true
+			d.mu.Unlock()
 			sess, sessMsgs = s, 0
 			st.Connections++
 			st.Relay = sess.Relay()
