@@ -272,8 +272,8 @@ func (d *siteRun) rows() ([]DomainStats, SiteStats) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	secs := d.last.Sub(d.first).Seconds()
-	site := SiteStats{Name: d.name, MX: d.hop.mxs, Sessions: d.workers, Connections: d.st.Connections,
-		Seconds: secs, TLS: d.st.TLS, CopiesSaved: d.st.saved}
+	site := SiteStats{Name: d.name, MX: d.hop.mxs, Messages: len(d.items), Sessions: d.workers,
+		Connections: d.st.Connections, Seconds: secs, TLS: d.st.TLS, CopiesSaved: d.st.saved}
 	rows := make([]DomainStats, 0, len(d.batches))
 	for _, b := range d.batches {
 		row := DomainStats{Domain: b.Domain, MX: d.hop.mxs, Messages: len(b.Items), Recipients: b.Recipients(),
@@ -288,7 +288,6 @@ func (d *siteRun) rows() ([]DomainStats, SiteStats) {
 			row.Connections, row.TLS = d.st.Connections, d.st.TLS
 		}
 		site.Domains = append(site.Domains, b.Domain)
-		site.Messages += row.Messages
 		rows = append(rows, row)
 	}
 	return rows, site

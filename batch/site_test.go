@@ -214,7 +214,7 @@ func TestRunThrottledSiteDeferredAfterThree(t *testing.T) {
 // One copy per site: a message to three domains of one site crosses the
 // network once, in one transaction naming all three recipients (RFC 5321
 // §3.3); each domain's row counts its own recipient, and the site says it
-// saved two DATA transfers.
+// carried one message and saved two DATA transfers.
 func TestRunOneCopyPerSite(t *testing.T) {
 	w := newTestWorld(t, testnet.SMTPOptions{}, "d1.test. MX 10 mx.a.test.", "d2.test. MX 10 mx.a.test.", "d3.test. MX 10 mx.a.test.")
 	w.put(t, "new", "m1", "X-Envelope-From: <alice@a.test>\nX-Envelope-To: <bob@d1.test>\nX-Envelope-To: <carol@d2.test>\nX-Envelope-To: <dave@d3.test>\nSubject: three\n\nhi\n")
@@ -226,8 +226,8 @@ func TestRunOneCopyPerSite(t *testing.T) {
 	if len(sum.Domains) != 3 || sum.Totals.Delivered != 3 {
 		t.Errorf("rows %+v, want three rows, one delivered each", sum.Domains)
 	}
-	if len(sum.Sites) != 1 || sum.Sites[0].CopiesSaved != 2 {
-		t.Errorf("sites %+v, want one that saved two copies", sum.Sites)
+	if len(sum.Sites) != 1 || sum.Sites[0].CopiesSaved != 2 || sum.Sites[0].Messages != 1 {
+		t.Errorf("sites %+v, want one that carried one message and saved two copies", sum.Sites)
 	}
 	if _, err := w.sp.Load(spool.QueueNew, "m1"); err == nil {
 		t.Errorf("m1 still queued after every recipient was delivered")
