@@ -320,3 +320,54 @@ func TestRunRouteRuleCapsSite(t *testing.T) {
 		t.Errorf("%d sessions at once, want 1 (conns=1 of b.test caps the site)", m)
 	}
 }
+
+// A throttling reply to one transaction (450 4.7.1 to a RCPT) takes a
+// session from the site while its queue is still long: over a server with
+// PIPELINING, whose sessions always have the next message's commands in
+// flight, one session still ends (QUIT) after its message, and the
+// messages after that come over one session fewer.
+func TestRunThrottlingReplyEndsPipelinedSession(t *testing.T) {
+	active := &testnet.Gauge{}
+	var mu sync.Mutex
+	atThrottle := 0 // sessions open when the throttling reply went out
+	after := 0      // messages received since
+	most := 0       // most sessions open at a message received 30 or more after it
+	w := newTestWorld(t, testnet.SMTPOptions{
+		Active: active,
+		Rcpt: func(string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if n := active.Now(); atThrottle == 0 && n >= 3 {
+				atThrottle = n
+				return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "slow down"}
+			}
+			return nil
+		},
+		Data: func(string, []string, []byte) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if atThrottle > 0 {
+				if after++; after >= 30 {
+					most = max(most, active.Now())
+				}
+			}
+			return nil
+		},
+	})
+	w.cfg.MaxConns, w.cfg.ConnsPerSite = 8, 4
+	for i := range 400 {
+		w.put(t, "new", fmt.Sprintf("m%03d", i), fmt.Sprintf("X-Envelope-From: <alice@a.test>\nX-Envelope-To: <bob@a.test>\nSubject: %d\n\nhi\n", i))
+	}
+	sum := runLive(t, w.sp, w.cfg)
+	if sum.Totals.Delivered != 399 || sum.Totals.Deferred != 1 {
+		t.Fatalf("totals %+v, want 399 delivered and the throttled one deferred", sum.Totals)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if atThrottle == 0 || after < 60 {
+		t.Fatalf("the site never had three sessions, or the reply came late (%d sessions, %d messages after)", atThrottle, after)
+	}
+	if most >= atThrottle {
+		t.Errorf("%d sessions open 30 messages after the throttling reply, as many as when it came (%d): none ended", most, atThrottle)
+	}
+}

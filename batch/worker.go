@@ -142,6 +142,12 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 			if perSession > 0 && sessMsgs+2 > perSession {
 				return deliver.Message{}, false // the session ends after this message
 			}
+			if d.over() {
+				// Over the site's cap after a throttling reply: no
+				// look-ahead, so that this session can end after this
+				// message (see shed) while the queue is still long.
+				return deliver.Message{}, false
+			}
 			if ahead = d.take(); ahead == nil {
 				return deliver.Message{}, false
 			}
