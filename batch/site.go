@@ -77,7 +77,7 @@ type siteRun struct {
 	active   int     // workers holding a session or opening one
 	live     int     // workers not finished (started or not)
 	lastErr  error   // why the last item was handed back
-	opened   bool    // some worker of the site opened a session in this run
+	opened   bool    // some worker of the site opened a session in this pass
 	barren   int     // setbacks in a row without a delivery (see setback)
 	shedding int     // workers ending because the site is over its cap (see shed)
 	probing  int     // grown workers whose sessions have not delivered yet (see grow)
@@ -194,7 +194,7 @@ func (d *siteRun) hold() {
 // it accepted). Otherwise no session is working for the domain, and it
 // returns it with every item left, to be deferred or failed with the error
 // it returns: err, made temporary when the site's hosts took a session of
-// ours in this run or another one is being opened (see refusedOneMore).
+// ours in this pass or another one is being opened (see refusedOneMore).
 func (d *siteRun) giveUp(it *Item, err error) ([]*Item, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -212,7 +212,7 @@ func (d *siteRun) giveUp(it *Item, err error) ([]*Item, error) {
 
 // refusedOneMore makes a permanent refusal of a session (every MX host
 // answered the greeting with 5yz) temporary for a site whose hosts took
-// another session of ours in this run: the refusal is about one
+// another session of ours in this pass: the refusal is about one
 // connection too many (some receivers answer 554 to a connection over
 // their limit), not about the mail, which waits for the next run rather
 // than bounce.
