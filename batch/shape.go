@@ -65,8 +65,8 @@ func (d *siteRun) probeDone() {
 }
 
 // throttled records a throttling reply from the site: one session fewer
-// from now on (never below one; the workers above the new cap end as
-// their sessions do, see shed). The reply also counts as a setback (see
+// from now on (never below one; the workers above the new cap end after
+// their current message, see shed). The reply also counts as a setback (see
 // setback) when nothing was delivered with it.
 func (d *siteRun) throttled() {
 	d.mu.Lock()
@@ -74,9 +74,18 @@ func (d *siteRun) throttled() {
 	d.cap = max(1, min(d.cap, d.live-d.shedding)-1)
 }
 
-// shed reports whether the calling worker, between two sessions, should
-// end because the site has more workers than its cap after a throttle;
-// if so it is counted as leaving until its leave.
+// over reports whether the site has more workers than its cap after a
+// throttling reply (see throttled): one of them is to end (see shed).
+func (d *siteRun) over() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.live-d.shedding > d.cap
+}
+
+// shed reports whether the calling worker, between two sessions or
+// between two messages of one (it then takes no look-ahead, see over),
+// should end because the site has more workers than its cap after a
+// throttle; if so it is counted as leaving until its leave.
 func (d *siteRun) shed() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -77,6 +77,7 @@ type siteRun struct {
 	active   int     // workers holding a session or opening one
 	live     int     // workers not finished (started or not)
 	lastErr  error   // why the last item was handed back
+	opened   bool    // some worker of the site opened a session in this pass
 	barren   int     // setbacks in a row without a delivery (see setback)
 	shedding int     // workers ending because the site is over its cap (see shed)
 	probing  int     // grown workers whose sessions have not delivered yet (see grow)
@@ -191,17 +192,37 @@ func (d *siteRun) hold() {
 // or is opening one, it is handed back and giveUp returns nil (a receiver
 // that refuses connections beyond the first few gets the batch over those
 // it accepted). Otherwise no session is working for the domain, and it
-// returns it with every item left, to be deferred or failed with err.
-func (d *siteRun) giveUp(it *Item, err error) []*Item {
+// returns it with every item left, to be deferred or failed with the error
+// it returns: err, made temporary when the site's hosts took a session of
+// ours in this pass or another one is being opened (see refusedOneMore).
+func (d *siteRun) giveUp(it *Item, err error) ([]*Item, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.active--
+	if d.active > 0 || d.opened {
+		err = refusedOneMore(err)
+	}
 	if d.active > 0 {
 		d.back = append(d.back, it)
 		d.lastErr = err
-		return nil
+		return nil, nil
 	}
-	return append([]*Item{it}, d.drainLocked()...)
+	return append([]*Item{it}, d.drainLocked()...), err
+}
+
+// refusedOneMore makes a permanent refusal of a session (every MX host
+// answered the greeting with 5yz) temporary for a site whose hosts took
+// another session of ours in this pass: the refusal is about one
+// connection too many (some receivers answer 554 to a connection over
+// their limit), not about the mail, which waits for the next run rather
+// than bounce.
+func refusedOneMore(err error) error {
+	var e *mta.Error
+	if !errors.As(err, &e) || !e.Permanent || len(e.Status) < 2 {
+		return err
+	}
+	return &mta.Error{Status: "4" + e.Status[1:], Command: e.Command, Target: e.Target, Err: err,
+		Msg: "refused while the same hosts took another session from us, deferred: " + e.Reply()}
 }
 
 // leave ends a worker (counted: hold was called without a giveUp). The last
@@ -251,8 +272,8 @@ func (d *siteRun) rows() ([]DomainStats, SiteStats) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	secs := d.last.Sub(d.first).Seconds()
-	site := SiteStats{Name: d.name, MX: d.hop.mxs, Sessions: d.workers, Connections: d.st.Connections,
-		Seconds: secs, TLS: d.st.TLS, CopiesSaved: d.st.saved}
+	site := SiteStats{Name: d.name, MX: d.hop.mxs, Messages: len(d.items), Sessions: d.workers,
+		Connections: d.st.Connections, Seconds: secs, TLS: d.st.TLS, CopiesSaved: d.st.saved}
 	rows := make([]DomainStats, 0, len(d.batches))
 	for _, b := range d.batches {
 		row := DomainStats{Domain: b.Domain, MX: d.hop.mxs, Messages: len(b.Items), Recipients: b.Recipients(),
@@ -267,7 +288,6 @@ func (d *siteRun) rows() ([]DomainStats, SiteStats) {
 			row.Connections, row.TLS = d.st.Connections, d.st.TLS
 		}
 		site.Domains = append(site.Domains, b.Domain)
-		site.Messages += row.Messages
 		rows = append(rows, row)
 	}
 	return rows, site

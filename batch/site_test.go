@@ -199,7 +199,7 @@ func TestRunThrottledSiteDeferredAfterThree(t *testing.T) {
 // One copy per site: a message to three domains of one site crosses the
 // network once, in one transaction naming all three recipients (RFC 5321
 // §3.3); each domain's row counts its own recipient, and the site says it
-// saved two DATA transfers.
+// carried one message and saved two DATA transfers.
 func TestRunOneCopyPerSite(t *testing.T) {
 	w := newTestWorld(t, testnet.SMTPOptions{}, "d1.test. MX 10 mx.a.test.", "d2.test. MX 10 mx.a.test.", "d3.test. MX 10 mx.a.test.")
 	w.put(t, "new", "m1", "X-Envelope-From: <alice@a.test>\nX-Envelope-To: <bob@d1.test>\nX-Envelope-To: <carol@d2.test>\nX-Envelope-To: <dave@d3.test>\nSubject: three\n\nhi\n")
@@ -211,8 +211,8 @@ func TestRunOneCopyPerSite(t *testing.T) {
 	if len(sum.Domains) != 3 || sum.Totals.Delivered != 3 {
 		t.Errorf("rows %+v, want three rows, one delivered each", sum.Domains)
 	}
-	if len(sum.Sites) != 1 || sum.Sites[0].CopiesSaved != 2 {
-		t.Errorf("sites %+v, want one that saved two copies", sum.Sites)
+	if len(sum.Sites) != 1 || sum.Sites[0].CopiesSaved != 2 || sum.Sites[0].Messages != 1 {
+		t.Errorf("sites %+v, want one that carried one message and saved two copies", sum.Sites)
 	}
 	if _, err := w.sp.Load(spool.QueueNew, "m1"); err == nil {
 		t.Errorf("m1 still queued after every recipient was delivered")
@@ -303,5 +303,55 @@ func TestRunRouteRuleCapsSite(t *testing.T) {
 	}
 	if m := active.Max(); m != 1 {
 		t.Errorf("%d sessions at once, want 1 (conns=1 of b.test caps the site)", m)
+	}
+}
+
+// A throttling reply to the final dot of one message (451 4.7.1) takes a
+// session from the site while its queue is still long: over a server with
+// PIPELINING, where the next message's commands are in flight behind that
+// dot, one session still ends (QUIT) after its message, and most of the
+// queue comes after that over the sessions left. (Without it, no session
+// ends before the queue is empty.)
+func TestRunThrottlingReplyEndsPipelinedSession(t *testing.T) {
+	active := &testnet.Gauge{}
+	var mu sync.Mutex
+	throttled := false
+	peak := 0      // most sessions open at a message so far
+	ended := false // fewer sessions open at a message than before
+	after := 0     // messages received once a session ended
+	w := newTestWorld(t, testnet.SMTPOptions{
+		Active: active,
+		Data: func(string, []string, []byte) error {
+			mu.Lock()
+			defer mu.Unlock()
+			n := active.Now()
+			if !throttled && n >= 3 {
+				throttled, peak = true, n
+				return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "slow down"}
+			}
+			if ended = ended || n < peak; ended {
+				after++
+			}
+			peak = max(peak, n)
+			return nil
+		},
+	})
+	// Three sessions at most: none is being opened when the third one's
+	// message is refused, so one of the three is to end.
+	w.cfg.MaxConns, w.cfg.ConnsPerSite = 8, 3
+	for i := range 400 {
+		w.put(t, "new", fmt.Sprintf("m%03d", i), fmt.Sprintf("X-Envelope-From: <alice@a.test>\nX-Envelope-To: <bob@a.test>\nSubject: %d\n\nhi\n", i))
+	}
+	sum := runLive(t, w.sp, w.cfg)
+	if sum.Totals.Delivered != 399 || sum.Totals.Deferred != 1 {
+		t.Fatalf("totals %+v, want 399 delivered and the throttled one deferred", sum.Totals)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !throttled {
+		t.Fatalf("the site never had three sessions open at once")
+	}
+	if after < 200 {
+		t.Errorf("%d of 399 messages came after the first session ended, want most: no session ended after the throttling reply", after)
 	}
 }

@@ -49,7 +49,7 @@ type SiteStats struct {
 	Name        string         `json:"name"`
 	Domains     []string       `json:"domains"`
 	MX          []string       `json:"mx,omitempty"`
-	Messages    int            `json:"messages"`
+	Messages    int            `json:"messages"`    // messages the site carried, once each however many of its domains they were for
 	Sessions    int            `json:"sessions"`    // workers the site had at most, each with its own session at a time
 	Connections int            `json:"connections"` // SMTP sessions opened in all (a lost session is replaced by a new one)
 	Seconds     float64        `json:"seconds"`

@@ -2,6 +2,7 @@ package batch
 
 import (
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/emersion/go-smtp"
@@ -32,5 +33,39 @@ func TestThrottlingReceiverDeferred(t *testing.T) {
 	}
 	if row := rows(t, sum)["busy.test"]; row.Deferred != 50 || !strings.Contains(row.Error, "in a row") {
 		t.Errorf("busy.test row %+v, want 50 deferred and the reason", row)
+	}
+}
+
+// A receiver that rate-limits at the end of data (451 4.7.1 to every
+// final dot) backs the site off as one that refuses MAIL or RCPT does:
+// after barrenLimit such transactions in a row the rest of the site's
+// mail waits for the next run, though with PIPELINING the next message's
+// commands are always in flight behind the refused one's dot (the session
+// is dropped in DATA, so that message is not received either). Nothing is
+// received, nothing bounced, everything stays queued.
+func TestThrottlingAtEndOfDataDefersSite(t *testing.T) {
+	w := newWorld(t, []string{"127.0.0.2"}, "busy.test. MX 10 mx.busy.test.", "mx.busy.test. A 127.0.0.2")
+	var mu sync.Mutex
+	data := 0
+	w.receive("127.0.0.2", testnet.SMTPOptions{Data: func(string, []string, []byte) error {
+		mu.Lock()
+		data++
+		mu.Unlock()
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "rate limited, try again later"}
+	}})
+	w.putMany(50, "busy.test")
+	w.cfg.ConnsPerSite = 1
+	sum := w.run()
+	mu.Lock()
+	n := data
+	mu.Unlock()
+	if n > barrenLimit {
+		t.Errorf("%d messages sent up to their final dot, want at most %d: the site is given up after %d throttled transactions", n, barrenLimit, barrenLimit)
+	}
+	if q := len(w.queued()); q != 50 || sum.Totals.Deferred != 50 || sum.Totals.Failed != 0 || sum.Bounces != 0 {
+		t.Errorf("%d queued, totals %+v, %d bounces; want all 50 deferred", q, sum.Totals, sum.Bounces)
+	}
+	if row := rows(t, sum)["busy.test"]; !strings.Contains(row.Error, "throttling replies in a row") {
+		t.Errorf("busy.test row error %q, want the reason the rest waits", row.Error)
 	}
 }

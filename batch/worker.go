@@ -116,7 +116,7 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 			if err != nil {
 				st.noteConfig(err)
 				counted = false
-				rest := d.giveUp(it, err)
+				rest, gerr := d.giveUp(it, err)
 				if rest == nil {
 					// Another session of the site works: the receiver
 					// would not take one more from us (a 421 greeting
@@ -125,11 +125,15 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 					d.throttled()
 				}
 				if len(rest) > 0 {
-					st.Error = rowError(err)
+					st.Error = rowError(gerr)
+					err = gerr
 					r.failAll(rest, err, "none", st)
 				}
 				return
 			}
+			d.mu.Lock()
+			d.opened = true
+			d.mu.Unlock()
 			sess, sessMsgs = s, 0
 			st.Connections++
 			st.Relay = sess.Relay()
@@ -146,6 +150,12 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 			}
 			if perSession > 0 && sessMsgs+2 > perSession {
 				return deliver.Message{}, false // the session ends after this message
+			}
+			if d.over() {
+				// Over the site's cap after a throttling reply: no
+				// look-ahead, so that this session can end after this
+				// message (see shed) while the queue is still long.
+				return deliver.Message{}, false
 			}
 			if ahead = d.take(); ahead == nil {
 				return deliver.Message{}, false
@@ -228,15 +238,23 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 				}
 			}
 		}
-		if err == nil && throttled && !delivered && ahead == nil && d.setback(false) {
+		if err == nil && throttled && !delivered && d.setback(false) {
 			// Refused for its rate, with nothing delivered, barrenLimit
-			// times in a row (the decision waits for a transaction
-			// without a look-ahead in flight, whose session is idle):
-			// the rest of the site's mail waits for the next run.
+			// times in a row: the rest of the site's mail waits for the
+			// next run.
 			if it != nil {
 				r.record(it, res, st.Relay, tls, st)
 			}
-			if rest := d.drain(); len(rest) > 0 {
+			rest := d.drain()
+			if ahead != nil {
+				// Its commands went out behind this message's final
+				// dot (a refusal there, 451 4.7.1, is common): closing
+				// the session drops it in DATA, so nothing of it is
+				// received (see deliver.Session.Close), and it waits
+				// with the rest.
+				rest = append(rest, ahead)
+			}
+			if len(rest) > 0 {
 				e := fmt.Errorf("%d throttling replies in a row without a delivery, the rest of the site's mail waits for the next run: %w", barrenLimit, firstErr(res))
 				st.Error = e.Error()
 				r.failAll(rest, e, st.Relay, st)
