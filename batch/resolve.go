@@ -10,7 +10,7 @@ import (
 )
 
 // resolveInFlight is how many next hops are looked up at once before a
-// pass delivers. Each lookup is an MX query and then the address queries
+// pass delivers, at most (and no more than MaxConns). Each lookup is an MX query and then the address queries
 // of its hosts (concurrent per host), so a few dozen keep a resolver busy
 // without flooding it: 500 domains resolve in about 16 round trips to the
 // DNS server instead of 1,500 one after another.
@@ -60,7 +60,10 @@ func (r *runner) resolveAll(ctx context.Context, batches []*Batch) {
 	}
 	c.mu.Unlock()
 	var g errgroup.Group
-	g.SetLimit(resolveInFlight)
+	// No more lookups in flight than sessions at once: each holds a UDP
+	// socket or two, and a run's open files stay bounded by its
+	// connection limit (2 x --max-conns + 16 in bench/run's table).
+	g.SetLimit(min(resolveInFlight, max(r.cfg.MaxConns, 4)))
 	for _, key := range todo {
 		g.Go(func() error {
 			h := &hop{}
@@ -81,4 +84,10 @@ func (r *runner) resolveAll(ctx context.Context, batches []*Batch) {
 		})
 	}
 	_ = g.Wait() // lookups never return errors: a failure is the hop's
+	// The sockets kept for the next queries are closed while the pass
+	// delivers: it asks little more (TLSA lookups under dane), and its
+	// open files are then its sessions' and messages' alone.
+	if c, ok := r.cfg.Resolver.(interface{ Close() }); ok {
+		c.Close()
+	}
 }

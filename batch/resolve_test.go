@@ -13,9 +13,9 @@ import (
 )
 
 // Before any session opens, a run resolves every domain, many at a time:
-// with 100 domains whose MX answers each take 100 ms and two connections,
-// the DNS server sees far more than two queries in flight (one after
-// another per worker, it would see at most two). Each domain is asked
+// with 100 domains whose MX answers each take 100 ms, the DNS server sees
+// about as many queries in flight as the run may have sessions (one after
+// another per worker, it would see one per site). Each domain is asked
 // once, and the bounce pass asks nothing again: the DSN for the refused
 // recipient goes to d0.test, already resolved.
 func TestRunResolvesEveryDomainFirstAndOnce(t *testing.T) {
@@ -31,6 +31,7 @@ func TestRunResolvesEveryDomainFirstAndOnce(t *testing.T) {
 			return nil
 		},
 	}, recs...)
+	w.cfg.MaxConns = resolveInFlight // lookups in flight are bounded by it too
 	for i := range 100 {
 		w.dns.Delay(fmt.Sprintf("d%d.test", i), 100*time.Millisecond)
 		w.put(t, "new", fmt.Sprintf("m%d", i), fmt.Sprintf("X-Envelope-From: <alice@d0.test>\nX-Envelope-To: <bob@d%d.test>\nSubject: %d\n\nhi\n", i, i))

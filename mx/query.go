@@ -160,10 +160,11 @@ func (r *Resolver) exchangeOver(ctx context.Context, network string, q *dns.Msg)
 	return in, nil
 }
 
-// maxIdleUDP is how many idle UDP sockets a Resolver keeps: as many as
-// the queries a run has in flight at once (batch resolves 32 domains at a
-// time, each with up to two address queries per MX host).
-const maxIdleUDP = 64
+// maxIdleUDP is how many idle UDP sockets a Resolver keeps between
+// queries: enough for the lookups batch runs at once to find one (each
+// lookup asks one question at a time per MX host), few enough that the
+// open files of a run stay near its connection limit.
+const maxIdleUDP = 16
 
 // udpPool keeps the UDP sockets of finished queries for the next ones, so
 // that resolving thousands of domains does not open and close a socket per

@@ -228,6 +228,10 @@ func (t *Table) Conns(key string) int {
 	return h.Conns
 }
 
+// Close closes the sockets the resolver keeps for its next queries (see
+// mx.Resolver.Close); the Table may be used again afterwards.
+func (t *Table) Close() { t.c.Resolver.Close() }
+
 // Relay reports whether key, from Hop, names a relay (a route with
 // targets, or the smart host) rather than a domain sent to its own MX.
 func (t *Table) Relay(key string) bool { return t.hops[key] != nil }
