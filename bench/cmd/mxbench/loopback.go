@@ -14,7 +14,7 @@ import (
 // unlinkFloor), and prints one table.
 func (w *world) loopback(ctx context.Context) error {
 	c := w.cfg
-	fmt.Printf("### Loopback: %d sessions at once (mxflush --max-conns %d --conns-per-domain %d, smtp-source -s %d), %d-octet bodies, one smtp-sink\n\n",
+	fmt.Printf("### Loopback: %d sessions at once (mxflush --max-conns %d --conns-per-site %d, smtp-source -s %d), %d-octet bodies, one smtp-sink\n\n",
 		c.conc, c.conc, c.conc, c.conc, c.size)
 	fmt.Printf("Spool on disk: %s, %s.", w.cfg.dir, fsInfo(w.cfg.dir))
 	if c.memSpool != "" {

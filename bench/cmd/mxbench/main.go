@@ -75,7 +75,7 @@ func parseFlags(args []string) (config, error) {
 	ns := fs.String("n", "1000,10000,100000", "message counts of the loopback table, comma-separated")
 	ks := fs.String("k", "1,20,500", "domain counts of the loopback table")
 	fs.IntVar(&c.size, "size", 2048, "body octets per message (smtp-source -l)")
-	fs.IntVar(&c.conc, "c", 8, "sessions at once: mxflush --max-conns and --conns-per-domain, smtp-source -s")
+	fs.IntVar(&c.conc, "c", 8, "sessions at once: mxflush --max-conns and --conns-per-site, smtp-source -s")
 	fs.IntVar(&c.runs, "runs", 3, "runs per contender and row; the tables show medians")
 	sections := fs.String("sections", "loopback,wan,pipelining,postfix,sites,sites-wan,shards", "which tables to measure")
 	fs.DurationVar(&c.wanDelay, "wan-delay", 10*time.Millisecond, "one-way delay of the latency proxy")
