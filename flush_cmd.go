@@ -35,7 +35,7 @@ type FlushCmd struct {
 
 // FlushFlags are flush's settings, which mxflush config shows too.
 type FlushFlags struct {
-	MaxConns int    `help:"Concurrent SMTP sessions at most, over every site; each site starts with up to four and gains more while it delivers, up to --conns-per-site." default:"32" placeholder:"N"`
+	MaxConns int    `help:"Concurrent SMTP sessions at most, over every site; each site starts with up to four and gains more while it delivers (see --conns-per-site)." default:"32" placeholder:"N"`
 	Port     int    `help:"TCP port of every MX host." default:"25" placeholder:"P"`
 	DNS      string `name:"dns" help:"DNS server for every query, HOST:PORT; HOST is an IP address or a name in /etc/hosts, never looked up in DNS (default: the first nameserver in /etc/resolv.conf)." placeholder:"HOST:PORT"`
 	Helo     string `help:"Name to send in EHLO/HELO (default: this host's name)." placeholder:"NAME"`

@@ -180,7 +180,22 @@ func TestRunThrottledSiteDeferredAfterThree(t *testing.T) {
 	for i := range 50 {
 		w.put(t, "new", fmt.Sprintf("m%02d", i), fmt.Sprintf("X-Envelope-From: <alice@a.test>\nX-Envelope-To: <bob@a.test>\nSubject: %d\n\nhi\n", i))
 	}
+	var evMu sync.Mutex
+	notTried := 0
+	w.cfg.OnResult = func(e Event) {
+		evMu.Lock()
+		defer evMu.Unlock()
+		if strings.HasPrefix(e.Reply, "4.4.0 not tried in this run: ") {
+			notTried++
+			if e.Relay != "none" || !strings.Contains(e.Reply, "last: 450 4.7.1 rate limited") {
+				t.Errorf("a recipient never offered: relay %q, reply %q; want none, and the last reply quoted as such", e.Relay, e.Reply)
+			}
+		}
+	}
 	sum := runLive(t, w.sp, w.cfg)
+	if notTried < 50-barrenLimit-1 {
+		t.Errorf("%d recipients deferred as not tried, want the %d or so never offered to the server", notTried, 50-barrenLimit)
+	}
 	if sum.Totals.Deferred != 50 || sum.Totals.Delivered != 0 {
 		t.Fatalf("deferred %d, delivered %d; want all 50 deferred", sum.Totals.Deferred, sum.Totals.Delivered)
 	}

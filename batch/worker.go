@@ -214,9 +214,9 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 					r.record(it, res, st.Relay, tls, st)
 				}
 				if rest := d.drain(); len(rest) > 0 {
-					e := fmt.Errorf("%d SMTP sessions in a row were lost without a delivery, the rest of the batch waits for the next run: %w", barrenLimit, err)
-					st.Error = e.Error()
-					r.failAll(rest, e, st.Relay, st)
+					e := notTried(fmt.Sprintf("%d SMTP sessions in a row were lost without a delivery", barrenLimit), err)
+					st.Error = rowError(e)
+					r.failAll(rest, e, "none", st)
 				}
 				return
 			}
@@ -255,9 +255,9 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 				rest = append(rest, ahead)
 			}
 			if len(rest) > 0 {
-				e := fmt.Errorf("%d throttling replies in a row without a delivery, the rest of the site's mail waits for the next run: %w", barrenLimit, firstErr(res))
-				st.Error = e.Error()
-				r.failAll(rest, e, st.Relay, st)
+				e := notTried(fmt.Sprintf("%d throttling replies in a row without a delivery", barrenLimit), firstErr(res))
+				st.Error = rowError(e)
+				r.failAll(rest, e, "none", st)
 			}
 			return
 		}
@@ -278,6 +278,21 @@ func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 			sess = nil
 		}
 	}
+}
+
+// notTried is the outcome of the messages a site's setbacks left unsent:
+// deferred with a local reason that says why and quotes the last reply
+// (whose own recipient has it as its outcome), so that a recipient never
+// offered to the server is not logged with another's refusal or relay.
+func notTried(why string, last error) *mta.Error {
+	msg := "not tried in this run: " + why
+	var e *mta.Error
+	if errors.As(last, &e) {
+		msg += " (last: " + e.Reply() + ")"
+	} else if last != nil {
+		msg += " (last: " + mta.OneLine(last.Error()) + ")"
+	}
+	return &mta.Error{Status: "4.4.0", Command: mta.CmdLocal, Msg: msg + "; it waits for the next run", Err: last}
 }
 
 // firstErr is the first failure among res.

@@ -135,22 +135,38 @@ func Text(w io.Writer, s *batch.Summary, out Outcome) error {
 		if site.Pass != "" {
 			name += " (" + site.Pass + ")"
 		}
-		verb := "connections"
+		verb := plural(site.Connections, "connection")
 		if s.DryRun {
-			verb = "sessions planned"
+			verb = plural(site.Connections, "session") + " planned"
 		}
 		saved := ""
 		if site.CopiesSaved > 0 {
 			saved = fmt.Sprintf(", %d copies saved by messages sent once for several domains", site.CopiesSaved)
 		}
-		fmt.Fprintf(w, "%s: %d domains (%s), %d messages, %d %s%s\n", name, len(site.Domains),
-			Escape(listSome(site.Domains, 5)), site.Messages, site.Connections, verb, saved)
+		fmt.Fprintf(w, "%s: %d domains (%s), %d %s, %d %s%s\n", name, len(site.Domains),
+			Escape(listSome(site.Domains, 5)), site.Messages, plural(site.Messages, "message"), site.Connections, verb, saved)
 		if len(site.TLS) > 0 {
 			fmt.Fprintf(w, "%s: tls: %s\n", name, Escape(tlsCounts(site.TLS)))
+		}
+		// A failure of the site's sessions is the same for each of its
+		// domains: said once, here, not once a domain.
+		for _, d := range s.Domains {
+			if d.Site == site.Name && d.Pass == site.Pass {
+				if d.Error != "" && !s.DryRun {
+					fmt.Fprintf(w, "%s: %s\n", name, Escape(d.Error))
+				}
+				if d.ConfigError != "" && !strings.Contains(d.Error, d.ConfigError) {
+					fmt.Fprintf(w, "%s: config error: %s\n", name, Escape(d.ConfigError))
+				}
+				break
+			}
 		}
 	}
 	for _, d := range s.Domains {
 		dom := Escape(d.Domain)
+		if d.Site != "" && shared[d.Pass+"\x00"+d.Site] {
+			continue // said on its site's lines
+		}
 		if d.Error != "" && !s.DryRun {
 			fmt.Fprintf(w, "%s: %s\n", dom, Escape(d.Error))
 		}
@@ -306,4 +322,12 @@ func listSome(items []string, n int) string {
 		return strings.Join(items, ", ")
 	}
 	return strings.Join(items[:n], ", ") + fmt.Sprintf(" and %d more", len(items)-n)
+}
+
+// plural is word, or word+"s" when n is not 1.
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }

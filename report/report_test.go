@@ -22,15 +22,18 @@ func sample() *batch.Summary {
 			{Domain: "a.test", Site: "mx.a.test", MX: []string{"mx.a.test[127.0.0.2]"}, Relay: "mx.a.test[127.0.0.2]:25", Messages: 3, Recipients: 4, Delivered: 3, Deferred: 1, Connections: 1, Seconds: 0.25},
 			{Domain: "b.test", Site: "mx.shared.test", MX: []string{"mx.shared.test[127.0.0.3]"}, Relay: "mx.shared.test[127.0.0.3]:25", Messages: 2, Recipients: 2, Delivered: 2, Seconds: 0.5},
 			{Domain: "c.test", Site: "mx.shared.test", MX: []string{"mx.shared.test[127.0.0.3]"}, Relay: "mx.shared.test[127.0.0.3]:25", Messages: 1, Recipients: 1, Delivered: 1, Seconds: 0.5},
+			{Domain: "d.test", Site: "mx.down.test", MX: []string{"mx.down.test[127.0.0.4]"}, Messages: 1, Recipients: 1, Deferred: 1, Error: "connect: 4.4.1 all MX hosts failed (last: mx.down.test[127.0.0.4]:25: connection refused)"},
+			{Domain: "e.test", Site: "mx.down.test", MX: []string{"mx.down.test[127.0.0.4]"}, Messages: 1, Recipients: 1, Deferred: 1, Error: "connect: 4.4.1 all MX hosts failed (last: mx.down.test[127.0.0.4]:25: connection refused)"},
 			{Domain: "nullmx.test", Messages: 1, Recipients: 1, Failed: 1, Error: "permanent: nullmx.test: DNS: 556 5.1.10 domain has a null MX (RFC 7505): it accepts no mail"},
 		},
 		Sites: []batch.SiteStats{
 			{Name: "mx.a.test", Domains: []string{"a.test"}, MX: []string{"mx.a.test[127.0.0.2]"}, Messages: 3, Sessions: 1, Connections: 1, Seconds: 0.25},
-			{Name: "mx.shared.test", Domains: []string{"b.test", "c.test"}, MX: []string{"mx.shared.test[127.0.0.3]"}, Messages: 3, Sessions: 1, Connections: 2, Seconds: 0.5, TLS: map[string]int{"TLSv1.3:unverified": 2}, CopiesSaved: 1},
+			{Name: "mx.shared.test", Domains: []string{"b.test", "c.test"}, MX: []string{"mx.shared.test[127.0.0.3]"}, Messages: 2, Sessions: 1, Connections: 2, Seconds: 0.5, TLS: map[string]int{"TLSv1.3:unverified": 2}, CopiesSaved: 1},
+			{Name: "mx.down.test", Domains: []string{"d.test", "e.test"}, MX: []string{"mx.down.test[127.0.0.4]"}, Messages: 2, Sessions: 1},
 		},
 		NotDue: 2,
 	}
-	s.Totals = batch.DomainStats{Domain: "total", Messages: 7, Recipients: 8, Delivered: 6, Deferred: 1, Failed: 1, Connections: 3}
+	s.Totals = batch.DomainStats{Domain: "total", Messages: 9, Recipients: 10, Delivered: 6, Deferred: 3, Failed: 1, Connections: 3}
 	return s
 }
 

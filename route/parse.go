@@ -67,8 +67,13 @@ func ParseRoutes(r io.Reader, name string) ([]Rule, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
+		given := map[string]bool{}
 		for _, opt := range f[2:] {
 			k, v, _ := strings.Cut(opt, "=")
+			if given[k] {
+				return nil, fmt.Errorf("%s: option %s= given twice", where, k)
+			}
+			given[k] = true
 			switch k {
 			case "tls":
 				if hop.TLS, err = deliver.ParseTLSMode(v); err != nil {

@@ -138,6 +138,7 @@ func TestParseRoutesErrors(t *testing.T) {
 		{"example.com smtp:[relay.example.net] auth=yes", "unknown option"},
 		{"example.com smtp:[relay.example.net] bind=relay.example.net", "want an IP address"},
 		{"example.com smtp: conns=0", "conns=\"0\": want a number of sessions"},
+		{"example.com smtp: conns=2 conns=3", "option conns= given twice"},
 		{"example.com smtp: conns=many", "conns=\"many\": want a number of sessions"},
 		{"exa mple.com", "want smtp:"},
 		{"[1.2.3.4] smtp:", "not a domain name"},
