@@ -26,7 +26,8 @@ import (
 // a connection attempt per message.
 //
 // A worker started by grow is on probation (probe) until its first
-// delivery or its end: the site grows by one session at a time.
+// delivery or its end: a site never has more sessions on probation than
+// sessions that have delivered (see grow).
 func (r *runner) work(ctx context.Context, d *siteRun, probe bool) {
 	start := r.now()
 	st := &tally{} // this worker's counts, merged into d at the end
