@@ -303,7 +303,7 @@ func (d *siteRun) rows() ([]DomainStats, SiteStats) {
 func (r *runner) groupSites(batches []*Batch) []*siteRun {
 	var sites []*siteRun
 	byKey := map[string]*siteRun{}
-	names := map[string]int{}
+	keyOf := map[*siteRun]string{}
 	for _, b := range batches {
 		h := r.routes.get(b.Domain)
 		if h == nil { // not resolved: the run stopped first
@@ -314,25 +314,44 @@ func (r *runner) groupSites(batches []*Batch) []*siteRun {
 			d.batches = append(d.batches, b)
 			continue
 		}
-		name := b.Domain
+		d := newSiteRun(b.Domain, []*Batch{b}, h)
 		if key != "" {
-			name = siteName(h.hosts)
-			if names[name]++; names[name] > 1 { // another host set with the same first host
-				name += "#" + strconv.Itoa(names[name])
-			}
-		}
-		d := newSiteRun(name, []*Batch{b}, h)
-		if key != "" {
-			byKey[key] = d
+			d.name = siteName(h.hosts)
+			byKey[key], keyOf[d] = d, key
 		}
 		sites = append(sites, d)
 	}
+	nameSites(sites, keyOf)
 	for _, d := range sites {
 		d.items = mergeItems(d.batches)
 		d.split = r.isSplit(d.name)
 	}
 	sort.SliceStable(sites, func(i, j int) bool { return len(sites[i].items) > len(sites[j].items) })
 	return sites
+}
+
+// nameSites tells apart the sites whose first hosts are the same (two host
+// sets, or one set under two TLS policies): the one whose key sorts first
+// keeps the name, the others get "#2", "#3" in key order. The order of the
+// keys, not of the batches, decides, so that a site keeps its name from
+// run to run (it labels the metrics file's series) while its host sets
+// stay as they are.
+func nameSites(sites []*siteRun, keyOf map[*siteRun]string) {
+	byName := map[string][]*siteRun{}
+	for _, d := range sites {
+		if _, ok := keyOf[d]; ok {
+			byName[d.name] = append(byName[d.name], d)
+		}
+	}
+	for name, same := range byName {
+		if len(same) < 2 {
+			continue
+		}
+		sort.Slice(same, func(i, j int) bool { return keyOf[same[i]] < keyOf[same[j]] })
+		for i, d := range same[1:] {
+			d.name = name + "#" + strconv.Itoa(i+2)
+		}
+	}
 }
 
 // siteKey identifies the site of a batch resolved to h: its hosts, each as

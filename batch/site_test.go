@@ -370,3 +370,35 @@ func TestRunThrottlingReplyEndsPipelinedSession(t *testing.T) {
 		t.Errorf("%d of 399 messages came after the first session ended, want most: no session ended after the throttling reply", after)
 	}
 }
+
+// Two host sets with the same first host are told apart by the order of
+// their keys, not by which has more mail: the name each gets (and labels
+// the metrics with) is the same in a run where b.test has more mail and
+// in one where c.test has.
+func TestSiteNamesStableAcrossRuns(t *testing.T) {
+	names := func(bMsgs, cMsgs int) map[string]string {
+		w := newTestWorld(t, testnet.SMTPOptions{},
+			"b.test. MX 10 mx.a.test.",
+			"c.test. MX 10 mx.a.test.", "c.test. MX 20 backup.a.test.", "backup.a.test. A 127.0.0.2")
+		n := 0
+		for _, c := range []struct {
+			dom string
+			k   int
+		}{{"b.test", bMsgs}, {"c.test", cMsgs}} {
+			for range c.k {
+				w.put(t, "new", fmt.Sprintf("m%d", n), fmt.Sprintf("X-Envelope-From: <alice@a.test>\nX-Envelope-To: <bob@%s>\nSubject: x\n\nhi\n", c.dom))
+				n++
+			}
+		}
+		sum := runLive(t, w.sp, w.cfg)
+		got := map[string]string{}
+		for _, row := range sum.Domains {
+			got[row.Domain] = row.Site
+		}
+		return got
+	}
+	first, second := names(3, 1), names(1, 3)
+	if first["b.test"] == first["c.test"] || first["b.test"] != second["b.test"] || first["c.test"] != second["c.test"] {
+		t.Errorf("site names %v with more mail to b.test, %v with more to c.test; want two names, the same in both runs", first, second)
+	}
+}
