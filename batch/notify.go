@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mxflush/mxflush/dsn"
+	"github.com/mxflush/mxflush/mta"
 	"github.com/mxflush/mxflush/spool"
 )
 
@@ -107,18 +108,22 @@ func dsnRecipient(rr rcptResult, a dsn.Action, now time.Time) dsn.Recipient {
 // enhanced returns the RFC 3463 code in the first or second word of reply
 // ("550 5.1.1 No such user", "5.1.10 null MX"), or def.
 func enhanced(reply, def string) string {
-	f := strings.Fields(reply)
-	for i := 0; i < len(f) && i < 2; i++ {
-		if dsn.ValidStatus(f[i]) {
-			return f[i]
+	if code, _, text, ok := mta.ParseLine(reply); ok {
+		if st, _ := mta.SplitStatus(code, text); st != "" {
+			return st
 		}
+		return def
+	}
+	if st, ok := mta.ParseStatus(strings.SplitN(reply, " ", 2)[0]); ok {
+		return st // a local reason, "4.4.7 delivery time expired ..."
 	}
 	return def
 }
 
 // smtpReply reports whether s starts with a three-digit reply code.
 func smtpReply(s string) bool {
-	return len(s) >= 4 && s[3] == ' ' && strings.Trim(s[:3], "0123456789") == ""
+	_, _, _, ok := mta.ParseLine(s)
+	return ok
 }
 
 // relayHost returns the host name of a relay written "host[ip]:port", or

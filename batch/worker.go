@@ -407,8 +407,8 @@ func (r *runner) outcomes(it *Item, res []deliver.Result, relay string, tls deli
 		if rs.Err != nil {
 			o.status, dsn, o.reply = classify(rs.Err)
 			st.noteConfig(rs.Err)
-		} else if code := replyStatus(rs.Reply); code != "" {
-			dsn = code
+		} else {
+			dsn = enhanced(rs.Reply, dsn)
 		}
 		out[rs.Rcpt] = r.conclude(it, rc, o, dsn, &tls, st)
 	}
@@ -473,16 +473,6 @@ func (r *runner) count(st *DomainStats, s Status) {
 	default:
 		st.Deferred++
 	}
-}
-
-// replyStatus returns the enhanced status code of a reply such as
-// "250 2.0.0 Ok", or "".
-func replyStatus(reply string) string {
-	f := strings.Fields(reply)
-	if len(f) >= 2 && strings.Count(f[1], ".") == 2 && f[1][0] >= '2' && f[1][0] <= '5' {
-		return f[1]
-	}
-	return ""
 }
 
 func describeHost(h mta.Host) string {

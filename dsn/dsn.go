@@ -33,6 +33,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/mxflush/mxflush/mta"
 	"mime/multipart"
 	"net/textproto"
 	"strings"
@@ -210,28 +211,13 @@ func statusFields(n Notice) []byte {
 // status returns r's Status field: its enhanced code when it is one
 // (class.subject.detail, RFC 3463 §2), else the action's default.
 func status(r Recipient) string {
-	if ValidStatus(r.Status) {
+	if _, ok := mta.ParseStatus(r.Status); ok {
 		return r.Status
 	}
 	if r.Action == Delayed {
 		return "4.0.0"
 	}
 	return "5.0.0"
-}
-
-// ValidStatus reports whether s is an RFC 3463 enhanced status code: class
-// 2, 4 or 5, a subject of 1-3 digits and a detail of 1-3 digits.
-func ValidStatus(s string) bool {
-	p := strings.Split(s, ".")
-	if len(p) != 3 || (p[0] != "2" && p[0] != "4" && p[0] != "5") {
-		return false
-	}
-	for _, d := range p[1:] {
-		if len(d) < 1 || len(d) > 3 || strings.Trim(d, "0123456789") != "" {
-			return false
-		}
-	}
-	return true
 }
 
 // diagnostic returns the Diagnostic-Code value (RFC 3464 §2.3.6): type

@@ -264,12 +264,3 @@ func TestComposeStableAndRefusals(t *testing.T) {
 		}
 	}
 }
-
-func TestValidStatus(t *testing.T) {
-	for s, want := range map[string]bool{"5.1.1": true, "4.4.7": true, "2.0.0": true, "5.1.10": true, "5.123.999": true,
-		"3.0.0": false, "5.1": false, "5.1.1.1": false, "5..1": false, "5.1.1000": false, "x.1.1": false, "": false} {
-		if ValidStatus(s) != want {
-			t.Errorf("ValidStatus(%q) = %v", s, !want)
-		}
-	}
-}

@@ -80,3 +80,16 @@ func TestParseStatusAllocs(t *testing.T) {
 		t.Errorf("ParseStatus allocates %v times", n)
 	}
 }
+
+// TestParseStatus: RFC 3463 §2's grammar, class 2, 4 or 5, subject and
+// detail of one to three digits without leading zeros (these cases were
+// dsn's, whose own checker this one replaced).
+func TestParseStatus(t *testing.T) {
+	for s, want := range map[string]bool{"5.1.1": true, "4.4.7": true, "2.0.0": true, "5.1.10": true, "5.123.999": true,
+		"3.0.0": false, "5.1": false, "5.1.1.1": false, "5..1": false, "5.1.1000": false, "x.1.1": false, "": false,
+		"5.01.1": false, "5.+1.1": false} {
+		if _, ok := ParseStatus(s); ok != want {
+			t.Errorf("ParseStatus(%q) ok = %v, want %v", s, ok, want)
+		}
+	}
+}
