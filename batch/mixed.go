@@ -76,7 +76,7 @@ func notForThisServer(err error) bool {
 // the rest of the run (see siteRun.take). It returns the item and the
 // results left to record; the item is nil when nothing is left.
 func (r *runner) unmix(d *siteRun, it *Item, res []deliver.Result) (*Item, []deliver.Result) {
-	if len(it.keys()) < 2 {
+	if !it.mixed() {
 		return it, res
 	}
 	retry := map[string]bool{}
@@ -141,6 +141,9 @@ func (r *runner) setSplit(site string) {
 // carrying several domains: one less than the number of its recipients'
 // domains that it delivered to.
 func copiesSaved(it *Item, res []deliver.Result) int {
+	if !it.mixed() {
+		return 0
+	}
 	ok := map[string]bool{}
 	for _, rs := range res {
 		if rs.Err == nil {

@@ -60,6 +60,18 @@ func (it *Item) Rcpts() []string {
 	return out
 }
 
+// mixed reports whether the item's recipients are in more than one batch
+// (domains of one site sent together), without allocating: it is asked of
+// every transaction.
+func (it *Item) mixed() bool {
+	for _, rc := range it.rcpts[min(1, len(it.rcpts)):] {
+		if rc.key != it.rcpts[0].key {
+			return true
+		}
+	}
+	return false
+}
+
 // keys returns the distinct batch keys of the item's recipients, in order.
 func (it *Item) keys() []string {
 	var keys []string

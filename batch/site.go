@@ -113,7 +113,7 @@ func (d *siteRun) take() *Item {
 		d.next++
 		it = d.items[d.next-1]
 	}
-	if it != nil && d.split && len(it.keys()) > 1 {
+	if it != nil && d.split && it.mixed() {
 		parts := byKey(it)
 		d.back = append(d.back, parts[1:]...)
 		it = parts[0]
